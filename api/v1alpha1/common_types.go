@@ -1,0 +1,233 @@
+package v1alpha1
+
+import (
+	"k8s.io/apimachinery/pkg/api/resource"
+)
+
+// Labels, annotations and finalizers shared by the controller and the host agents.
+const (
+	// NodeNameLabel is set by the controller on every VMClone bound to a host. Each host agent
+	// caches only the clones whose label equals its own node name, as KubeVirt's virt-handler
+	// does with kubevirt.io/nodeName.
+	NodeNameLabel = "vm.xenclone.dev/node"
+
+	// TemplateLabel carries the VMTemplate name of a VMClone so clones of a template can be
+	// listed with a label selector.
+	TemplateLabel = "vm.xenclone.dev/template"
+
+	// PoolLabel names the VMClonePool that owns a VMClone.
+	PoolLabel = "vm.xenclone.dev/pool"
+
+	// PoolIndexLabel carries a pool member's index.
+	PoolIndexLabel = "vm.xenclone.dev/pool-index"
+
+	// CloneFinalizer is held by the host agent until the clone's domain, configuration, seed and
+	// snapshot are gone from its host.
+	CloneFinalizer = "vm.xenclone.dev/host-cleanup"
+
+	// TemplateFinalizer is held by the controller while clones of a template exist.
+	TemplateFinalizer = "vm.xenclone.dev/in-use"
+)
+
+// Condition types. Every object reports a top-level Ready condition; the others say which step
+// is not done yet.
+const (
+	ConditionReady          = "Ready"
+	ConditionScheduled      = "Scheduled"
+	ConditionVolumeReady    = "VolumeReady"
+	ConditionGuestPrepared  = "GuestPrepared"
+	ConditionDomainRunning  = "DomainRunning"
+	ConditionStorageAtRisk  = "StorageAtRisk"
+	ConditionHostReachable  = "HostReachable"
+	ConditionTemplateInUse  = "InUse"
+	ConditionStorageHealthy = "StorageHealthy"
+)
+
+// DomainType is the Xen guest type.
+// +kubebuilder:validation:Enum=pv;pvh;hvm
+type DomainType string
+
+const (
+	DomainTypePV  DomainType = "pv"
+	DomainTypePVH DomainType = "pvh"
+	DomainTypeHVM DomainType = "hvm"
+)
+
+// LifecycleAction is what Xen does when a guest powers off, reboots or crashes
+// (xl.cfg on_poweroff / on_reboot / on_crash).
+// +kubebuilder:validation:Enum=destroy;restart;rename-restart;preserve;coredump-destroy;coredump-restart
+type LifecycleAction string
+
+// DomainSpec is the Xen domain configuration of a clone. A VMTemplate gives the defaults; a
+// VMClone may override memory, vCPUs and NICs.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.maxMemory) || !has(self.memory) || quantity(string(self.maxMemory)).compareTo(quantity(string(self.memory))) >= 0",message="spec.domain.maxMemory must be greater than or equal to spec.domain.memory: raise maxMemory or lower memory"
+// +kubebuilder:validation:XValidation:rule="!has(self.maxVCPUs) || !has(self.vcpus) || self.maxVCPUs >= self.vcpus",message="spec.domain.maxVCPUs must be greater than or equal to spec.domain.vcpus: raise maxVCPUs or lower vcpus"
+// +kubebuilder:validation:XValidation:rule="!has(self.boot) || !has(self.type) || self.type != 'hvm' || !has(self.boot.bootloader)",message="spec.domain.boot.bootloader (pygrub) is for pv and pvh guests only: remove it for type hvm (HVM guests boot from their own disk)"
+type DomainSpec struct {
+	// Type is the Xen guest type: pv (paravirtualized, the default and the only type that runs
+	// without hardware virtualization), pvh, or hvm.
+	// +kubebuilder:default=pv
+	// +optional
+	Type DomainType `json:"type,omitempty"`
+
+	// Memory is the guest's memory at start, e.g. 1Gi (xl.cfg memory, rounded up to MiB).
+	// At least 32Mi, at most 4Ti.
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('32Mi')) >= 0 && quantity(string(self)).compareTo(quantity('4Ti')) <= 0",message="memory must be between 32Mi and 4Ti, e.g. 512Mi or 2Gi"
+	// +optional
+	Memory *resource.Quantity `json:"memory,omitempty"`
+
+	// MaxMemory is the most memory the guest may balloon up to (xl.cfg maxmem); at least Memory.
+	// Unset means equal to Memory.
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('32Mi')) >= 0 && quantity(string(self)).compareTo(quantity('4Ti')) <= 0",message="maxMemory must be between 32Mi and 4Ti, e.g. 1Gi"
+	// +optional
+	MaxMemory *resource.Quantity `json:"maxMemory,omitempty"`
+
+	// VCPUs is the number of virtual CPUs online at start (xl.cfg vcpus), 1 to 512.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=512
+	// +optional
+	VCPUs *int32 `json:"vcpus,omitempty"`
+
+	// MaxVCPUs is the number of virtual CPUs the guest may bring online (xl.cfg maxvcpus);
+	// at least VCPUs.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=512
+	// +optional
+	MaxVCPUs *int32 `json:"maxVCPUs,omitempty"`
+
+	// Boot says how the guest boots: through pygrub reading the guest's own grub
+	// configuration, or directly from a kernel and ramdisk in dom0.
+	// +optional
+	Boot *BootSpec `json:"boot,omitempty"`
+
+	// DiskVdev is the virtual device the clone's snapshot appears as in the guest. A whole-disk
+	// name such as xvda means the guest sees a partition table; xvda1 means a bare filesystem.
+	// +kubebuilder:validation:Pattern=`^(xvd[a-z]{1,2}|hd[a-z]|sd[a-z]{1,2})[0-9]{0,2}$`
+	// +kubebuilder:default=xvda
+	// +optional
+	DiskVdev string `json:"diskVdev,omitempty"`
+
+	// NICs are the guest's network interfaces, in order (eth0 first). Each clone gets its own
+	// unique MAC per NIC.
+	// +kubebuilder:validation:MaxItems=8
+	// +listType=atomic
+	// +optional
+	NICs []NIC `json:"nics,omitempty"`
+
+	// VNC turns on a VNC console bound to 127.0.0.1 of the host. It costs one QEMU process in
+	// dom0 per guest, so leave it off for dense hosts.
+	// +optional
+	VNC *VNCSpec `json:"vnc,omitempty"`
+
+	// OnPoweroff is what Xen does when the guest powers off. Default destroy.
+	// +optional
+	OnPoweroff LifecycleAction `json:"onPoweroff,omitempty"`
+	// OnReboot is what Xen does when the guest reboots. Default restart.
+	// +optional
+	OnReboot LifecycleAction `json:"onReboot,omitempty"`
+	// OnCrash is what Xen does when the guest crashes. Default destroy.
+	// +optional
+	OnCrash LifecycleAction `json:"onCrash,omitempty"`
+}
+
+// BootSpec selects exactly one boot method.
+// +kubebuilder:validation:XValidation:rule="has(self.bootloader) != has(self.kernel)",message="spec.domain.boot must set exactly one of bootloader or kernel: use bootloader: pygrub to boot the guest's own kernel, or kernel (with optional ramdisk and cmdline) to boot a kernel from dom0"
+// +kubebuilder:validation:XValidation:rule="!has(self.ramdisk) || has(self.kernel)",message="spec.domain.boot.ramdisk needs spec.domain.boot.kernel: set kernel too, or remove ramdisk"
+type BootSpec struct {
+	// Bootloader runs in dom0 to read the guest's boot configuration; only pygrub is supported.
+	// +kubebuilder:validation:Enum=pygrub
+	// +optional
+	Bootloader string `json:"bootloader,omitempty"`
+
+	// Kernel is an absolute path in dom0 of the kernel to boot directly.
+	// +kubebuilder:validation:Pattern=`^/[A-Za-z0-9._/+-]+$`
+	// +kubebuilder:validation:MaxLength=4096
+	// +optional
+	Kernel string `json:"kernel,omitempty"`
+
+	// Ramdisk is an absolute path in dom0 of the initial ramdisk for Kernel.
+	// +kubebuilder:validation:Pattern=`^/[A-Za-z0-9._/+-]+$`
+	// +kubebuilder:validation:MaxLength=4096
+	// +optional
+	Ramdisk string `json:"ramdisk,omitempty"`
+
+	// Cmdline is the guest kernel command line (with pygrub it is appended to the guest's grub
+	// entry). Printable ASCII only.
+	// +kubebuilder:validation:Pattern=`^[ -~]*$`
+	// +kubebuilder:validation:MaxLength=2048
+	// +optional
+	Cmdline string `json:"cmdline,omitempty"`
+}
+
+// NIC is one virtual network interface.
+type NIC struct {
+	// Bridge is the dom0 bridge the interface is plugged into, e.g. xenbr0.
+	// +kubebuilder:validation:MaxLength=15
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$`
+	// +kubebuilder:default=xenbr0
+	// +optional
+	Bridge string `json:"bridge,omitempty"`
+
+	// MAC pins the interface's MAC address (lowercase, colon-separated). It must be unicast and
+	// either in Xen's OUI 00:16:3e or locally administered. Leave it empty and the controller
+	// allocates a MAC that is unique across the cluster; only set it in a VMClone.
+	// +kubebuilder:validation:MaxLength=17
+	// +kubebuilder:validation:Pattern=`^(00:16:3e(:[0-9a-f]{2}){3}|[0-9a-f][26ae](:[0-9a-f]{2}){5})$`
+	// +optional
+	MAC string `json:"mac,omitempty"`
+}
+
+// VNCSpec configures the guest's VNC console.
+type VNCSpec struct {
+	// Enabled turns the console on. It always listens on 127.0.0.1 of the host; reach it
+	// through an SSH tunnel.
+	Enabled bool `json:"enabled"`
+}
+
+// LocalObjectReference names an object in the same namespace.
+type LocalObjectReference struct {
+	// Name of the object.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
+
+// SecretKeyReference names a key of a Secret in the clone's namespace.
+type SecretKeyReference struct {
+	// Name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// Key in the Secret's data.
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	// +kubebuilder:validation:MaxLength=253
+	Key string `json:"key"`
+}
+
+// LVName is an LVM logical volume name: letters, digits and + _ . -, not starting with a
+// hyphen, not "." or "..", not starting with "snapshot" or "pvmove", and without the suffixes
+// lvm2 reserves for its internal volumes (lvm(8) "VALID NAMES").
+// +kubebuilder:validation:MinLength=1
+// +kubebuilder:validation:MaxLength=127
+// +kubebuilder:validation:Pattern=`^[A-Za-z0-9+_.][A-Za-z0-9+_.-]*$`
+// +kubebuilder:validation:XValidation:rule="self != '.' && self != '..'",message="an LVM name cannot be '.' or '..': choose a name made of letters, digits and + _ . -"
+// +kubebuilder:validation:XValidation:rule="!self.startsWith('snapshot') && !self.startsWith('pvmove')",message="LVM reserves names starting with 'snapshot' or 'pvmove': choose another logical volume name"
+// +kubebuilder:validation:XValidation:rule="!['_cdata', '_cmeta', '_corig', '_mlog', '_mimage', '_pmspare', '_rimage', '_rmeta', '_tdata', '_tmeta', '_vorigin', '_vdata'].exists(s, self.contains(s))",message="LVM reserves the substrings _cdata _cmeta _corig _mlog _mimage _pmspare _rimage _rmeta _tdata _tmeta _vorigin _vdata for internal volumes: rename the logical volume"
+type LVName string
+
+// VGName is an LVM volume group name: letters, digits and + _ . -, not starting with a hyphen,
+// not "." or "..".
+// +kubebuilder:validation:MinLength=1
+// +kubebuilder:validation:MaxLength=127
+// +kubebuilder:validation:Pattern=`^[A-Za-z0-9+_.][A-Za-z0-9+_.-]*$`
+// +kubebuilder:validation:XValidation:rule="self != '.' && self != '..'",message="an LVM name cannot be '.' or '..': choose a name made of letters, digits and + _ . -"
+type VGName string
+
+// DomainName is a Xen domain name. xl reads an all-digit name as a domain id, so a name must
+// contain at least one non-digit.
+// +kubebuilder:validation:MinLength=1
+// +kubebuilder:validation:MaxLength=64
+// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][A-Za-z0-9_.-]*$`
+// +kubebuilder:validation:XValidation:rule="!self.matches('^[0-9]+$')",message="a Xen domain name cannot be all digits (xl would read it as a domain id): add a letter, e.g. vm-1234"
+type DomainName string

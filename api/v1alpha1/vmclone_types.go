@@ -1,0 +1,329 @@
+package v1alpha1
+
+import (
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// RunStrategy says whether a clone's domain should run.
+// +kubebuilder:validation:Enum=Always;RerunOnFailure;Once;Halted
+type RunStrategy string
+
+const (
+	// RunStrategyAlways keeps the domain running: whenever it stops, it is started again.
+	RunStrategyAlways RunStrategy = "Always"
+	// RunStrategyRerunOnFailure restarts the domain after a crash but not after a clean power-off.
+	RunStrategyRerunOnFailure RunStrategy = "RerunOnFailure"
+	// RunStrategyOnce starts the domain once; when it stops it stays stopped.
+	RunStrategyOnce RunStrategy = "Once"
+	// RunStrategyHalted prepares the disk but keeps the domain stopped (a clean shut-down is
+	// requested if it runs).
+	RunStrategyHalted RunStrategy = "Halted"
+)
+
+// ExpiryAction is what happens to a clone when its lifetime ends.
+// +kubebuilder:validation:Enum=Delete;Stop
+type ExpiryAction string
+
+const (
+	ExpiryDelete ExpiryAction = "Delete"
+	ExpiryStop   ExpiryAction = "Stop"
+)
+
+// PlacementStrategy chooses between spreading clones and packing hosts.
+// +kubebuilder:validation:Enum=Spread;Pack
+type PlacementStrategy string
+
+const (
+	PlacementSpread PlacementStrategy = "Spread"
+	PlacementPack   PlacementStrategy = "Pack"
+)
+
+// VMClonePhase summarizes where a clone is in its life.
+// +kubebuilder:validation:Enum=Pending;Scheduled;Provisioning;Starting;Running;Stopping;Stopped;Resetting;Failed;Unknown;Terminating
+type VMClonePhase string
+
+const (
+	PhasePending      VMClonePhase = "Pending"
+	PhaseScheduled    VMClonePhase = "Scheduled"
+	PhaseProvisioning VMClonePhase = "Provisioning"
+	PhaseStarting     VMClonePhase = "Starting"
+	PhaseRunning      VMClonePhase = "Running"
+	PhaseStopping     VMClonePhase = "Stopping"
+	PhaseStopped      VMClonePhase = "Stopped"
+	PhaseResetting    VMClonePhase = "Resetting"
+	PhaseFailed       VMClonePhase = "Failed"
+	PhaseUnknown      VMClonePhase = "Unknown"
+	PhaseTerminating  VMClonePhase = "Terminating"
+)
+
+// VMCloneSpec is what a user asks for: a running (or halted) copy of a template.
+// +kubebuilder:validation:XValidation:rule="!has(self.resources) || !has(self.resources.maxMemory) || !has(self.resources.memory) || quantity(string(self.resources.maxMemory)).compareTo(quantity(string(self.resources.memory))) >= 0",message="spec.resources.maxMemory must be greater than or equal to spec.resources.memory: raise maxMemory or lower memory"
+type VMCloneSpec struct {
+	// TemplateRef names the VMTemplate to clone. It cannot change after creation: delete the
+	// clone and create a new one to change templates.
+	TemplateRef LocalObjectReference `json:"templateRef"`
+
+	// RunStrategy says whether the domain runs: Always (default), RerunOnFailure, Once or Halted.
+	// +kubebuilder:default=Always
+	// +optional
+	RunStrategy RunStrategy `json:"runStrategy,omitempty"`
+
+	// Hostname is the guest's host name (RFC 1123 label). Default: the clone's name (pool
+	// members get their index appended).
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +optional
+	Hostname string `json:"hostname,omitempty"`
+
+	// DomainName overrides the Xen domain name. Default: derived from namespace and name
+	// (see status.domain.name). Must be unique on the host.
+	// +optional
+	DomainName DomainName `json:"domainName,omitempty"`
+
+	// Resources override the template's memory and vCPUs.
+	// +optional
+	Resources *CloneResources `json:"resources,omitempty"`
+
+	// NICs override the template's network interfaces (bridges, pinned MACs). Unset means the
+	// template's NICs with MACs allocated by the controller.
+	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:XValidation:rule="self.all(n, !has(n.mac) || self.exists_one(m, has(m.mac) && m.mac == n.mac))",message="spec.nics: each pinned mac must be different: change or remove the duplicate mac"
+	// +listType=atomic
+	// +optional
+	NICs []NIC `json:"nics,omitempty"`
+
+	// Placement pins or restricts the host the clone runs on.
+	// +optional
+	Placement *Placement `json:"placement,omitempty"`
+
+	// CloudInit supplies user data and network config for the clone's NoCloud seed disk.
+	// +optional
+	CloudInit *CloudInitSpec `json:"cloudInit,omitempty"`
+
+	// Lifetime makes the clone disposable: after ExpireAfter it is deleted or stopped.
+	// +optional
+	Lifetime *Lifetime `json:"lifetime,omitempty"`
+
+	// ResetRequests resets the clone's disk to the template each time it is increased: the
+	// domain stops, the snapshot is replaced by a fresh one, scrubbed and started again. The
+	// clone's identity (UUID, MACs, hostname) stays. A counter rather than an action so a
+	// GitOps repository can drive it; it can only grow.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	ResetRequests int64 `json:"resetRequests,omitempty"`
+
+	// Storage overrides the template's storage settings for this clone.
+	// +optional
+	Storage *CloneStorage `json:"storage,omitempty"`
+}
+
+// CloneResources override a template's domain sizing.
+type CloneResources struct {
+	// Memory at start, e.g. 2Gi; 32Mi to 4Ti.
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('32Mi')) >= 0 && quantity(string(self)).compareTo(quantity('4Ti')) <= 0",message="memory must be between 32Mi and 4Ti, e.g. 512Mi or 2Gi"
+	// +optional
+	Memory *resource.Quantity `json:"memory,omitempty"`
+	// MaxMemory the guest may balloon up to; at least Memory.
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('32Mi')) >= 0 && quantity(string(self)).compareTo(quantity('4Ti')) <= 0",message="maxMemory must be between 32Mi and 4Ti, e.g. 1Gi"
+	// +optional
+	MaxMemory *resource.Quantity `json:"maxMemory,omitempty"`
+	// VCPUs online at start, 1 to 512.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=512
+	// +optional
+	VCPUs *int32 `json:"vcpus,omitempty"`
+}
+
+// Placement constrains which host runs a clone.
+// +kubebuilder:validation:XValidation:rule="!has(self.nodeName) || !has(self.hostSelector)",message="spec.placement: set either nodeName (pin to one host) or hostSelector (choose among hosts), not both"
+type Placement struct {
+	// NodeName pins the clone to one host (its Kubernetes node name).
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +optional
+	NodeName string `json:"nodeName,omitempty"`
+	// HostSelector restricts the clone to XenHosts whose labels match.
+	// +optional
+	HostSelector *metav1.LabelSelector `json:"hostSelector,omitempty"`
+	// Strategy is Spread (default: the least loaded host) or Pack (fill hosts in turn).
+	// +kubebuilder:default=Spread
+	// +optional
+	Strategy PlacementStrategy `json:"strategy,omitempty"`
+}
+
+// CloudInitSpec is the personalization handed to the guest through its NoCloud seed.
+type CloudInitSpec struct {
+	// UserData is a Secret key holding the cloud-init user data (e.g. #cloud-config).
+	// +optional
+	UserData *SecretKeyReference `json:"userData,omitempty"`
+	// NetworkConfig is a Secret key holding a cloud-init network config (version 2). Unset
+	// means DHCP on every NIC, matched by the clone's MACs.
+	// +optional
+	NetworkConfig *SecretKeyReference `json:"networkConfig,omitempty"`
+}
+
+// Lifetime bounds how long a clone lives.
+type Lifetime struct {
+	// ExpireAfter is how long after creation the clone expires, as a Go duration such as 30m,
+	// 8h or 1h30m; at least 1m.
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') && duration(self) >= duration('1m')",message="spec.lifetime.expireAfter must be a duration of at least 1m written like 30m, 8h or 1h30m"
+	ExpireAfter metav1.Duration `json:"expireAfter"`
+	// OnExpiry is Delete (default: the VMClone is deleted, which removes the domain and disk)
+	// or Stop (the domain stops and the disk is kept).
+	// +kubebuilder:default=Delete
+	// +optional
+	OnExpiry ExpiryAction `json:"onExpiry,omitempty"`
+}
+
+// CloneStorage overrides storage settings for one clone.
+type CloneStorage struct {
+	// COWSize overrides the template's classic snapshot COW size.
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('4Mi')) >= 0",message="spec.storage.cowSize must be at least 4Mi, e.g. 2Gi"
+	// +optional
+	COWSize *resource.Quantity `json:"cowSize,omitempty"`
+}
+
+// VMCloneStatus is written by two field managers: the controller (scheduling, identity,
+// lifetime, Scheduled and Ready) and the host agent (volume, domain, host conditions).
+type VMCloneStatus struct {
+	// ObservedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Phase summarizes the clone's state.
+	// +optional
+	Phase VMClonePhase `json:"phase,omitempty"`
+	// Message says, for a human, what is happening or what to do.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// NodeName is the host the clone is bound to.
+	// +optional
+	NodeName string `json:"nodeName,omitempty"`
+	// UUID is the Xen domain UUID, allocated once and kept across resets.
+	// +optional
+	UUID string `json:"uuid,omitempty"`
+	// Interfaces are the clone's NICs with their MACs, unique across the cluster.
+	// +listType=atomic
+	// +optional
+	Interfaces []InterfaceStatus `json:"interfaces,omitempty"`
+	// Hostname is the guest host name in effect.
+	// +optional
+	Hostname string `json:"hostname,omitempty"`
+	// Domain is the Xen domain as last seen on the host.
+	// +optional
+	Domain *DomainStatus `json:"domain,omitempty"`
+	// Volume is the clone's disk.
+	// +optional
+	Volume *VolumeStatus `json:"volume,omitempty"`
+	// ObservedResetRequests is the spec.resetRequests value whose reset has completed.
+	// +optional
+	ObservedResetRequests int64 `json:"observedResetRequests,omitempty"`
+	// ExpiresAt is when spec.lifetime ends.
+	// +optional
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+	// Timestamps of the clone's milestones.
+	// +optional
+	Timestamps *CloneTimestamps `json:"timestamps,omitempty"`
+	// Conditions: Scheduled, VolumeReady, GuestPrepared, DomainRunning, StorageAtRisk, Ready.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// InterfaceStatus is one NIC of a clone.
+type InterfaceStatus struct {
+	// Index is the NIC's position (0 is eth0).
+	Index int32 `json:"index"`
+	// MAC address.
+	MAC string `json:"mac"`
+	// Bridge in dom0.
+	// +optional
+	Bridge string `json:"bridge,omitempty"`
+}
+
+// DomainStatus is a Xen domain as the host reports it.
+type DomainStatus struct {
+	// Name of the domain on the host.
+	Name string `json:"name"`
+	// ID is the domain id, which changes on each start.
+	// +optional
+	ID int32 `json:"id,omitempty"`
+	// State is xl's six-letter state (r running, b blocked, p paused, s shut down, c crashed,
+	// d dying), e.g. "-b----".
+	// +optional
+	State string `json:"state,omitempty"`
+}
+
+// VolumeStatus is a clone's disk.
+type VolumeStatus struct {
+	// Path of the block device, e.g. /dev/vg0/xc-default-web-1.
+	// +optional
+	Path string `json:"path,omitempty"`
+	// Mode is the snapshot mode used.
+	// +optional
+	Mode SnapshotMode `json:"mode,omitempty"`
+	// SizeBytes is the virtual size of the disk.
+	// +optional
+	SizeBytes int64 `json:"sizeBytes,omitempty"`
+	// COWSizeBytes is a classic snapshot's current COW area.
+	// +optional
+	COWSizeBytes int64 `json:"cowSizeBytes,omitempty"`
+	// COWPercent is how full the COW area (classic) or the clone's share of the pool (thin) is,
+	// as lvs reports it, e.g. "12.50".
+	// +optional
+	COWPercent string `json:"cowPercent,omitempty"`
+}
+
+// CloneTimestamps record when a clone reached each milestone.
+type CloneTimestamps struct {
+	// +optional
+	Scheduled *metav1.Time `json:"scheduled,omitempty"`
+	// +optional
+	VolumeReady *metav1.Time `json:"volumeReady,omitempty"`
+	// +optional
+	GuestPrepared *metav1.Time `json:"guestPrepared,omitempty"`
+	// +optional
+	Started *metav1.Time `json:"started,omitempty"`
+	// +optional
+	Stopped *metav1.Time `json:"stopped,omitempty"`
+}
+
+// VMClone is a Xen domain running on one host from a copy-on-write snapshot of a VMTemplate,
+// with machine-specific data scrubbed and a unique name, UUID and MAC. Deleting it removes the
+// domain and the snapshot.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:shortName=vmc,categories=xenclone
+// +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.status.nodeName`
+// +kubebuilder:printcolumn:name="Template",type=string,JSONPath=`.spec.templateRef.name`
+// +kubebuilder:printcolumn:name="MAC",type=string,JSONPath=`.status.interfaces[0].mac`
+// +kubebuilder:printcolumn:name="COW%",type=string,JSONPath=`.status.volume.cowPercent`,priority=1
+// +kubebuilder:printcolumn:name="Domain",type=string,JSONPath=`.status.domain.name`,priority=1
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type VMClone struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +kubebuilder:validation:XValidation:rule="self.templateRef.name == oldSelf.templateRef.name",message="spec.templateRef is immutable: delete this VMClone and create a new one to use another template"
+	// +kubebuilder:validation:XValidation:rule="(has(self.resetRequests) ? self.resetRequests : 0) >= (has(oldSelf.resetRequests) ? oldSelf.resetRequests : 0)",message="spec.resetRequests can only grow: set it to a value above the current one to request a reset"
+	// +kubebuilder:validation:XValidation:rule="has(self.domainName) == has(oldSelf.domainName) && (!has(self.domainName) || self.domainName == oldSelf.domainName)",message="spec.domainName is immutable: the domain keeps its name for the clone's life"
+	Spec   VMCloneSpec   `json:"spec"`
+	Status VMCloneStatus `json:"status,omitempty"`
+}
+
+// VMCloneList is a list of VMClones.
+//
+// +kubebuilder:object:root=true
+type VMCloneList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []VMClone `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&VMClone{}, &VMCloneList{})
+}

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Builds the envtest control plane (kube-apiserver + etcd) from the Go module proxy and prints
+# the folder to use as KUBEBUILDER_ASSETS.
+#
+# Why not setup-envtest: its downloads come from a bucket this project's machines cannot reach,
+# while the Go module proxy is reachable. kube-apiserver lives in k8s.io/kubernetes, whose go.mod
+# points every k8s.io/<staging> module at ./staging/...; a small helper module replaces each of
+# them with its published v0.<minor>.<patch> tag so the command builds like any other module.
+#
+# Idempotent: the binaries are cached outside the clone, keyed by version, and reused.
+# Progress goes to stderr; stdout is only the assets path, so callers can capture it.
+set -euo pipefail
+
+K8S_VERSION="${ENVTEST_K8S_VERSION:-1.37.2}"
+ETCD_VERSION="${ENVTEST_ETCD_VERSION:-3.6.16}"
+CACHE_ROOT="${XENCLONE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/xenclone}"
+ASSETS="$CACHE_ROOT/envtest/k8s-${K8S_VERSION}-etcd-${ETCD_VERSION}"
+GO="${GO:-go}"
+command -v "$GO" >/dev/null 2>&1 || GO=/usr/local/go/bin/go
+
+log() { echo "envtest-assets: $*" >&2; }
+
+works() { [ -x "$1" ] && "$1" --version >/dev/null 2>&1; }
+
+mkdir -p "$ASSETS"
+# Concurrent callers (make test and make run in two shells) wait for one builder.
+exec 9>"$ASSETS/.lock"
+flock 9
+
+staging_minor="0.${K8S_VERSION#*.}"   # 1.37.2 -> 0.37.2
+
+build_apiserver() {
+  local src="$CACHE_ROOT/envtest/src/kube-apiserver-$K8S_VERSION"
+  mkdir -p "$src"
+  log "building kube-apiserver v$K8S_VERSION from the Go module proxy (first time: ~8-10 min on 2 cores)"
+  (
+    cd "$src"
+    "$GO" mod download -json "k8s.io/kubernetes@v$K8S_VERSION" >/dev/null
+    local kmod
+    kmod="$("$GO" env GOMODCACHE)/cache/download/k8s.io/kubernetes/@v/v$K8S_VERSION.mod"
+    {
+      echo "module xenclone.dev/envtest/kube-apiserver"
+      echo
+      grep -E '^go [0-9]' "$kmod"
+      echo
+      echo "require k8s.io/kubernetes v$K8S_VERSION"
+      echo
+      echo "replace ("
+      sed -n '/^replace (/,/^)/p' "$kmod" | grep -E '^\s+k8s\.io/[a-z0-9-]+ => ./staging' |
+        awk -v v="v$staging_minor" '{print "\t" $1 " => " $1 " " v}'
+      echo ")"
+    } >go.mod
+    cat >main.go <<'GO'
+// Package main only anchors the module; the binary is built from k8s.io/kubernetes.
+package main
+
+import _ "k8s.io/kubernetes/cmd/kube-apiserver/app"
+
+func main() {}
+GO
+    GOFLAGS=-mod=mod "$GO" mod tidy >&2
+    CGO_ENABLED=0 GOFLAGS=-mod=mod "$GO" build -trimpath -ldflags=-s -o "$ASSETS/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver >&2
+  )
+  mv "$ASSETS/kube-apiserver.tmp" "$ASSETS/kube-apiserver"
+}
+
+build_etcd() {
+  local src="$CACHE_ROOT/envtest/src/etcd-$ETCD_VERSION"
+  mkdir -p "$src"
+  log "building etcd v$ETCD_VERSION from the Go module proxy (first time: ~1-2 min)"
+  (
+    cd "$src"
+    cat >go.mod <<MOD
+module xenclone.dev/envtest/etcd
+
+require go.etcd.io/etcd/server/v3 v$ETCD_VERSION
+MOD
+    cat >main.go <<'GO'
+// Package main only anchors the module; the binary is built from go.etcd.io/etcd/server/v3.
+package main
+
+import _ "go.etcd.io/etcd/server/v3/etcdmain"
+
+func main() {}
+GO
+    GOFLAGS=-mod=mod "$GO" mod tidy >&2
+    CGO_ENABLED=0 GOFLAGS=-mod=mod "$GO" build -trimpath -ldflags=-s -o "$ASSETS/etcd.tmp" go.etcd.io/etcd/server/v3 >&2
+  )
+  mv "$ASSETS/etcd.tmp" "$ASSETS/etcd"
+}
+
+works "$ASSETS/etcd" || build_etcd
+works "$ASSETS/kube-apiserver" || build_apiserver
+echo "$ASSETS"
