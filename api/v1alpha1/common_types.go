@@ -103,7 +103,8 @@ type DomainSpec struct {
 
 	// DiskVdev is the virtual device the clone's snapshot appears as in the guest. A whole-disk
 	// name such as xvda means the guest sees a partition table; xvda1 means a bare filesystem.
-	// +kubebuilder:validation:Pattern=`^(xvd[a-z]{1,2}|hd[a-z]|sd[a-z]{1,2})[0-9]{0,2}$`
+	// +kubebuilder:validation:MaxLength=8
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(xvd[a-z]{1,2}|hd[a-z]|sd[a-z]{1,2})[0-9]{0,2}$')",message="diskVdev must be a Xen virtual disk name such as xvda (whole disk) or xvda1 (a bare filesystem)"
 	// +kubebuilder:default=xvda
 	// +optional
 	DiskVdev string `json:"diskVdev,omitempty"`
@@ -141,20 +142,20 @@ type BootSpec struct {
 	Bootloader string `json:"bootloader,omitempty"`
 
 	// Kernel is an absolute path in dom0 of the kernel to boot directly.
-	// +kubebuilder:validation:Pattern=`^/[A-Za-z0-9._/+-]+$`
 	// +kubebuilder:validation:MaxLength=4096
+	// +kubebuilder:validation:XValidation:rule="self.matches('^/[A-Za-z0-9._/+-]+$')",message="kernel must be an absolute path in dom0 made of letters, digits and . _ / + -, e.g. /boot/vmlinuz-6.1"
 	// +optional
 	Kernel string `json:"kernel,omitempty"`
 
 	// Ramdisk is an absolute path in dom0 of the initial ramdisk for Kernel.
-	// +kubebuilder:validation:Pattern=`^/[A-Za-z0-9._/+-]+$`
 	// +kubebuilder:validation:MaxLength=4096
+	// +kubebuilder:validation:XValidation:rule="self.matches('^/[A-Za-z0-9._/+-]+$')",message="ramdisk must be an absolute path in dom0 made of letters, digits and . _ / + -, e.g. /boot/initrd.img-6.1"
 	// +optional
 	Ramdisk string `json:"ramdisk,omitempty"`
 
 	// Cmdline is the guest kernel command line (with pygrub it is appended to the guest's grub
 	// entry). Printable ASCII only.
-	// +kubebuilder:validation:Pattern=`^[ -~]*$`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[ -~]*$')",message="cmdline must be printable ASCII on one line: remove newlines and control characters"
 	// +kubebuilder:validation:MaxLength=2048
 	// +optional
 	Cmdline string `json:"cmdline,omitempty"`
@@ -164,7 +165,7 @@ type BootSpec struct {
 type NIC struct {
 	// Bridge is the dom0 bridge the interface is plugged into, e.g. xenbr0.
 	// +kubebuilder:validation:MaxLength=15
-	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9][A-Za-z0-9_.-]*$')",message="bridge must be a Linux interface name of up to 15 letters, digits and _ . -, e.g. xenbr0"
 	// +kubebuilder:default=xenbr0
 	// +optional
 	Bridge string `json:"bridge,omitempty"`
@@ -173,7 +174,7 @@ type NIC struct {
 	// either in Xen's OUI 00:16:3e or locally administered. Leave it empty and the controller
 	// allocates a MAC that is unique across the cluster; only set it in a VMClone.
 	// +kubebuilder:validation:MaxLength=17
-	// +kubebuilder:validation:Pattern=`^(00:16:3e(:[0-9a-f]{2}){3}|[0-9a-f][26ae](:[0-9a-f]{2}){5})$`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(00:16:3e(:[0-9a-f]{2}){3}|[0-9a-f][26ae](:[0-9a-f]{2}){5})$')",message="mac must be a lowercase unicast MAC in Xen's OUI (00:16:3e:xx:xx:xx) or locally administered (second hex digit 2, 6, a or e, e.g. 02:00:00:00:00:01); or leave it empty to get a unique one"
 	// +optional
 	MAC string `json:"mac,omitempty"`
 }
@@ -200,8 +201,8 @@ type SecretKeyReference struct {
 	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name"`
 	// Key in the Secret's data.
-	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[-._a-zA-Z0-9]+$')",message="key must be a Secret data key: letters, digits and - . _"
 	Key string `json:"key"`
 }
 
@@ -210,7 +211,7 @@ type SecretKeyReference struct {
 // lvm2 reserves for its internal volumes (lvm(8) "VALID NAMES").
 // +kubebuilder:validation:MinLength=1
 // +kubebuilder:validation:MaxLength=127
-// +kubebuilder:validation:Pattern=`^[A-Za-z0-9+_.][A-Za-z0-9+_.-]*$`
+// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9+_.][A-Za-z0-9+_.-]*$')",message="an LVM logical volume name may contain only letters, digits and + _ . - and must not start with a hyphen, e.g. debian12-template"
 // +kubebuilder:validation:XValidation:rule="self != '.' && self != '..'",message="an LVM name cannot be '.' or '..': choose a name made of letters, digits and + _ . -"
 // +kubebuilder:validation:XValidation:rule="!self.startsWith('snapshot') && !self.startsWith('pvmove')",message="LVM reserves names starting with 'snapshot' or 'pvmove': choose another logical volume name"
 // +kubebuilder:validation:XValidation:rule="!['_cdata', '_cmeta', '_corig', '_mlog', '_mimage', '_pmspare', '_rimage', '_rmeta', '_tdata', '_tmeta', '_vorigin', '_vdata'].exists(s, self.contains(s))",message="LVM reserves the substrings _cdata _cmeta _corig _mlog _mimage _pmspare _rimage _rmeta _tdata _tmeta _vorigin _vdata for internal volumes: rename the logical volume"
@@ -220,7 +221,7 @@ type LVName string
 // not "." or "..".
 // +kubebuilder:validation:MinLength=1
 // +kubebuilder:validation:MaxLength=127
-// +kubebuilder:validation:Pattern=`^[A-Za-z0-9+_.][A-Za-z0-9+_.-]*$`
+// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9+_.][A-Za-z0-9+_.-]*$')",message="an LVM volume group name may contain only letters, digits and + _ . - and must not start with a hyphen, e.g. vg0"
 // +kubebuilder:validation:XValidation:rule="self != '.' && self != '..'",message="an LVM name cannot be '.' or '..': choose a name made of letters, digits and + _ . -"
 type VGName string
 
@@ -228,6 +229,6 @@ type VGName string
 // contain at least one non-digit.
 // +kubebuilder:validation:MinLength=1
 // +kubebuilder:validation:MaxLength=64
-// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][A-Za-z0-9_.-]*$`
+// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9][A-Za-z0-9_.-]*$')",message="a Xen domain name may contain only letters, digits and _ . - and must start with a letter or digit, e.g. web-1"
 // +kubebuilder:validation:XValidation:rule="!self.matches('^[0-9]+$')",message="a Xen domain name cannot be all digits (xl would read it as a domain id): add a letter, e.g. vm-1234"
 type DomainName string

@@ -72,7 +72,7 @@ type VMCloneSpec struct {
 	// Hostname is the guest's host name (RFC 1123 label). Default: the clone's name (pool
 	// members get their index appended).
 	// +kubebuilder:validation:MaxLength=63
-	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="hostname must be an RFC 1123 label: lowercase letters, digits and '-', starting and ending with a letter or digit, e.g. web-1"
 	// +optional
 	Hostname string `json:"hostname,omitempty"`
 
@@ -140,7 +140,7 @@ type CloneResources struct {
 type Placement struct {
 	// NodeName pins the clone to one host (its Kubernetes node name).
 	// +kubebuilder:validation:MaxLength=253
-	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="nodeName must be a Kubernetes node name (lowercase RFC 1123 subdomain), e.g. xen-01"
 	// +optional
 	NodeName string `json:"nodeName,omitempty"`
 	// HostSelector restricts the clone to XenHosts whose labels match.
@@ -277,14 +277,19 @@ type VolumeStatus struct {
 
 // CloneTimestamps record when a clone reached each milestone.
 type CloneTimestamps struct {
+	// Scheduled is when the clone was bound to a host.
 	// +optional
 	Scheduled *metav1.Time `json:"scheduled,omitempty"`
+	// VolumeReady is when its snapshot was taken.
 	// +optional
 	VolumeReady *metav1.Time `json:"volumeReady,omitempty"`
+	// GuestPrepared is when scrubbing and personalization finished.
 	// +optional
 	GuestPrepared *metav1.Time `json:"guestPrepared,omitempty"`
+	// Started is when the domain last started.
 	// +optional
 	Started *metav1.Time `json:"started,omitempty"`
+	// Stopped is when the domain last stopped.
 	// +optional
 	Stopped *metav1.Time `json:"stopped,omitempty"`
 }

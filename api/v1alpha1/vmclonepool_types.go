@@ -40,8 +40,10 @@ type VMCloneTemplateSpec struct {
 
 // PoolMemberMetadata is the metadata a pool puts on its members.
 type PoolMemberMetadata struct {
+	// Labels added to every member (the pool adds its own pool and index labels).
 	// +optional
 	Labels map[string]string `json:"labels,omitempty"`
+	// Annotations added to every member.
 	// +optional
 	Annotations map[string]string `json:"annotations,omitempty"`
 }

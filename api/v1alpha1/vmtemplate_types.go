@@ -87,8 +87,8 @@ type VMTemplateSpec struct {
 	// AllowedNamespaces lists the namespaces whose VMClones may use this template. Empty (and
 	// no NamespaceSelector) means every namespace.
 	// +kubebuilder:validation:MaxItems=256
-	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	// +kubebuilder:validation:items:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self.all(n, n.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'))",message="allowedNamespaces entries must be namespace names: lowercase letters, digits and '-', e.g. team-a"
 	// +listType=set
 	// +optional
 	AllowedNamespaces []string `json:"allowedNamespaces,omitempty"`
