@@ -11,6 +11,8 @@ package lvm
 
 import (
 	"context"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -51,7 +53,15 @@ func (c *Client) run(ctx context.Context, op string, extraConfig string, sub str
 		argv = append(argv, "--config", cfg)
 	}
 	argv = append(argv, args...)
-	out, err := c.Runner.Run(ctx, bin, argv...)
+	r := c.Runner
+	// The agent may inherit descriptors without close-on-exec (Go passes them on); lvm then
+	// prints "File descriptor N leaked on lvm invocation" into the stderr we show users.
+	base := r.Env
+	if base == nil {
+		base = os.Environ()
+	}
+	r.Env = append(slices.Clip(base), "LVM_SUPPRESS_FD_WARNINGS=1")
+	out, err := r.Run(ctx, bin, argv...)
 	if err != nil {
 		return nil, classify(op, err)
 	}
@@ -113,8 +123,9 @@ func (c *Client) LookupLV(ctx context.Context, ref Ref) (LV, error) {
 	return LV{}, refusal(op, ErrLVNotFound, "lvm reported no such logical volume")
 }
 
-// bytesArg renders a byte count for lvm's -L/--size ("b" = bytes; lvm rounds up to whole
-// extents).
-func bytesArg(n uint64) string { return strconv.FormatUint(n, 10) + "b" }
+// bytesArg renders a byte count for lvm's -L/--size ("b" = bytes), rounded up to whole
+// 512-byte sectors: lvm refuses anything else (real, exit 3: `Size is not a multiple of 512.
+// Try using 0 or 512.`). lvm itself then rounds up to whole extents.
+func bytesArg(n uint64) string { return strconv.FormatUint(roundUp(n, 512), 10) + "b" }
 
 func logger(ctx context.Context) logr.Logger { return logr.FromContextOrDiscard(ctx) }
