@@ -66,25 +66,27 @@ var classifyRules = []struct {
 	text string
 	kind error
 }{
+	// Failed creates also print libxl's clean-up lines ("Non-existant domain", "Unable to
+	// destroy guest"), so the create-specific causes are matched before ErrNoSuchDomain.
 	{`Domain with name`, ErrDomainExists},                                    // libxl__domain_rename: ... already exists.
-	{`is an invalid domain identifier`, ErrNoSuchDomain},                     // xl find_domain
-	{`Can't get domid of domain name`, ErrNoSuchDomain},                      // xl domid
-	{`does not exist.`, ErrNoSuchDomain},                                     // xl list <id>
-	{`Non-existant domain`, ErrNoSuchDomain},                                 // libxl__destroy_domid (sic)
 	{`Could not find bridge`, ErrMissingBridge},                              // hotplug vif-bridge
 	{`can't allocate low memory`, ErrNoMemory},                               // xc_dom_boot_mem_init
 	{`failed to free memory for the domain`, ErrNoMemory},                    // xl freemem (autoballoon)
 	{`Could not allocate memory for HVM guest`, ErrNoMemory},                 // xc hvm build
 	{`Cannot allocate memory`, ErrNoMemory},                                  // strerror(ENOMEM)
 	{`Out of memory`, ErrNoMemory},                                           // xc panic text
-	{`guest didn't acknowledge control request`, ErrShutdownNotAcknowledged}, // pvcontrol_cb
-	{`PV control interface not available`, ErrNoPVControl},                   // xl shutdown/reboot
 	{`config parsing error`, ErrBadConfig},                                   // libxlu cfg/disk/vif
 	{`Failed to parse config`, ErrBadConfig},                                 // xl_parse
 	{`Failed to read config file`, ErrBadConfig},                             // xl create
 	{`Invalid domain type`, ErrBadConfig},                                    // xl_parse
 	{`Domain name must be specified`, ErrBadConfig},                          // xl_parse
 	{`Failed to parse UUID`, ErrBadConfig},                                   // xl_parse
+	{`guest didn't acknowledge control request`, ErrShutdownNotAcknowledged}, // pvcontrol_cb
+	{`PV control interface not available`, ErrNoPVControl},                   // xl shutdown/reboot
+	{`is an invalid domain identifier`, ErrNoSuchDomain},                     // xl find_domain
+	{`Can't get domid of domain name`, ErrNoSuchDomain},                      // xl domid
+	{`does not exist.`, ErrNoSuchDomain},                                     // xl list <id>
+	{`Non-existant domain`, ErrNoSuchDomain},                                 // libxl__destroy_domid (sic)
 }
 
 // classify wraps a failed xl run into an *Error with its Kind.
