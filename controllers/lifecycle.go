@@ -1,0 +1,136 @@
+package controllers
+
+import (
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
+)
+
+// ConditionExpired is True once a clone's spec.lifetime has ended. With onExpiry: Stop it is
+// the signal the host agent honours: an Expired=True clone is kept stopped (as if its run
+// strategy were Halted) and its disk kept. The controller cannot write spec.runStrategy itself
+// because a GitOps tool would see drift and undo it. (To move to api/v1alpha1 with the other
+// condition types.)
+const ConditionExpired = "Expired"
+
+// Reasons the controller writes into conditions.
+const (
+	ReasonScheduled           = "Scheduled"
+	ReasonUnschedulable       = "Unschedulable"
+	ReasonTemplateNotFound    = "TemplateNotFound"
+	ReasonTemplateDeleting    = "TemplateDeleting"
+	ReasonNamespaceNotAllowed = "NamespaceNotAllowed"
+	ReasonMACConflict         = "MACConflict"
+	ReasonNodeLost            = "NodeLost"
+	ReasonLifetimeEnded       = "LifetimeEnded"
+	ReasonLifetimeRunning     = "LifetimeRunning"
+	ReasonRunning             = "Running"
+	ReasonHalted              = "Halted"
+	ReasonStoppedOnExpiry     = "StoppedOnExpiry"
+	ReasonWaitingForHost      = "WaitingForHost"
+)
+
+// Expiry is when a clone's lifetime ends: creation + spec.lifetime.expireAfter. ok is false
+// for clones without a lifetime.
+func Expiry(clone *vmv1alpha1.VMClone) (at time.Time, ok bool) {
+	if clone.Spec.Lifetime == nil || clone.Spec.Lifetime.ExpireAfter.Duration <= 0 {
+		return time.Time{}, false
+	}
+	return clone.CreationTimestamp.Add(clone.Spec.Lifetime.ExpireAfter.Duration), true
+}
+
+// ExpiryDecision is what to do now about a clone's lifetime.
+type ExpiryDecision struct {
+	// ExpiresAt is nil for clones without a lifetime.
+	ExpiresAt *metav1.Time
+	// Expired is true once now has reached ExpiresAt.
+	Expired bool
+	// Action is Delete or Stop, meaningful when Expired.
+	Action vmv1alpha1.ExpiryAction
+	// RequeueAfter is how long until expiry (0 once expired or without a lifetime), so the
+	// reconciler comes back exactly then instead of polling.
+	RequeueAfter time.Duration
+}
+
+// DecideExpiry computes a clone's expiry at now.
+func DecideExpiry(clone *vmv1alpha1.VMClone, now time.Time) ExpiryDecision {
+	at, ok := Expiry(clone)
+	if !ok {
+		return ExpiryDecision{}
+	}
+	d := ExpiryDecision{ExpiresAt: &metav1.Time{Time: at}, Action: clone.Spec.Lifetime.OnExpiry}
+	if d.Action == "" {
+		d.Action = vmv1alpha1.ExpiryDelete
+	}
+	if !now.Before(at) {
+		d.Expired = true
+		return d
+	}
+	d.RequeueAfter = at.Sub(now)
+	return d
+}
+
+// ReadyInput is what a clone's Ready condition is derived from.
+type ReadyInput struct {
+	Clone *vmv1alpha1.VMClone
+	// Scheduled is the controller's Scheduled condition as it is about to be written.
+	Scheduled metav1.Condition
+	// HostLive is false when the bound host's heartbeat is stale or missing.
+	HostLive bool
+	// HostLostMessage explains a stale heartbeat.
+	HostLostMessage string
+	// StoppedOnExpiry is true when the lifetime ended with onExpiry: Stop.
+	StoppedOnExpiry bool
+}
+
+// ReadyCondition derives Ready from scheduling, host liveness and the agent's conditions, so
+// `kubectl wait --for=condition=Ready` and GitOps health checks have one answer. A clone
+// halted by design (runStrategy Halted, or stopped on expiry) is Ready once its disk is
+// prepared: that is the state the user asked for.
+func ReadyCondition(in ReadyInput) metav1.Condition {
+	c := in.Clone
+	cond := metav1.Condition{Type: vmv1alpha1.ConditionReady, ObservedGeneration: c.Generation}
+	if in.Scheduled.Status != metav1.ConditionTrue {
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, in.Scheduled.Reason, in.Scheduled.Message
+		return cond
+	}
+	if !in.HostLive {
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionUnknown, ReasonNodeLost, in.HostLostMessage
+		if cond.Message == "" {
+			cond.Message = fmt.Sprintf("host %s's heartbeat is stale: the clone's state is unknown; check its hostagent", c.Status.NodeName)
+		}
+		return cond
+	}
+	steps := []string{vmv1alpha1.ConditionVolumeReady, vmv1alpha1.ConditionGuestPrepared}
+	halted := c.Spec.RunStrategy == vmv1alpha1.RunStrategyHalted || in.StoppedOnExpiry
+	if !halted {
+		steps = append(steps, vmv1alpha1.ConditionDomainRunning)
+	}
+	for _, t := range steps {
+		sc := meta.FindStatusCondition(c.Status.Conditions, t)
+		if sc == nil {
+			cond.Status, cond.Reason = metav1.ConditionFalse, ReasonWaitingForHost
+			cond.Message = fmt.Sprintf("waiting for the hostagent on %s to report %s", c.Status.NodeName, t)
+			return cond
+		}
+		if sc.Status != metav1.ConditionTrue {
+			cond.Status, cond.Reason = metav1.ConditionFalse, sc.Reason
+			cond.Message = fmt.Sprintf("%s: %s", t, sc.Message)
+			return cond
+		}
+	}
+	cond.Status = metav1.ConditionTrue
+	switch {
+	case in.StoppedOnExpiry:
+		cond.Reason, cond.Message = ReasonStoppedOnExpiry, "lifetime ended and the clone is kept stopped (onExpiry: Stop); delete it to free its disk"
+	case halted:
+		cond.Reason, cond.Message = ReasonHalted, "disk prepared; the domain stays off (runStrategy: Halted)"
+	default:
+		cond.Reason, cond.Message = ReasonRunning, fmt.Sprintf("domain running on %s", c.Status.NodeName)
+	}
+	return cond
+}

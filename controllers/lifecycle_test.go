@@ -1,0 +1,176 @@
+package controllers
+
+import (
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
+)
+
+func TestDecideExpiry(t *testing.T) {
+	created := testNow.Add(-time.Hour)
+	withLifetime := func(d time.Duration, on vmv1alpha1.ExpiryAction) *vmv1alpha1.VMClone {
+		c := testClone("ttl")
+		c.CreationTimestamp = metav1.NewTime(created)
+		c.Spec.Lifetime = &vmv1alpha1.Lifetime{ExpireAfter: metav1.Duration{Duration: d}, OnExpiry: on}
+		return c
+	}
+	tests := []struct {
+		name        string
+		clone       *vmv1alpha1.VMClone
+		wantAt      time.Time
+		wantExpired bool
+		wantAction  vmv1alpha1.ExpiryAction
+		wantRequeue time.Duration
+	}{
+		{name: "no lifetime", clone: testClone("plain")},
+		{name: "not yet: requeue exactly at expiry", clone: withLifetime(90*time.Minute, ""),
+			wantAt: created.Add(90 * time.Minute), wantAction: vmv1alpha1.ExpiryDelete, wantRequeue: 30 * time.Minute},
+		{name: "at expiry", clone: withLifetime(time.Hour, vmv1alpha1.ExpiryStop),
+			wantAt: testNow, wantExpired: true, wantAction: vmv1alpha1.ExpiryStop},
+		{name: "past expiry", clone: withLifetime(time.Minute, vmv1alpha1.ExpiryDelete),
+			wantAt: created.Add(time.Minute), wantExpired: true, wantAction: vmv1alpha1.ExpiryDelete},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := DecideExpiry(tt.clone, testNow)
+			if tt.wantAt.IsZero() {
+				if d.ExpiresAt != nil || d.Expired || d.RequeueAfter != 0 {
+					t.Fatalf("want no expiry, got %+v", d)
+				}
+				return
+			}
+			if d.ExpiresAt == nil || !d.ExpiresAt.Time.Equal(tt.wantAt) {
+				t.Errorf("expiresAt = %v, want %v", d.ExpiresAt, tt.wantAt)
+			}
+			if d.Expired != tt.wantExpired || d.Action != tt.wantAction || d.RequeueAfter != tt.wantRequeue {
+				t.Errorf("got expired=%v action=%s requeue=%s, want %v %s %s", d.Expired, d.Action, d.RequeueAfter, tt.wantExpired, tt.wantAction, tt.wantRequeue)
+			}
+		})
+	}
+}
+
+func TestReadyCondition(t *testing.T) {
+	scheduled := metav1.Condition{Type: vmv1alpha1.ConditionScheduled, Status: metav1.ConditionTrue, Reason: ReasonScheduled}
+	unscheduled := metav1.Condition{Type: vmv1alpha1.ConditionScheduled, Status: metav1.ConditionFalse, Reason: ReasonUnschedulable, Message: "0/3 hosts fit"}
+	cond := func(typ string, s metav1.ConditionStatus, reason string) metav1.Condition {
+		return metav1.Condition{Type: typ, Status: s, Reason: reason, Message: "m"}
+	}
+	withConds := func(rs vmv1alpha1.RunStrategy, cs ...metav1.Condition) *vmv1alpha1.VMClone {
+		c := testClone("r")
+		c.Spec.RunStrategy = rs
+		c.Status.NodeName = "h1"
+		c.Status.Conditions = cs
+		return c
+	}
+	allUp := []metav1.Condition{
+		cond(vmv1alpha1.ConditionVolumeReady, metav1.ConditionTrue, "Ok"),
+		cond(vmv1alpha1.ConditionGuestPrepared, metav1.ConditionTrue, "Ok"),
+		cond(vmv1alpha1.ConditionDomainRunning, metav1.ConditionTrue, "Ok"),
+	}
+	diskOnly := []metav1.Condition{
+		cond(vmv1alpha1.ConditionVolumeReady, metav1.ConditionTrue, "Ok"),
+		cond(vmv1alpha1.ConditionGuestPrepared, metav1.ConditionTrue, "Ok"),
+		cond(vmv1alpha1.ConditionDomainRunning, metav1.ConditionFalse, "Stopped"),
+	}
+	tests := []struct {
+		name       string
+		in         ReadyInput
+		wantStatus metav1.ConditionStatus
+		wantReason string
+	}{
+		{"unscheduled carries the scheduling reason", ReadyInput{Clone: withConds(""), Scheduled: unscheduled, HostLive: true}, metav1.ConditionFalse, ReasonUnschedulable},
+		{"node lost is Unknown", ReadyInput{Clone: withConds("", allUp...), Scheduled: scheduled, HostLive: false}, metav1.ConditionUnknown, ReasonNodeLost},
+		{"waiting for the agent", ReadyInput{Clone: withConds(""), Scheduled: scheduled, HostLive: true}, metav1.ConditionFalse, ReasonWaitingForHost},
+		{"agent step failing", ReadyInput{Clone: withConds("", cond(vmv1alpha1.ConditionVolumeReady, metav1.ConditionFalse, "InsufficientSpace")), Scheduled: scheduled, HostLive: true}, metav1.ConditionFalse, "InsufficientSpace"},
+		{"running", ReadyInput{Clone: withConds(vmv1alpha1.RunStrategyAlways, allUp...), Scheduled: scheduled, HostLive: true}, metav1.ConditionTrue, ReasonRunning},
+		{"always but stopped", ReadyInput{Clone: withConds(vmv1alpha1.RunStrategyAlways, diskOnly...), Scheduled: scheduled, HostLive: true}, metav1.ConditionFalse, "Stopped"},
+		{"halted by design is ready", ReadyInput{Clone: withConds(vmv1alpha1.RunStrategyHalted, diskOnly...), Scheduled: scheduled, HostLive: true}, metav1.ConditionTrue, ReasonHalted},
+		{"stopped on expiry is ready", ReadyInput{Clone: withConds("", diskOnly...), Scheduled: scheduled, HostLive: true, StoppedOnExpiry: true}, metav1.ConditionTrue, ReasonStoppedOnExpiry},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := ReadyCondition(tt.in)
+			if got.Status != tt.wantStatus || got.Reason != tt.wantReason {
+				t.Errorf("Ready = %s/%s (%s), want %s/%s", got.Status, got.Reason, got.Message, tt.wantStatus, tt.wantReason)
+			}
+			if got.Type != vmv1alpha1.ConditionReady || got.Message == "" {
+				t.Errorf("condition incomplete: %+v", got)
+			}
+		})
+	}
+}
+
+func TestPlanPool(t *testing.T) {
+	m := func(name string, idx int, mods ...func(*PoolMember)) PoolMember {
+		pm := PoolMember{Name: name, Index: idx}
+		for _, f := range mods {
+			f(&pm)
+		}
+		return pm
+	}
+	deleting := func(p *PoolMember) { p.Deleting = true }
+	failed := func(p *PoolMember) { p.Failed = true }
+	tests := []struct {
+		name          string
+		replicas      int
+		members       []PoolMember
+		replaceFailed bool
+		wantCreate    []int
+		wantDelete    []string
+	}{
+		{name: "from zero", replicas: 3, wantCreate: []int{0, 1, 2}},
+		{name: "lowest free index reused", replicas: 3, members: []PoolMember{m("p-0", 0), m("p-2", 2)}, wantCreate: []int{1}},
+		{name: "terminating member keeps its index", replicas: 2, members: []PoolMember{m("p-0", 0, deleting), m("p-1", 1)}, wantCreate: []int{2}},
+		{name: "scale down highest index first", replicas: 1, members: []PoolMember{m("p-0", 0), m("p-2", 2), m("p-1", 1)}, wantDelete: []string{"p-2", "p-1"}},
+		{name: "steady", replicas: 2, members: []PoolMember{m("p-0", 0), m("p-1", 1)}},
+		{name: "failed member replaced", replicas: 2, replaceFailed: true, members: []PoolMember{m("p-0", 0, failed), m("p-1", 1)}, wantCreate: []int{2}, wantDelete: []string{"p-0"}},
+		{name: "failed member kept without replaceFailed", replicas: 2, members: []PoolMember{m("p-0", 0, failed), m("p-1", 1)}},
+		{name: "scale to zero", replicas: 0, members: []PoolMember{m("p-0", 0), m("p-1", 1, deleting)}, wantDelete: []string{"p-0"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := PlanPool(tt.replicas, tt.members, tt.replaceFailed)
+			if !equalInts(got.Create, tt.wantCreate) || !equalStrings(got.Delete, tt.wantDelete) {
+				t.Errorf("plan = create %v delete %v, want create %v delete %v", got.Create, got.Delete, tt.wantCreate, tt.wantDelete)
+			}
+		})
+	}
+}
+
+func TestMemberHostname(t *testing.T) {
+	pool := &vmv1alpha1.VMClonePool{ObjectMeta: metav1.ObjectMeta{Name: "ci.runners"}}
+	if got := memberHostname(pool, 3); got != "ci-runners-3" {
+		t.Errorf("got %q", got)
+	}
+	pool.Spec.Template.Spec.Hostname = "runner"
+	if got := memberHostname(pool, 12); got != "runner-12" {
+		t.Errorf("got %q", got)
+	}
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

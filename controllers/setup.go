@@ -1,0 +1,223 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
+)
+
+// FieldManager is the server-side apply field manager of every status field the controller
+// writes. The host agent applies its own fields as "xenclone-hostagent".
+const FieldManager = "xenclone-controller"
+
+// Defaults for Options.
+const (
+	DefaultLeaseNamespace = "xenclone-system"
+	DefaultHeartbeatGrace = 40 * time.Second
+)
+
+// Options configure the controller's reconcilers.
+type Options struct {
+	// LeaseNamespace holds the hosts' heartbeat Leases, one per host named after it.
+	LeaseNamespace string
+	// HeartbeatGrace is how old a Lease's renewTime may be before its host counts as lost.
+	// The agent should renew several times per grace (e.g. every 10 s for 40 s).
+	HeartbeatGrace time.Duration
+	// Clock is injectable so tests can move time (TTL, heartbeats). Default: the real clock.
+	Clock clock.Clock
+	// DefaultPlacement is the strategy for clones that name none (Spread unless set).
+	DefaultPlacement vmv1alpha1.PlacementStrategy
+	// MaxConcurrentReconciles per controller (default 4). Placement itself is serialized
+	// inside the clone reconciler, so more workers only parallelize the API writes.
+	MaxConcurrentReconciles int
+}
+
+func (o Options) withDefaults() Options {
+	if o.LeaseNamespace == "" {
+		o.LeaseNamespace = DefaultLeaseNamespace
+	}
+	if o.HeartbeatGrace <= 0 {
+		o.HeartbeatGrace = DefaultHeartbeatGrace
+	}
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	if o.DefaultPlacement == "" {
+		o.DefaultPlacement = vmv1alpha1.PlacementSpread
+	}
+	if o.MaxConcurrentReconciles <= 0 {
+		o.MaxConcurrentReconciles = 4
+	}
+	return o
+}
+
+// Field indexes on VMClones, served from the manager's cache.
+const (
+	indexCloneNode     = "status.nodeName"
+	indexCloneTemplate = "spec.templateRef.name"
+	indexCloneMAC      = "mac"
+	// unboundNode is the index value of clones not bound to a host yet (not a valid host name).
+	unboundNode = "<unbound>"
+)
+
+// SetupWithManager registers the controller's field indexes and its reconcilers (VMClone
+// placement and lifecycle, host liveness, VMTemplate, VMClonePool) with mgr.
+func SetupWithManager(mgr ctrl.Manager, opts Options) error {
+	opts = opts.withDefaults()
+	ctx := context.Background()
+	if err := indexClones(ctx, mgr); err != nil {
+		return err
+	}
+
+	// Leases are read from their own cache, limited to the lease namespace, so the manager
+	// neither watches every Lease in the cluster nor needs the lead's cache options changed.
+	leases, err := cache.New(mgr.GetConfig(), cache.Options{
+		Scheme:            mgr.GetScheme(),
+		Mapper:            mgr.GetRESTMapper(),
+		DefaultNamespaces: map[string]cache.Config{opts.LeaseNamespace: {}},
+		ByObject:          map[client.Object]cache.ByObject{&coordinationv1.Lease{}: {}},
+	})
+	if err != nil {
+		return fmt.Errorf("create lease cache for namespace %s: %w", opts.LeaseNamespace, err)
+	}
+	if err := mgr.Add(leases); err != nil {
+		return fmt.Errorf("add lease cache: %w", err)
+	}
+
+	hostEvents := make(chan event.GenericEvent, 1024)
+	clones := &VMCloneReconciler{
+		Client:   mgr.GetClient(),
+		Scheme:   mgr.GetScheme(),
+		Recorder: mgr.GetEventRecorder("xenclone-controller"),
+		Leases:   leases,
+		Opts:     opts,
+		reserved: newReservations(),
+	}
+	if err := clones.setupWithManager(mgr, leases, hostEvents); err != nil {
+		return fmt.Errorf("set up VMClone controller: %w", err)
+	}
+	hosts := &HostLivenessReconciler{
+		Client:  mgr.GetClient(),
+		Leases:  leases,
+		Opts:    opts,
+		Notify:  hostEvents,
+		lastRun: map[string]bool{},
+	}
+	if err := hosts.setupWithManager(mgr, leases); err != nil {
+		return fmt.Errorf("set up host liveness controller: %w", err)
+	}
+	templates := &VMTemplateReconciler{
+		Client:   mgr.GetClient(),
+		Scheme:   mgr.GetScheme(),
+		Recorder: mgr.GetEventRecorder("xenclone-controller"),
+		Opts:     opts,
+	}
+	if err := templates.setupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up VMTemplate controller: %w", err)
+	}
+	pools := &VMClonePoolReconciler{
+		Client:   mgr.GetClient(),
+		Scheme:   mgr.GetScheme(),
+		Recorder: mgr.GetEventRecorder("xenclone-controller"),
+		Opts:     opts,
+	}
+	if err := pools.setupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up VMClonePool controller: %w", err)
+	}
+	return nil
+}
+
+func indexClones(ctx context.Context, mgr ctrl.Manager) error {
+	idx := mgr.GetFieldIndexer()
+	if err := idx.IndexField(ctx, &vmv1alpha1.VMClone{}, indexCloneNode, func(o client.Object) []string {
+		if n := o.(*vmv1alpha1.VMClone).Status.NodeName; n != "" {
+			return []string{n}
+		}
+		return []string{unboundNode}
+	}); err != nil {
+		return fmt.Errorf("index VMClones by %s: %w", indexCloneNode, err)
+	}
+	if err := idx.IndexField(ctx, &vmv1alpha1.VMClone{}, indexCloneTemplate, func(o client.Object) []string {
+		return []string{o.(*vmv1alpha1.VMClone).Spec.TemplateRef.Name}
+	}); err != nil {
+		return fmt.Errorf("index VMClones by %s: %w", indexCloneTemplate, err)
+	}
+	// Every MAC allocated to a clone, so a collision check is one index lookup however many
+	// clones exist.
+	if err := idx.IndexField(ctx, &vmv1alpha1.VMClone{}, indexCloneMAC, func(o client.Object) []string {
+		return cloneMACs(o.(*vmv1alpha1.VMClone))
+	}); err != nil {
+		return fmt.Errorf("index VMClones by %s: %w", indexCloneMAC, err)
+	}
+	return nil
+}
+
+func cloneMACs(c *vmv1alpha1.VMClone) []string {
+	seen := map[string]bool{}
+	var macs []string
+	for _, i := range c.Status.Interfaces {
+		if i.MAC != "" && !seen[i.MAC] {
+			seen[i.MAC] = true
+			macs = append(macs, i.MAC)
+		}
+	}
+	return macs
+}
+
+// applyStatus server-side applies status (only the fields set in it) to obj's status
+// subresource as FieldManager. Without force: a conflict means another manager (the agent)
+// owns a field this reconcile saw stale, and the caller retries with fresh state.
+func applyStatus(ctx context.Context, c client.Client, scheme *runtime.Scheme, obj client.Object, status any) error {
+	u, err := applyObject(scheme, obj)
+	if err != nil {
+		return err
+	}
+	st, err := runtime.DefaultUnstructuredConverter.ToUnstructured(status)
+	if err != nil {
+		return fmt.Errorf("convert status of %s: %w", client.ObjectKeyFromObject(obj), err)
+	}
+	u.Object["status"] = st
+	if err := c.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldManager)); err != nil {
+		return fmt.Errorf("apply status of %s: %w", client.ObjectKeyFromObject(obj), err)
+	}
+	return nil
+}
+
+// applyLabels server-side applies the controller's labels on obj; labels of other managers
+// (the user, Argo CD) are left alone.
+func applyLabels(ctx context.Context, c client.Client, scheme *runtime.Scheme, obj client.Object, labels map[string]string) error {
+	u, err := applyObject(scheme, obj)
+	if err != nil {
+		return err
+	}
+	u.SetLabels(labels)
+	if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldManager)); err != nil {
+		return fmt.Errorf("apply labels of %s: %w", client.ObjectKeyFromObject(obj), err)
+	}
+	return nil
+}
+
+func applyObject(scheme *runtime.Scheme, obj client.Object) (*unstructured.Unstructured, error) {
+	gvk, err := apiutil.GVKForObject(obj, scheme)
+	if err != nil {
+		return nil, fmt.Errorf("kind of %T: %w", obj, err)
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{}}
+	u.SetGroupVersionKind(schema.GroupVersionKind{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind})
+	u.SetName(obj.GetName())
+	u.SetNamespace(obj.GetNamespace())
+	return u, nil
+}

@@ -1,0 +1,612 @@
+package controllers
+
+// The VMClone reconciler decides; the host agent acts. They share the clone's status through
+// server-side apply with two field managers, so neither overwrites the other:
+//
+//	xenclone-controller (this file)      xenclone-hostagent (issue 6)
+//	-------------------------------      ----------------------------
+//	status.nodeName                      status.phase from Provisioning on (applied with force)
+//	status.uuid                          status.message once it owns the phase
+//	status.interfaces (MACs)             status.domain, status.volume
+//	status.hostname                      status.observedGeneration, observedResetRequests
+//	status.expiresAt                     status.timestamps other than scheduled
+//	status.timestamps.scheduled          conditions VolumeReady, GuestPrepared,
+//	status.phase/message while Pending     DomainRunning, StorageAtRisk
+//	  or Scheduled (the agent takes      metadata.finalizers: vm.xenclone.dev/host-cleanup
+//	  them over with a forced apply)
+//	conditions Scheduled, Ready, Expired
+//	labels vm.xenclone.dev/node and vm.xenclone.dev/template
+//
+// The controller applies without force: if the agent already took the phase over and this
+// reconcile saw a stale cache, the apply fails with a conflict and the next reconcile, with
+// fresh state, leaves the phase out. Conditions are a map keyed by type, so each manager owns
+// only its own entries. The user's spec is never written (GitOps tools would see drift).
+//
+// Binding order: status.nodeName (with uuid and MACs) is written first and is the source of
+// truth; the node label, which the agent's cache selects on, follows in the next reconcile.
+// So an agent never sees a clone without its identity.
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
+)
+
+// unschedulableRetry is a backstop for pending clones: they are retried on every XenHost,
+// template or heartbeat change already; this catches a change no watch maps to them.
+const unschedulableRetry = 5 * time.Minute
+
+// VMCloneReconciler checks a clone's template and namespace, allocates its identity, places it
+// on a live host with capacity, and runs its lifetime and Ready condition.
+type VMCloneReconciler struct {
+	client.Client
+	Scheme   *runtime.Scheme
+	Recorder events.EventRecorder
+	// Leases reads the hosts' heartbeat Leases in Opts.LeaseNamespace.
+	Leases client.Reader
+	Opts   Options
+
+	reserved *reservations
+}
+
+// cloneScope carries one reconcile's state: the clone as read, and the controller-owned status
+// the steps build, applied once on the way out.
+type cloneScope struct {
+	clone  *vmv1alpha1.VMClone
+	key    types.NamespacedName
+	tmpl   *vmv1alpha1.VMTemplate
+	status vmv1alpha1.VMCloneStatus
+	// deleted is set when the clone was deleted on expiry: nothing left to apply.
+	deleted bool
+}
+
+// +kubebuilder:rbac:groups=vm.xenclone.dev,resources=vmclones,verbs=get;list;watch;patch;delete
+// +kubebuilder:rbac:groups=vm.xenclone.dev,resources=vmclones/status,verbs=get;patch
+// +kubebuilder:rbac:groups=vm.xenclone.dev,resources=vmtemplates;xenhosts,verbs=get;list;watch
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile drives one VMClone: fetch, then reconcileDelete or reconcileNormal, with the
+// controller's share of the status applied on every exit.
+func (r *VMCloneReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
+	clone := &vmv1alpha1.VMClone{}
+	if err := r.Get(ctx, req.NamespacedName, clone); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.reserved.forget(req.NamespacedName)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, fmt.Errorf("get VMClone %s: %w", req.NamespacedName, err)
+	}
+	ctx = log.IntoContext(ctx, log.FromContext(ctx).WithValues("vmclone", req.NamespacedName, "node", clone.Status.NodeName))
+	r.reserved.observed(clone.UID, clone.Status.NodeName != "", cloneMACs(clone))
+
+	if !clone.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, clone)
+	}
+
+	s := &cloneScope{clone: clone, key: req.NamespacedName, status: controllerStatus(clone)}
+	defer func() {
+		if s.deleted || equality.Semantic.DeepEqual(s.status, controllerStatus(clone)) {
+			return
+		}
+		if err := applyStatus(ctx, r.Client, r.Scheme, clone, &s.status); err != nil {
+			if apierrors.IsConflict(err) {
+				// The agent owns a field this reconcile saw stale: retry with fresh state.
+				log.FromContext(ctx).V(1).Info("status apply conflicts with the host agent; retrying", "error", err.Error())
+				reterr = kerrors.NewAggregate([]error{reterr, err})
+				return
+			}
+			reterr = kerrors.NewAggregate([]error{reterr, err})
+		}
+	}()
+	return r.reconcileNormal(ctx, s)
+}
+
+// reconcileDelete only drops what the controller holds in memory: the host agent's finalizer
+// removes the domain and disk, and a clone that was never bound has no finalizer at all.
+func (r *VMCloneReconciler) reconcileDelete(_ context.Context, clone *vmv1alpha1.VMClone) (ctrl.Result, error) {
+	if clone.Status.NodeName == "" {
+		r.reserved.forget(client.ObjectKeyFromObject(clone))
+	}
+	return ctrl.Result{}, nil
+}
+
+// reconcileNormal reads like a clone's life: usable template, identity, host, label on the
+// host's watch, lifetime, Ready.
+func (r *VMCloneReconciler) reconcileNormal(ctx context.Context, s *cloneScope) (ctrl.Result, error) {
+	if ok, err := r.ensureTemplate(ctx, s); err != nil || !ok {
+		return ctrl.Result{}, err
+	}
+	if ok, err := r.ensureIdentity(ctx, s); err != nil || !ok {
+		return ctrl.Result{}, err
+	}
+	placed, err := r.ensurePlacement(ctx, s)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.ensureLabels(ctx, s); err != nil {
+		return ctrl.Result{}, err
+	}
+	result, err := r.ensureLifetime(ctx, s)
+	if err != nil || s.deleted {
+		return result, err
+	}
+	if err := r.ensureReady(ctx, s); err != nil {
+		return ctrl.Result{}, err
+	}
+	if !placed && (result.RequeueAfter == 0 || result.RequeueAfter > unschedulableRetry) {
+		result.RequeueAfter = unschedulableRetry
+	}
+	return result, nil
+}
+
+// ensureTemplate loads the template and checks the clone's namespace may use it. A bound clone
+// keeps going whatever happens to the template (its disk exists; the template's finalizer
+// protects it); an unbound one waits with a Scheduled condition that says what to fix.
+func (r *VMCloneReconciler) ensureTemplate(ctx context.Context, s *cloneScope) (bool, error) {
+	name := s.clone.Spec.TemplateRef.Name
+	tmpl := &vmv1alpha1.VMTemplate{}
+	err := r.Get(ctx, types.NamespacedName{Name: name}, tmpl)
+	switch {
+	case apierrors.IsNotFound(err):
+		tmpl = nil
+	case err != nil:
+		return false, fmt.Errorf("get VMTemplate %s: %w", name, err)
+	}
+	s.tmpl = tmpl
+	if s.status.NodeName != "" {
+		return true, nil
+	}
+	if tmpl == nil {
+		r.setUnscheduled(s, ReasonTemplateNotFound,
+			fmt.Sprintf("VMTemplate %s does not exist: create it, or fix spec.templateRef.name (it cannot change: recreate the clone)", name))
+		return false, nil
+	}
+	if !tmpl.DeletionTimestamp.IsZero() {
+		r.setUnscheduled(s, ReasonTemplateDeleting,
+			fmt.Sprintf("VMTemplate %s is being deleted and takes no new clones: use another template", name))
+		return false, nil
+	}
+	allowed, err := r.namespaceAllowed(ctx, tmpl, s.clone.Namespace)
+	if err != nil {
+		return false, err
+	}
+	if !allowed {
+		r.setUnscheduled(s, ReasonNamespaceNotAllowed,
+			fmt.Sprintf("namespace %s may not clone VMTemplate %s: ask its owners to add the namespace to spec.allowedNamespaces or to match spec.namespaceSelector", s.clone.Namespace, name))
+		return false, nil
+	}
+	return true, nil
+}
+
+// namespaceAllowed applies the template's namespace rule: no rule means every namespace.
+func (r *VMCloneReconciler) namespaceAllowed(ctx context.Context, tmpl *vmv1alpha1.VMTemplate, namespace string) (bool, error) {
+	if len(tmpl.Spec.AllowedNamespaces) == 0 && tmpl.Spec.NamespaceSelector == nil {
+		return true, nil
+	}
+	for _, ns := range tmpl.Spec.AllowedNamespaces {
+		if ns == namespace {
+			return true, nil
+		}
+	}
+	if tmpl.Spec.NamespaceSelector == nil {
+		return false, nil
+	}
+	sel, err := metav1.LabelSelectorAsSelector(tmpl.Spec.NamespaceSelector)
+	if err != nil {
+		return false, nil //nolint:nilerr // an invalid selector admits nobody; the template status says why
+	}
+	ns := &corev1.Namespace{}
+	if err := r.Get(ctx, types.NamespacedName{Name: namespace}, ns); err != nil {
+		return false, fmt.Errorf("get namespace %s: %w", namespace, err)
+	}
+	return sel.Matches(labels.Set(ns.Labels)), nil
+}
+
+// ensureIdentity allocates the clone's UUID, host name and one unique MAC per NIC, once.
+func (r *VMCloneReconciler) ensureIdentity(ctx context.Context, s *cloneScope) (bool, error) {
+	if s.status.UUID == "" {
+		// The clone's UID is a random UUID the API server guarantees unique: the Xen UUID
+		// is unique by construction and traceable to the object.
+		s.status.UUID = string(s.clone.UID)
+	}
+	if s.status.Hostname == "" {
+		s.status.Hostname = cloneHostname(s.clone)
+	}
+	if s.tmpl == nil {
+		// Bound clone whose template vanished (finalizer forced off): keep what it has.
+		return true, nil
+	}
+	nics := cloneNICs(s.clone, s.tmpl)
+	r.reserved.placing.Lock()
+	defer r.reserved.placing.Unlock()
+	ifaces, err := AllocateInterfaces(nics, s.status.Interfaces, r.macInUse(ctx, s.clone.UID),
+		drawRandom, func(mac string) { r.reserved.reserveMAC(s.key, s.clone.UID, mac) })
+	var conflict *MACConflictError
+	if errors.As(err, &conflict) {
+		if s.status.NodeName == "" {
+			r.setUnscheduled(s, ReasonMACConflict, conflict.Error())
+			return false, nil
+		}
+		// Bound already: keep the MACs it has; the event tells the user the new pin is refused.
+		r.Recorder.Eventf(s.clone, nil, corev1.EventTypeWarning, ReasonMACConflict, "AllocateMAC", "%s", conflict.Error())
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("allocate MACs: %w", err)
+	}
+	s.status.Interfaces = ifaces
+	return true, nil
+}
+
+// macInUse looks a MAC up in the cache's MAC index and in the MACs reserved but not yet in
+// the cache, ignoring the clone itself.
+func (r *VMCloneReconciler) macInUse(ctx context.Context, self types.UID) MACInUse {
+	return func(mac string) string {
+		if owner := r.reserved.macOwner(mac, self); owner != "" {
+			return owner
+		}
+		var holders vmv1alpha1.VMCloneList
+		if err := r.List(ctx, &holders, client.MatchingFields{indexCloneMAC: mac}, client.UnsafeDisableDeepCopy); err != nil {
+			// Cannot prove it free: treat as taken, a re-draw is cheap.
+			return "unknown (cache error)"
+		}
+		for i := range holders.Items {
+			if holders.Items[i].UID != self {
+				return client.ObjectKeyFromObject(&holders.Items[i]).String()
+			}
+		}
+		return ""
+	}
+}
+
+func drawRandom() [3]byte {
+	var b [3]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return b
+}
+
+// ensurePlacement binds an unbound clone to a host. It reports whether the clone is bound.
+func (r *VMCloneReconciler) ensurePlacement(ctx context.Context, s *cloneScope) (bool, error) {
+	if s.status.NodeName != "" {
+		if c := meta.FindStatusCondition(s.status.Conditions, vmv1alpha1.ConditionScheduled); c == nil || c.Status != metav1.ConditionTrue {
+			r.setScheduled(s, s.status.NodeName, fmt.Sprintf("bound to %s", s.status.NodeName))
+		}
+		return true, nil
+	}
+	r.reserved.placing.Lock()
+	defer r.reserved.placing.Unlock()
+	in, err := r.placementInput(ctx, s)
+	if err != nil {
+		return false, err
+	}
+	res := Place(in)
+	if res.Host == "" {
+		r.setUnscheduled(s, ReasonUnschedulable, res.Message)
+		return false, nil
+	}
+	req := RequestFor(s.clone, s.tmpl)
+	r.reserved.reserveBinding(s.key, s.clone.UID, Binding{
+		Clone: s.key.String(), Host: res.Host, MemoryMiB: req.MemoryMiB, COWBytes: req.COWBytes,
+		MemoryInFlight: true, StorageInFlight: true,
+	})
+	s.status.NodeName = res.Host
+	r.setScheduled(s, res.Host, res.Message)
+	now := r.Opts.Clock.Now()
+	s.status.Timestamps = &vmv1alpha1.CloneTimestamps{Scheduled: &metav1.Time{Time: now}}
+	schedulingSeconds.Observe(now.Sub(s.clone.CreationTimestamp.Time).Seconds())
+	log.FromContext(ctx).V(1).Info("placed clone", "host", res.Host, "why", res.Message)
+	return true, nil
+}
+
+// placementInput gathers the hosts, their heartbeats and every binding (from the cache, plus
+// bindings reserved but not yet in it) for Place.
+func (r *VMCloneReconciler) placementInput(ctx context.Context, s *cloneScope) (PlacementInput, error) {
+	in := PlacementInput{
+		Clone: s.clone, Template: s.tmpl, Now: r.Opts.Clock.Now(),
+		HeartbeatGrace: r.Opts.HeartbeatGrace, DefaultStrategy: r.Opts.DefaultPlacement,
+		Leases: map[string]*coordinationv1.Lease{},
+	}
+	var hosts vmv1alpha1.XenHostList
+	if err := r.List(ctx, &hosts); err != nil {
+		return in, fmt.Errorf("list XenHosts: %w", err)
+	}
+	in.Hosts = hosts.Items
+	var leases coordinationv1.LeaseList
+	if err := r.Leases.List(ctx, &leases, client.InNamespace(r.Opts.LeaseNamespace)); err != nil {
+		return in, fmt.Errorf("list heartbeat Leases in %s: %w", r.Opts.LeaseNamespace, err)
+	}
+	for i := range leases.Items {
+		in.Leases[leases.Items[i].Name] = &leases.Items[i]
+	}
+	var templates vmv1alpha1.VMTemplateList
+	if err := r.List(ctx, &templates); err != nil {
+		return in, fmt.Errorf("list VMTemplates: %w", err)
+	}
+	byName := make(map[string]*vmv1alpha1.VMTemplate, len(templates.Items))
+	for i := range templates.Items {
+		byName[templates.Items[i].Name] = &templates.Items[i]
+	}
+	// Read-only scan of the shared cache: no deep copies, which matter at 100,000 clones.
+	var clones vmv1alpha1.VMCloneList
+	if err := r.List(ctx, &clones, client.UnsafeDisableDeepCopy); err != nil {
+		return in, fmt.Errorf("list VMClones: %w", err)
+	}
+	bound := make(map[types.UID]bool, len(clones.Items))
+	for i := range clones.Items {
+		c := &clones.Items[i]
+		if c.Status.NodeName == "" {
+			continue
+		}
+		bound[c.UID] = true
+		if c.UID == s.clone.UID {
+			continue
+		}
+		in.Bindings = append(in.Bindings, bindingOf(c, byName[c.Spec.TemplateRef.Name]))
+	}
+	for uid, b := range r.reserved.pendingBindings(func(u types.UID) bool { return bound[u] }) {
+		if uid != s.clone.UID {
+			in.Bindings = append(in.Bindings, b)
+		}
+	}
+	return in, nil
+}
+
+// bindingOf accounts one bound clone. Its memory is "in flight" until its domain runs: the
+// agent's reported free memory does not include it yet. Its COW area is in flight until the
+// agent reports the volume ready.
+func bindingOf(c *vmv1alpha1.VMClone, tmpl *vmv1alpha1.VMTemplate) Binding {
+	b := Binding{Clone: c.Namespace + "/" + c.Name, Host: c.Status.NodeName, MemoryMiB: cloneMemoryMiB(c, tmpl), COWBytes: cloneCOWBytes(c, tmpl)}
+	switch c.Status.Phase {
+	case "", vmv1alpha1.PhasePending, vmv1alpha1.PhaseScheduled, vmv1alpha1.PhaseProvisioning,
+		vmv1alpha1.PhaseStarting, vmv1alpha1.PhaseResetting:
+		b.MemoryInFlight = true
+	}
+	if c.Status.Phase != vmv1alpha1.PhaseFailed && !meta.IsStatusConditionTrue(c.Status.Conditions, vmv1alpha1.ConditionVolumeReady) {
+		b.StorageInFlight = true
+	}
+	return b
+}
+
+// ensureLabels applies the labels other components select on: the template always, the node
+// once status.nodeName is persisted (so the agent never sees a clone without its identity).
+func (r *VMCloneReconciler) ensureLabels(ctx context.Context, s *cloneScope) error {
+	want := map[string]string{vmv1alpha1.TemplateLabel: s.clone.Spec.TemplateRef.Name}
+	if n := s.clone.Status.NodeName; n != "" {
+		want[vmv1alpha1.NodeNameLabel] = n
+	}
+	have := s.clone.GetLabels()
+	same := true
+	for k, v := range want {
+		if have[k] != v {
+			same = false
+		}
+	}
+	if same {
+		return nil
+	}
+	return applyLabels(ctx, r.Client, r.Scheme, s.clone, want)
+}
+
+// ensureLifetime records status.expiresAt and, at expiry, deletes the clone or marks it
+// Expired (the agent keeps an Expired clone stopped). It returns a requeue for the exact
+// moment of expiry.
+func (r *VMCloneReconciler) ensureLifetime(ctx context.Context, s *cloneScope) (ctrl.Result, error) {
+	d := DecideExpiry(s.clone, r.Opts.Clock.Now())
+	s.status.ExpiresAt = d.ExpiresAt
+	if d.ExpiresAt == nil {
+		meta.RemoveStatusCondition(&s.status.Conditions, ConditionExpired)
+		return ctrl.Result{}, nil
+	}
+	at := d.ExpiresAt.UTC().Format(time.RFC3339)
+	if !d.Expired {
+		r.setCondition(s, ConditionExpired, metav1.ConditionFalse, ReasonLifetimeRunning,
+			fmt.Sprintf("expires at %s (spec.lifetime.expireAfter %s, then %s)", at, s.clone.Spec.Lifetime.ExpireAfter.Duration, d.Action))
+		return ctrl.Result{RequeueAfter: d.RequeueAfter}, nil
+	}
+	if d.Action == vmv1alpha1.ExpiryDelete {
+		log.FromContext(ctx).Info("lifetime ended, deleting clone", "expiresAt", at)
+		r.Recorder.Eventf(s.clone, nil, corev1.EventTypeNormal, ReasonLifetimeEnded, "Delete",
+			"lifetime ended at %s: deleting the clone (onExpiry: Delete)", at)
+		uid := s.clone.UID
+		if err := r.Delete(ctx, s.clone, client.Preconditions{UID: &uid}); err != nil && !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, fmt.Errorf("delete expired clone: %w", err)
+		}
+		s.deleted = true
+		return ctrl.Result{}, nil
+	}
+	if prev := meta.FindStatusCondition(s.status.Conditions, ConditionExpired); prev == nil || prev.Status != metav1.ConditionTrue {
+		r.Recorder.Eventf(s.clone, nil, corev1.EventTypeNormal, ReasonLifetimeEnded, "Stop",
+			"lifetime ended at %s: the host agent stops the domain and keeps the disk (onExpiry: Stop); delete the clone to free it", at)
+	}
+	r.setCondition(s, ConditionExpired, metav1.ConditionTrue, ReasonLifetimeEnded,
+		fmt.Sprintf("lifetime ended at %s: the domain is stopped and kept stopped, the disk is kept (onExpiry: Stop); delete the VMClone to free it", at))
+	return ctrl.Result{}, nil
+}
+
+// ensureReady derives Ready from scheduling, the host's heartbeat and the agent's conditions.
+func (r *VMCloneReconciler) ensureReady(ctx context.Context, s *cloneScope) error {
+	in := ReadyInput{
+		Clone:           s.clone,
+		HostLive:        true,
+		StoppedOnExpiry: meta.IsStatusConditionTrue(s.status.Conditions, ConditionExpired),
+	}
+	if c := meta.FindStatusCondition(s.status.Conditions, vmv1alpha1.ConditionScheduled); c != nil {
+		in.Scheduled = *c
+	}
+	if node := s.status.NodeName; node != "" && in.Scheduled.Status == metav1.ConditionTrue {
+		lease := &coordinationv1.Lease{}
+		err := r.Leases.Get(ctx, types.NamespacedName{Namespace: r.Opts.LeaseNamespace, Name: node}, lease)
+		switch {
+		case apierrors.IsNotFound(err):
+			lease = nil
+		case err != nil:
+			return fmt.Errorf("get heartbeat Lease %s/%s: %w", r.Opts.LeaseNamespace, node, err)
+		}
+		live, staleAt := HostLive(lease, r.Opts.Clock.Now(), r.Opts.HeartbeatGrace)
+		in.HostLive = live
+		if !live {
+			since := "ever"
+			if !staleAt.IsZero() {
+				since = staleAt.Add(-r.Opts.HeartbeatGrace).UTC().Format(time.RFC3339)
+			}
+			in.HostLostMessage = fmt.Sprintf("host %s has not renewed its heartbeat Lease %s/%s since %s (grace %s): the clone's state is unknown. "+
+				"Check the hostagent on %s; if the host is gone for good, delete the clone and remove finalizer %s (docs: force-release)",
+				node, r.Opts.LeaseNamespace, node, since, r.Opts.HeartbeatGrace, node, vmv1alpha1.CloneFinalizer)
+		}
+	}
+	cond := ReadyCondition(in)
+	prev := meta.FindStatusCondition(s.clone.Status.Conditions, vmv1alpha1.ConditionReady)
+	if cond.Reason == ReasonNodeLost && (prev == nil || prev.Reason != ReasonNodeLost) {
+		r.Recorder.Eventf(s.clone, nil, corev1.EventTypeWarning, ReasonNodeLost, "MarkUnknown", "%s", in.HostLostMessage)
+	}
+	if cond.Status == metav1.ConditionTrue && (prev == nil || prev.Status != metav1.ConditionTrue) {
+		readySeconds.Observe(r.Opts.Clock.Now().Sub(s.clone.CreationTimestamp.Time).Seconds())
+	}
+	meta.SetStatusCondition(&s.status.Conditions, cond)
+	return nil
+}
+
+// setScheduled records a binding: Scheduled True, phase Scheduled while the controller still
+// owns the phase.
+func (r *VMCloneReconciler) setScheduled(s *cloneScope, host, message string) {
+	prev := meta.FindStatusCondition(s.clone.Status.Conditions, vmv1alpha1.ConditionScheduled)
+	if prev == nil || prev.Status != metav1.ConditionTrue {
+		r.Recorder.Eventf(s.clone, nil, corev1.EventTypeNormal, ReasonScheduled, "Bind", "%s", message)
+	}
+	r.setCondition(s, vmv1alpha1.ConditionScheduled, metav1.ConditionTrue, ReasonScheduled, message)
+	if ownsPhase(s.clone.Status.Phase) {
+		s.status.Phase = vmv1alpha1.PhaseScheduled
+		s.status.Message = fmt.Sprintf("bound to %s; waiting for its hostagent", host)
+	}
+}
+
+// setUnscheduled records why the clone is not placed; the event fires only when the reason or
+// message changes, so retries do not flood the clone's events.
+func (r *VMCloneReconciler) setUnscheduled(s *cloneScope, reason, message string) {
+	prev := meta.FindStatusCondition(s.clone.Status.Conditions, vmv1alpha1.ConditionScheduled)
+	if prev == nil || prev.Reason != reason || prev.Message != message {
+		r.Recorder.Eventf(s.clone, nil, corev1.EventTypeWarning, reason, "Schedule", "%s", message)
+	}
+	r.setCondition(s, vmv1alpha1.ConditionScheduled, metav1.ConditionFalse, reason, message)
+	s.status.Phase = vmv1alpha1.PhasePending
+	s.status.Message = message
+	meta.SetStatusCondition(&s.status.Conditions, metav1.Condition{
+		Type: vmv1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: reason, Message: message,
+		ObservedGeneration: s.clone.Generation,
+	})
+}
+
+func (r *VMCloneReconciler) setCondition(s *cloneScope, typ string, status metav1.ConditionStatus, reason, message string) {
+	meta.SetStatusCondition(&s.status.Conditions, metav1.Condition{
+		Type: typ, Status: status, Reason: reason, Message: message, ObservedGeneration: s.clone.Generation,
+	})
+}
+
+// ownsPhase says whether the controller still owns status.phase: until the agent moves the
+// clone past Scheduled.
+func ownsPhase(p vmv1alpha1.VMClonePhase) bool {
+	return p == "" || p == vmv1alpha1.PhasePending || p == vmv1alpha1.PhaseScheduled
+}
+
+// controllerConditions are the condition types this controller owns on a VMClone.
+var controllerConditions = []string{vmv1alpha1.ConditionScheduled, vmv1alpha1.ConditionReady, ConditionExpired}
+
+// controllerStatus projects a clone's status onto the fields the controller owns: the
+// starting point of the status this reconcile applies.
+func controllerStatus(c *vmv1alpha1.VMClone) vmv1alpha1.VMCloneStatus {
+	st := vmv1alpha1.VMCloneStatus{
+		NodeName:   c.Status.NodeName,
+		UUID:       c.Status.UUID,
+		Interfaces: c.Status.Interfaces,
+		Hostname:   c.Status.Hostname,
+		ExpiresAt:  c.Status.ExpiresAt,
+	}
+	if ownsPhase(c.Status.Phase) {
+		st.Phase, st.Message = c.Status.Phase, c.Status.Message
+	}
+	if ts := c.Status.Timestamps; ts != nil && ts.Scheduled != nil {
+		st.Timestamps = &vmv1alpha1.CloneTimestamps{Scheduled: ts.Scheduled}
+	}
+	for _, t := range controllerConditions {
+		if cond := meta.FindStatusCondition(c.Status.Conditions, t); cond != nil {
+			st.Conditions = append(st.Conditions, *cond)
+		}
+	}
+	return *st.DeepCopy()
+}
+
+func (r *VMCloneReconciler) setupWithManager(mgr ctrl.Manager, leases cache.Cache, hostEvents <-chan event.GenericEvent) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&vmv1alpha1.VMClone{}).
+		Named("vmclone").
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.Opts.MaxConcurrentReconciles}).
+		// Capacity or template presence changed: pending clones may fit now.
+		Watches(&vmv1alpha1.XenHost{}, handler.EnqueueRequestsFromMapFunc(r.pendingClones),
+			builder.WithPredicates(predicate.ResourceVersionChangedPredicate{})).
+		Watches(&vmv1alpha1.VMTemplate{}, handler.EnqueueRequestsFromMapFunc(r.pendingClonesOfTemplate)).
+		// The host liveness reconciler sends the clones of a host whose heartbeat came or went.
+		WatchesRawSource(source.Channel(hostEvents, &handler.EnqueueRequestForObject{})).
+		Complete(r)
+}
+
+// pendingClones maps any XenHost change to every clone not bound yet.
+func (r *VMCloneReconciler) pendingClones(ctx context.Context, _ client.Object) []reconcile.Request {
+	var list vmv1alpha1.VMCloneList
+	if err := r.List(ctx, &list, client.MatchingFields{indexCloneNode: unboundNode}, client.UnsafeDisableDeepCopy); err != nil {
+		log.FromContext(ctx).Error(err, "list pending VMClones")
+		return nil
+	}
+	return requestsFor(list.Items)
+}
+
+func (r *VMCloneReconciler) pendingClonesOfTemplate(ctx context.Context, o client.Object) []reconcile.Request {
+	var list vmv1alpha1.VMCloneList
+	if err := r.List(ctx, &list, client.MatchingFields{indexCloneTemplate: o.GetName()}, client.UnsafeDisableDeepCopy); err != nil {
+		log.FromContext(ctx).Error(err, "list VMClones of template", "template", o.GetName())
+		return nil
+	}
+	var pending []vmv1alpha1.VMClone
+	for _, c := range list.Items {
+		if c.Status.NodeName == "" {
+			pending = append(pending, c)
+		}
+	}
+	return requestsFor(pending)
+}
+
+func requestsFor(clones []vmv1alpha1.VMClone) []reconcile.Request {
+	reqs := make([]reconcile.Request, 0, len(clones))
+	for i := range clones {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&clones[i])})
+	}
+	return reqs
+}

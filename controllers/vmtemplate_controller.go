@@ -1,0 +1,258 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
+)
+
+// listedNames is how many names a condition message lists before "and N more".
+const listedNames = 10
+
+// Reasons of VMTemplate conditions.
+const (
+	ReasonOriginPresent   = "OriginPresent"
+	ReasonNoHostHasOrigin = "NoHostHasOrigin"
+	ReasonInUse           = "InUse"
+	ReasonNotInUse        = "NotInUse"
+	ReasonDeletionBlocked = "DeletionBlocked"
+)
+
+// VMTemplateReconciler aggregates where a template's origin exists (from XenHosts), counts its
+// clones, and holds TemplateFinalizer so a template with clones cannot be deleted: classic
+// snapshots die with their origin.
+type VMTemplateReconciler struct {
+	client.Client
+	Scheme   *runtime.Scheme
+	Recorder events.EventRecorder
+	Opts     Options
+}
+
+// +kubebuilder:rbac:groups=vm.xenclone.dev,resources=vmtemplates,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=vm.xenclone.dev,resources=vmtemplates/status,verbs=get;patch
+// +kubebuilder:rbac:groups=vm.xenclone.dev,resources=vmtemplates/finalizers,verbs=update
+
+// Reconcile fetches the template, then reconcileDelete or reconcileNormal; the status is
+// applied on every exit.
+func (r *VMTemplateReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
+	tmpl := &vmv1alpha1.VMTemplate{}
+	if err := r.Get(ctx, req.NamespacedName, tmpl); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	ctx = log.IntoContext(ctx, log.FromContext(ctx).WithValues("vmtemplate", tmpl.Name))
+
+	status := tmpl.Status.DeepCopy()
+	status.ObservedGeneration = tmpl.Generation
+	defer func() {
+		if equality.Semantic.DeepEqual(*status, tmpl.Status) {
+			return
+		}
+		if err := applyStatus(ctx, r.Client, r.Scheme, tmpl, status); err != nil && !apierrors.IsNotFound(err) {
+			reterr = kerrors.NewAggregate([]error{reterr, err})
+		}
+	}()
+
+	clones, err := r.clonesOf(ctx, tmpl.Name)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.ensureHosts(ctx, tmpl, status); err != nil {
+		return ctrl.Result{}, err
+	}
+	r.ensureInUse(tmpl, status, clones)
+	if !tmpl.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.reconcileDelete(ctx, tmpl, status, clones)
+	}
+	return ctrl.Result{}, r.ensureFinalizer(ctx, tmpl)
+}
+
+// reconcileDelete releases the finalizer once no clone uses the template; until then the InUse
+// condition and an event name the clones to delete first.
+func (r *VMTemplateReconciler) reconcileDelete(ctx context.Context, tmpl *vmv1alpha1.VMTemplate, status *vmv1alpha1.VMTemplateStatus, clones []string) error {
+	if len(clones) > 0 {
+		msg := fmt.Sprintf("deletion waits for %d clone(s) of this template: %s; delete them first (their snapshots depend on the origin)",
+			len(clones), listNames(clones))
+		prev := meta.FindStatusCondition(tmpl.Status.Conditions, vmv1alpha1.ConditionTemplateInUse)
+		if prev == nil || prev.Reason != ReasonDeletionBlocked || prev.Message != msg {
+			r.Recorder.Eventf(tmpl, nil, corev1.EventTypeWarning, ReasonDeletionBlocked, "Delete", "%s", msg)
+		}
+		meta.SetStatusCondition(&status.Conditions, metav1.Condition{
+			Type: vmv1alpha1.ConditionTemplateInUse, Status: metav1.ConditionTrue, Reason: ReasonDeletionBlocked,
+			Message: msg, ObservedGeneration: tmpl.Generation,
+		})
+		return nil
+	}
+	if !controllerutil.ContainsFinalizer(tmpl, vmv1alpha1.TemplateFinalizer) {
+		return nil
+	}
+	patch := client.MergeFromWithOptions(tmpl.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	controllerutil.RemoveFinalizer(tmpl, vmv1alpha1.TemplateFinalizer)
+	if err := r.Patch(ctx, tmpl, patch); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("remove finalizer %s: %w", vmv1alpha1.TemplateFinalizer, err)
+	}
+	log.FromContext(ctx).Info("no clones left, released template for deletion")
+	return nil
+}
+
+func (r *VMTemplateReconciler) ensureFinalizer(ctx context.Context, tmpl *vmv1alpha1.VMTemplate) error {
+	if controllerutil.ContainsFinalizer(tmpl, vmv1alpha1.TemplateFinalizer) {
+		return nil
+	}
+	patch := client.MergeFromWithOptions(tmpl.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	controllerutil.AddFinalizer(tmpl, vmv1alpha1.TemplateFinalizer)
+	if err := r.Patch(ctx, tmpl, patch); err != nil {
+		return fmt.Errorf("add finalizer %s: %w", vmv1alpha1.TemplateFinalizer, err)
+	}
+	return nil
+}
+
+// clonesOf lists the clones using a template, as sorted namespace/name.
+func (r *VMTemplateReconciler) clonesOf(ctx context.Context, name string) ([]string, error) {
+	var list vmv1alpha1.VMCloneList
+	if err := r.List(ctx, &list, client.MatchingFields{indexCloneTemplate: name}, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, fmt.Errorf("list clones of template %s: %w", name, err)
+	}
+	names := make([]string, 0, len(list.Items))
+	for i := range list.Items {
+		names = append(names, list.Items[i].Namespace+"/"+list.Items[i].Name)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// ensureHosts fills status.hosts, readyHosts and the Ready condition from the XenHosts.
+func (r *VMTemplateReconciler) ensureHosts(ctx context.Context, tmpl *vmv1alpha1.VMTemplate, status *vmv1alpha1.VMTemplateStatus) error {
+	var hosts vmv1alpha1.XenHostList
+	if err := r.List(ctx, &hosts); err != nil {
+		return fmt.Errorf("list XenHosts: %w", err)
+	}
+	agg := TemplatePresence(tmpl, hosts.Items)
+	status.Hosts, status.ReadyHosts = agg.Hosts, agg.ReadyHosts
+	meta.SetStatusCondition(&status.Conditions, metav1.Condition{
+		Type: vmv1alpha1.ConditionReady, Status: agg.Ready, Reason: agg.Reason, Message: agg.Message,
+		ObservedGeneration: tmpl.Generation,
+	})
+	return nil
+}
+
+func (r *VMTemplateReconciler) ensureInUse(tmpl *vmv1alpha1.VMTemplate, status *vmv1alpha1.VMTemplateStatus, clones []string) {
+	status.Clones = int32(len(clones))
+	cond := metav1.Condition{Type: vmv1alpha1.ConditionTemplateInUse, ObservedGeneration: tmpl.Generation}
+	if len(clones) == 0 {
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, ReasonNotInUse, "no clone uses this template; it can be deleted"
+	} else {
+		cond.Status, cond.Reason = metav1.ConditionTrue, ReasonInUse
+		cond.Message = fmt.Sprintf("%d clone(s) use this template: %s", len(clones), listNames(clones))
+	}
+	meta.SetStatusCondition(&status.Conditions, cond)
+}
+
+// Presence is a template's aggregated presence across hosts.
+type Presence struct {
+	Hosts      []vmv1alpha1.TemplateHostStatus
+	ReadyHosts int32
+	Ready      metav1.ConditionStatus
+	Reason     string
+	Message    string
+}
+
+// TemplatePresence lists, for each host the template may run on, whether its agent reports the
+// origin, and says in Ready where clones can go or what to do when nowhere.
+func TemplatePresence(tmpl *vmv1alpha1.VMTemplate, hosts []vmv1alpha1.XenHost) Presence {
+	sel, err := selectorOrEverything(tmpl.Spec.HostSelector)
+	if err != nil {
+		return Presence{Ready: metav1.ConditionFalse, Reason: "InvalidHostSelector",
+			Message: fmt.Sprintf("spec.hostSelector is invalid: %v; fix it", err)}
+	}
+	var p Presence
+	var ready []string
+	origin := fmt.Sprintf("%s/%s", tmpl.Spec.Origin.VolumeGroup, tmpl.Spec.Origin.LogicalVolume)
+	for i := range hosts {
+		h := &hosts[i]
+		if !sel.Matches(labels.Set(h.Labels)) {
+			continue
+		}
+		hs := vmv1alpha1.TemplateHostStatus{NodeName: h.Name}
+		if ht := hostTemplate(h, tmpl.Name); ht != nil {
+			hs.Present, hs.SizeBytes, hs.ReadOnly, hs.Thin, hs.LVUUID = true, ht.SizeBytes, ht.ReadOnly, ht.Thin, ht.LVUUID
+			if ht.ReadOnly {
+				p.ReadyHosts++
+				ready = append(ready, h.Name)
+			} else {
+				hs.Message = "origin found but not read-only yet: the hostagent sets it read-only before cloning"
+			}
+		} else {
+			hs.Message = fmt.Sprintf("the hostagent does not report origin %s here", origin)
+		}
+		p.Hosts = append(p.Hosts, hs)
+	}
+	sort.Slice(p.Hosts, func(i, j int) bool { return p.Hosts[i].NodeName < p.Hosts[j].NodeName })
+	sort.Strings(ready)
+	if len(ready) == 0 {
+		p.Ready, p.Reason = metav1.ConditionFalse, ReasonNoHostHasOrigin
+		p.Message = fmt.Sprintf("no host has origin %s ready (%d host(s) match): create the logical volume on the Xen hosts and check their hostagent runs; clones of this template stay Pending until then",
+			origin, len(p.Hosts))
+		return p
+	}
+	p.Ready, p.Reason = metav1.ConditionTrue, ReasonOriginPresent
+	p.Message = fmt.Sprintf("origin %s ready on %d host(s): %s", origin, len(ready), listNames(ready))
+	return p
+}
+
+// listNames renders the first listedNames names and how many more there are.
+func listNames(names []string) string {
+	if len(names) <= listedNames {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:listedNames], ", "), len(names)-listedNames)
+}
+
+func (r *VMTemplateReconciler) setupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&vmv1alpha1.VMTemplate{}).
+		Named("vmtemplate").
+		// Presence changes with the hosts' reports; there are few templates, so any host
+		// change re-aggregates all of them.
+		Watches(&vmv1alpha1.XenHost{}, handler.EnqueueRequestsFromMapFunc(r.allTemplates)).
+		// Clone count and the deletion guard follow the clones' creation and deletion only:
+		// their status updates do not change them.
+		Watches(&vmv1alpha1.VMClone{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+			return []reconcile.Request{{NamespacedName: client.ObjectKey{Name: o.(*vmv1alpha1.VMClone).Spec.TemplateRef.Name}}}
+		}), builder.WithPredicates(predicate.Funcs{UpdateFunc: func(event.UpdateEvent) bool { return false }})).
+		Complete(r)
+}
+
+func (r *VMTemplateReconciler) allTemplates(ctx context.Context, _ client.Object) []reconcile.Request {
+	var list vmv1alpha1.VMTemplateList
+	if err := r.List(ctx, &list); err != nil {
+		log.FromContext(ctx).Error(err, "list VMTemplates")
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for i := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKey{Name: list.Items[i].Name}})
+	}
+	return reqs
+}
