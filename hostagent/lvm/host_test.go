@@ -94,14 +94,22 @@ func (h *hostVG) raw(t *testing.T, sub string, args ...string) string {
 }
 
 func (h *hostVG) rawErr(sub string, args ...string) (string, error) {
-	argv := append([]string{sub, "--config", h.config}, args...)
+	out, _, err := h.rawConfig("", sub, args...)
+	return out, err
+}
+
+// rawConfig runs the real lvm with extra --config text (lvm takes --config only once) and
+// returns stdout and stderr.
+func (h *hostVG) rawConfig(extra, sub string, args ...string) (string, string, error) {
+	argv := append([]string{sub, "--config", h.config + " " + extra}, args...)
 	cmd := exec.Command(h.lvm, argv...)
+	cmd.Env = append(os.Environ(), "LVM_SUPPRESS_FD_WARNINGS=1")
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("%w: %s", err, stderr.String())
+		return stdout.String(), stderr.String(), fmt.Errorf("%w: %s", err, stderr.String())
 	}
-	return stdout.String(), nil
+	return stdout.String(), stderr.String(), nil
 }
 
 func (h *hostVG) rawCleanup(t *testing.T, sub string, args ...string) {
@@ -402,21 +410,11 @@ func TestHostSetOriginReadOnly(t *testing.T) {
 // <locking_dir>/V_<vg>, lib/locking/file_locking.c).
 func TestHostLock(t *testing.T) {
 	h := newHostVG(t, "")
-	out := h.raw(t, "lvmconfig", "--typeconfig", "full", "global/locking_dir")
-	dir := strings.Trim(strings.TrimPrefix(strings.TrimSpace(out), "locking_dir="), `"`)
-	f, err := os.OpenFile(filepath.Join(dir, "V_"+h.name), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatal(err)
-	}
-	defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	defer holdVGLock(t, h)()
 
 	// wait_for_locks=0: lvm gives up at once.
 	noWait := &Client{Binary: h.lvm, Config: h.config + " global{wait_for_locks=0}"}
-	_, err = noWait.Report(testCtx(t), h.name)
+	_, err := noWait.Report(testCtx(t), h.name)
 	if !errors.Is(err, ErrLockTimeout) {
 		t.Fatalf("no-wait report under lock: %v, want ErrLockTimeout", err)
 	}
@@ -432,6 +430,26 @@ func TestHostLock(t *testing.T) {
 	}
 	if took := time.Since(began); took > 10*time.Second {
 		t.Errorf("cancel took %v", took)
+	}
+}
+
+// holdVGLock takes lvm's own lock of the VG as another lvm command would: flock on
+// <locking_dir>/V_<vg> (lib/locking/file_locking.c). It returns the release.
+func holdVGLock(t *testing.T, h *hostVG) func() {
+	t.Helper()
+	out := h.raw(t, "lvmconfig", "--typeconfig", "full", "global/locking_dir")
+	dir := strings.Trim(strings.TrimPrefix(strings.TrimSpace(out), "locking_dir="), `"`)
+	f, err := os.OpenFile(filepath.Join(dir, "V_"+h.name), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		t.Fatal(err)
+	}
+	return func() {
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
 	}
 }
 
