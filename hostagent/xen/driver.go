@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -137,6 +138,38 @@ func (d *Driver) Destroy(ctx context.Context, name string) error {
 	}
 	d.Log.V(1).Info("destroying domain", "domain", name)
 	_, err := d.run(ctx, "destroy", name, name)
+	return err
+}
+
+// Owner returns the stored config of domain name after checking that it carries uuid: the
+// agent's ownership rule (it only changes domains it created, recognised by the clone's UUID).
+// ErrNoSuchDomain if there is no such domain, ErrNotOwned if its UUID differs.
+func (d *Driver) Owner(ctx context.Context, name, uuid string) (DomainDetail, error) {
+	doms, err := d.ListLong(ctx, name)
+	if err != nil {
+		return DomainDetail{}, err
+	}
+	for _, dom := range doms {
+		if dom.Name == name && dom.UUID == uuid {
+			return dom, nil
+		}
+	}
+	if len(doms) == 0 {
+		// Listed but without a stored config (e.g. dying): we cannot prove it is ours.
+		return DomainDetail{}, &Error{Op: "list", Domain: name, Kind: ErrNotOwned, Err: fmt.Errorf("no stored config to check uuid %s", uuid)}
+	}
+	return DomainDetail{}, &Error{Op: "list", Domain: name, Kind: ErrNotOwned, Err: fmt.Errorf("uuid is %s, not %s", doms[0].UUID, uuid)}
+}
+
+// DestroyOwned destroys domain name only if it carries uuid (see Owner). It destroys by domid,
+// so a same-named domain created in between by someone else is not hit.
+func (d *Driver) DestroyOwned(ctx context.Context, name, uuid string) error {
+	dom, err := d.Owner(ctx, name, uuid)
+	if err != nil {
+		return err
+	}
+	d.Log.V(1).Info("destroying domain", "domain", name, "domid", dom.DomID, "uuid", uuid)
+	_, err = d.run(ctx, "destroy", name, strconv.Itoa(dom.DomID))
 	return err
 }
 

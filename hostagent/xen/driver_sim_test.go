@@ -591,3 +591,25 @@ func TestSimConcurrentCreates(t *testing.T) {
 		t.Errorf("free %d, want 512", free)
 	}
 }
+
+func TestSimOwnership(t *testing.T) {
+	t.Parallel()
+	h := newSimHost(t)
+	ctx := context.Background()
+	c := h.create("vm-own", 256)
+	if err := h.drv.DestroyOwned(ctx, "vm-own", nextUUID()); !errors.Is(err, ErrNotOwned) {
+		t.Fatalf("foreign uuid: want ErrNotOwned, got %v", err)
+	}
+	if _, found := h.lookup("vm-own"); !found {
+		t.Fatal("a domain with another uuid was destroyed")
+	}
+	if err := h.drv.DestroyOwned(ctx, "vm-own", c.UUID); err != nil {
+		t.Fatal(err)
+	}
+	if _, found := h.lookup("vm-own"); found {
+		t.Fatal("owned domain not destroyed")
+	}
+	if err := h.drv.DestroyOwned(ctx, "vm-own", c.UUID); !errors.Is(err, ErrNoSuchDomain) {
+		t.Fatalf("gone: want ErrNoSuchDomain, got %v", err)
+	}
+}

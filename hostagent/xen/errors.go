@@ -31,6 +31,9 @@ var (
 	// ErrNoPVControl: the guest (HVM without PV drivers) has no PV control interface, so a
 	// graceful shutdown is not possible; destroy it.
 	ErrNoPVControl = errors.New("guest has no PV control interface")
+	// ErrNotOwned: a domain by that name exists but does not carry the expected UUID, so the
+	// agent must not touch it.
+	ErrNotOwned = errors.New("domain not owned by this clone")
 )
 
 // Error is a failed xl operation.
