@@ -423,6 +423,8 @@ func (p *Preparer) teardownRecord(ctx context.Context, id string) error {
 // ensurePrivateMntDir makes StateDir/mnt a bind mount of itself with private propagation
 // (once), so the guests mounted below it never propagate into other mount namespaces.
 func (p *Preparer) ensurePrivateMntDir(ctx context.Context) error {
+	p.mntMu.Lock() // two first preparations must not stack two bind mounts
+	defer p.mntMu.Unlock()
 	dir := p.mntDir()
 	if err := os.MkdirAll(p.local(dir), 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)

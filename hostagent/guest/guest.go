@@ -37,6 +37,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -70,6 +71,8 @@ type Preparer struct {
 	// CleanupTimeout bounds unmount and detach after a failure or cancellation; 2 minutes
 	// when zero.
 	CleanupTimeout time.Duration
+
+	mntMu sync.Mutex
 }
 
 // PrepareSpec is one clone's preparation.
