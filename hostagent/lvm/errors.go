@@ -129,7 +129,14 @@ var stderrClasses = []struct {
 	// source (lib/activate/activate.c, lib/metadata/lv_manip.c): `Logical volume %s in use.`,
 	// `… contains a filesystem in use.`, `… is used by another device.`,
 	// `Can't remove logical volume %s under snapshot.`, `Can't remove external origin …`.
-	{ErrInUse, regexp.MustCompile(`Logical volume \S+ in use\.|contains a filesystem in use|is used by another device|under snapshot\.|Can't remove external origin`)},
+	// source (lib/metadata/thin_manip.c): `Cannot use active LV for the external origin.` — the
+	// first thin snapshot of a thick template needs the template inactive.
+	{ErrInUse, regexp.MustCompile(`Logical volume \S+ in use\.|contains a filesystem in use|is used by another device|under snapshot\.|Can't remove external origin|Cannot use active LV for the external origin`)},
+	// source: `Cannot use writable volume vg/tmpl as external origin.` (thin_manip.c; make it
+	// read-only first), `Please specify either size or extents with snapshots.` (a thin
+	// snapshot of a thick origin without a pool), `Logical volume %s is not a thin pool
+	// volume.` (tools/lvcreate.c).
+	{ErrInvalidArgument, regexp.MustCompile(`Cannot use \S+ volume \S+ as external origin|Please specify either size or extents with snapshots|is not a thin pool volume`)},
 	// real: `Can't create snapshot without using device-mapper kernel driver.` and `Can't create
 	// thin-pool without …` (activation=0); real: `/dev/mapper/control: open failed: No such
 	// device` + `Failure to communicate with kernel device-mapper driver.` (activation on, no

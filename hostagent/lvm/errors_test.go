@@ -57,6 +57,10 @@ func TestClassifySourceStderr(t *testing.T) {
 		{"  Pool pool0 not found in Volume group vg0.\n", ErrThinPoolNotFound},
 		{"  Origin volume tmpl not found in Volume group vg0.\n", ErrOriginNotFound},
 		{"  Couldn't find origin volume 'vg0/tmpl'.\n", ErrOriginNotFound},
+		{"  Cannot use active LV for the external origin.\n", ErrInUse},
+		{"  Cannot use writable volume vg0/tmpl as external origin.\n", ErrInvalidArgument},
+		{"  Please specify either size or extents with snapshots.\n", ErrInvalidArgument},
+		{"  Logical volume vg0/data is not a thin pool volume.\n", ErrInvalidArgument},
 		{"  snapshot: Required device-mapper target(s) not detected in your kernel.\n", ErrNoDeviceMapper},
 		// A specific failure wins over the generic device-mapper lines a dm-less host adds.
 		{"  /dev/mapper/control: open failed: No such device\n  Failure to communicate with kernel device-mapper driver.\n  Volume group \"vg9\" not found\n", ErrVGNotFound},

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -157,6 +158,11 @@ func TestHostReportEmptyVG(t *testing.T) {
 	}
 	if vg.MetadataSize == 0 || vg.MetadataFree == 0 || vg.MetadataFree > vg.MetadataSize {
 		t.Errorf("metadata area %d free of %d", vg.MetadataFree, vg.MetadataSize)
+	}
+	// Only this test's PV is visible through the test's device filter.
+	all, err := h.client.ReportAll(testCtx(t))
+	if err != nil || len(all) != 1 || !reflect.DeepEqual(all[0], rep) {
+		t.Errorf("ReportAll = %+v, %v; want [%+v]", all, err, rep)
 	}
 	t.Logf("VG %s: %d bytes, %d extents of %d, metadata %d/%d free (%.1f%% used)", vg.Name, vg.Size,
 		vg.ExtentCount, vg.ExtentSize, vg.MetadataFree, vg.MetadataSize, vg.MetadataUsedPercent())

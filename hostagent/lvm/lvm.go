@@ -68,35 +68,52 @@ func (c *Client) run(ctx context.Context, op string, extraConfig string, sub str
 	return out, nil
 }
 
-// Report returns vg and all its visible LVs (hidden sub-LVs such as a pool's _tdata/_tmeta
-// or a snapshot's COW are left out) from ONE lvm call (`lvm fullreport`), so a reconcile
-// costs one lvm run whatever the number of clones.
+// Report returns vg and all its visible LVs from ONE lvm call (`lvm fullreport`), so a
+// reconcile costs one lvm run whatever the number of clones. Hidden sub-LVs (a pool's
+// _tdata/_tmeta, the metadata spare) are left out, as plain lvs does without -a
+// (process_each_lv_in_vg, tools/toollib.c).
 func (c *Client) Report(ctx context.Context, vg string) (Report, error) {
 	op := "lvm report " + vg
 	if err := ValidateName(vg); err != nil {
 		return Report{}, &Error{Op: op, Kind: ErrInvalidArgument, Err: err}
 	}
-	out, err := c.run(ctx, op, reportConfig, "fullreport",
-		"--reportformat", "json", "--units", "b", "--nosuffix",
-		"--configreport", "vg", "-o", vgFields,
-		"--configreport", "lv", "-o", lvFields,
-		// fullreport cannot leave a sub-report out; an empty field list ("-o,") keeps it empty.
-		"--configreport", "pv", "-o,",
-		"--configreport", "pvseg", "-o,",
-		"--configreport", "seg", "-o,",
-		vg)
+	reps, err := c.fullReport(ctx, op, vg)
 	if err != nil {
 		return Report{}, err
-	}
-	reps, err := ParseFullReport(out)
-	if err != nil {
-		return Report{}, &Error{Op: op, Err: err}
 	}
 	if len(reps) != 1 || reps[0].VG.Name != vg {
 		// lvm exits 5 for a missing VG; an empty answer means the same.
 		return Report{}, refusal(op, ErrVGNotFound, "lvm reported no such volume group")
 	}
 	return reps[0], nil
+}
+
+// ReportAll returns every VG lvm sees, each with its visible LVs, from one lvm call: the
+// host's capacity (XenHost status) without one call per VG.
+func (c *Client) ReportAll(ctx context.Context) ([]Report, error) {
+	return c.fullReport(ctx, "lvm report", "")
+}
+
+func (c *Client) fullReport(ctx context.Context, op, vg string) ([]Report, error) {
+	args := []string{"--reportformat", "json", "--units", "b", "--nosuffix",
+		"--configreport", "vg", "-o", vgFields,
+		"--configreport", "lv", "-o", lvFields,
+		// fullreport cannot leave a sub-report out; an empty field list ("-o,") keeps it empty.
+		"--configreport", "pv", "-o,",
+		"--configreport", "pvseg", "-o,",
+		"--configreport", "seg", "-o,"}
+	if vg != "" {
+		args = append(args, vg)
+	}
+	out, err := c.run(ctx, op, reportConfig, "fullreport", args...)
+	if err != nil {
+		return nil, err
+	}
+	reps, err := ParseFullReport(out)
+	if err != nil {
+		return nil, &Error{Op: op, Err: err}
+	}
+	return reps, nil
 }
 
 // LookupLV returns one LV (one lvm call). Use it before acting on a single LV; use Report to

@@ -18,7 +18,8 @@ func (c *Client) CreateLinear(ctx context.Context, ref Ref, size uint64, owner O
 		return LV{}, refusal(op, ErrInvalidArgument, "size 0")
 	}
 	return c.create(ctx, op, ref, owner, func(lv LV) error {
-		if lv.Attr.Type != TypePlain || lv.Origin != "" {
+		// An origin is still our plain LV: someone took a snapshot of it since.
+		if lv.Attr.Type != TypePlain && lv.Attr.Type != TypeOrigin || lv.Origin != "" {
 			return fmt.Errorf("it is a %q volume with origin %q, not a plain volume", lv.Attr, lv.Origin)
 		}
 		return nil
@@ -66,9 +67,11 @@ func (c *Client) CreateThinSnapshot(ctx context.Context, origin Ref, name string
 
 // CreateThinSnapshotOfExternalOrigin creates a thin LV `name` in thinPool whose unwritten
 // blocks are read from the thick LV origin (`lvcreate -s --thinpool`): the original recipe's
-// thick template, without a fixed COW size per clone. lvmthin(7): the origin must be
-// read-only and inactive; one external origin can serve many thin snapshots. The pool must be
-// in the origin's VG.
+// thick template, without a fixed COW size per clone. One external origin serves many thin
+// snapshots. The pool must be in the origin's VG. lvm refuses a writable origin
+// (ErrInvalidArgument: SetOriginReadOnly first) and, for the FIRST such snapshot, an active
+// one (ErrInUse: Deactivate it first); once it is an external origin (attr 'o') it may stay
+// active (validate_thin_external_origin, lib/metadata/thin_manip.c).
 func (c *Client) CreateThinSnapshotOfExternalOrigin(ctx context.Context, origin Ref, thinPool, name string, owner Owner) (LV, error) {
 	want := Ref{VG: origin.VG, Name: name}
 	op := fmt.Sprintf("create thin snapshot %s of external origin %s in pool %s", want, origin, thinPool)
@@ -144,6 +147,18 @@ func (c *Client) Activate(ctx context.Context, ref Ref) error {
 		return &Error{Op: op, Kind: ErrInvalidArgument, Err: err}
 	}
 	_, err := c.run(ctx, op, "", "lvchange", "--yes", "-ay", "-K", ref.String())
+	return err
+}
+
+// Deactivate deactivates the LV (`lvchange -an`); lvm refuses an open one (ErrInUse). Like
+// Activate it changes no metadata and needs no owner: its use is to make a template inactive
+// before it first becomes an external origin.
+func (c *Client) Deactivate(ctx context.Context, ref Ref) error {
+	op := "deactivate " + ref.String()
+	if err := ref.Validate(); err != nil {
+		return &Error{Op: op, Kind: ErrInvalidArgument, Err: err}
+	}
+	_, err := c.run(ctx, op, "", "lvchange", "--yes", "-an", ref.String())
 	return err
 }
 

@@ -63,8 +63,9 @@ type LV struct {
 	OriginSize uint64
 	// Pool is the thin pool of a thin LV.
 	Pool string
-	// DataPercent: COW usage of a classic snapshot, data usage of a thin pool, mapped share of
-	// a thin LV. SnapPercent is the same value for snapshots (lvm2 keeps both names).
+	// DataPercent: COW usage of a classic snapshot (100 once invalid), data usage of a thin
+	// pool, mapped share of a thin LV. SnapPercent is the same figure: lvm2 prints
+	// data_percent for snap_percent (_snpercent_disp, lib/report/report.c).
 	DataPercent     Percent
 	SnapPercent     Percent
 	MetadataPercent Percent // thin pool metadata usage
