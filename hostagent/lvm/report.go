@@ -105,6 +105,18 @@ func (r Report) LV(name string) (LV, bool) {
 	return LV{}, false
 }
 
+// Managed returns the LVs carrying xenclone's constant tag, whoever owns them: what an
+// orphan sweep compares with the clones bound to the node.
+func (r Report) Managed() []LV {
+	var out []LV
+	for _, lv := range r.LVs {
+		if lv.Managed() {
+			out = append(out, lv)
+		}
+	}
+	return out
+}
+
 // Field lists requested from lvm. The JSON keys below must match them.
 const (
 	vgFields = "vg_name,vg_uuid,vg_size,vg_free,vg_extent_size,vg_extent_count,vg_free_count," +

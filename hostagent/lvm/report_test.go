@@ -63,6 +63,10 @@ func TestParseFullReportReal(t *testing.T) {
 		t.Errorf("clone-a ownership wrong: %q", a.Tags)
 	}
 
+	if m := reps[0].Managed(); len(m) != 2 || m[0].Name != "clone-a" || m[1].Name != "clone-b" {
+		t.Errorf("managed = %+v", m)
+	}
+
 	empty, err := ParseFullReport(readFixture(t, "real/fullreport-empty-vg.json"))
 	if err != nil || len(empty) != 1 || len(empty[0].LVs) != 0 || empty[0].VG.LVCount != 0 || empty[0].VG.Free != empty[0].VG.Size {
 		t.Errorf("empty VG: %+v, %v", empty, err)
