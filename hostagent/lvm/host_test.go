@@ -164,8 +164,11 @@ func TestHostReportEmptyVG(t *testing.T) {
 	if err != nil || len(all) != 1 || !reflect.DeepEqual(all[0], rep) {
 		t.Errorf("ReportAll = %+v, %v; want [%+v]", all, err, rep)
 	}
-	t.Logf("VG %s: %d bytes, %d extents of %d, metadata %d/%d free (%.1f%% used)", vg.Name, vg.Size,
-		vg.ExtentCount, vg.ExtentSize, vg.MetadataFree, vg.MetadataSize, vg.MetadataUsedPercent())
+	if p := vg.MetadataUsedPercent(); p <= 0 || p > 1 {
+		t.Errorf("empty VG uses %.3f%% of its metadata capacity", p)
+	}
+	t.Logf("VG %s: %d bytes, %d extents of %d, metadata %d free of %d usable (%d area, %.2f%% used)", vg.Name, vg.Size,
+		vg.ExtentCount, vg.ExtentSize, vg.MetadataFree, vg.MetadataCapacity(), vg.MetadataSize, vg.MetadataUsedPercent())
 }
 
 // TestHostCreateReportRemove covers create, report (one call for VG + LVs), tags and
