@@ -68,8 +68,13 @@ func ParseState(s string) (RunState, error) {
 	if !ok {
 		return RunState{}, fmt.Errorf("xl state %q: unknown shutdown reason letter %q", s, s[4])
 	}
-	if st.Shutdown {
+	switch {
+	case st.Shutdown:
 		st.Reason = reason
+	case s[4] != '-':
+		// xl prints the reason letter only for a shut-down domain (shutdown_reason is 0,
+		// printed '-', otherwise).
+		return RunState{}, fmt.Errorf("xl state %q: shutdown reason without shutdown flag", s)
 	}
 	if st.Dying, err = flag(5, 'd'); err != nil {
 		return RunState{}, err
