@@ -61,9 +61,11 @@ func newHostVG(t *testing.T, name string) *hostVG {
 	if name == "" {
 		name = "xenclonetest_" + randHex(t)
 	}
-	// Registered first, so it runs last (after the loop device is detached).
+	// Registered first, so it runs last (after the loop device is detached): lvm scanning
+	// every loop device (where the VG could only be) must not find it any more.
 	t.Cleanup(func() {
-		out, _ := exec.Command(lvmPath, "vgs", "--config", "global{activation=0}", "--noheadings", "-o", "vg_name").CombinedOutput()
+		out, _ := exec.Command(lvmPath, "vgs", "--config", `global{activation=0} devices{global_filter=["a|^/dev/loop|","r|.*|"]}`,
+			"--noheadings", "-o", "vg_name").CombinedOutput()
 		for _, l := range strings.Fields(string(out)) {
 			if l == name {
 				t.Errorf("volume group %s still visible to lvm after the test", name)
