@@ -16,6 +16,9 @@ import (
 	"github.com/go-logr/logr/testr"
 
 	"github.com/xenclone/xenclone/hostagent/command"
+	// Not used directly: TestMain builds the simulator with `go build`, which go test's cache
+	// cannot see. Importing it makes a change to the simulator re-run these tests.
+	_ "github.com/xenclone/xenclone/hostagent/xen/xlsim"
 )
 
 // xlBin is the simulator built as a binary named xl, so the driver runs it through the same

@@ -12,9 +12,9 @@ import (
 	"github.com/xenclone/xenclone/hostagent/xen/xlcfg"
 )
 
-// The libxl log lines below reproduce the texts and "libxl: error: <file>:<line>:<func>: " shape
-// of xen's tools/libs/light at commit c447b73 (line numbers there; 4.17's differ). Callers must
-// match the messages, never the line numbers.
+// The libxl log lines below reproduce the texts, the "libxl: error: <file>:<line>:<func>: " shape
+// and the line numbers of Xen's stable-4.17 sources (tools/libs/light, tools/libs/guest,
+// tools/xl). Line numbers differ between releases: callers must match the messages only.
 
 // parsedConfig is what create takes from an xl.cfg.
 type parsedConfig struct {
@@ -406,19 +406,14 @@ func (s *sim) createLocked(h *host, cfg *parsedConfig, data []byte, o createOpts
 	for _, d := range h.Domains {
 		if h.visibleName(d) == cfg.name {
 			return fail(3, "libxl: error: libxl_domain.c:81:libxl__domain_rename: Domain %d:Domain with name \"%s\" already exists.\n"+
-				"libxl: error: libxl_create.c:1309:initiate_domain_create: Domain %d:cannot make domain: -6\n", domid, cfg.name, domid)
+				"libxl: error: libxl_create.c:1294:initiate_domain_create: Domain %d:cannot make domain: -6\n", domid, cfg.name, domid)
 		}
 	}
 	if forceNoMem || cfg.memMiB > h.freeMiB() {
-		if cfg.typ == "hvm" {
-			return fail(3, "xc: error: Could not allocate memory for HVM guest.: Internal error\n"+
-				"libxl: error: libxl_dom.c:686:libxl__build_hvm: hvm building failed\n"+
-				"libxl: error: libxl_create.c:1653:domcreate_rebuild_done: Domain %d:cannot (re-)build domain: -3\n"+
-				"libxl: error: libxl_domain.c:1183:libxl__destroy_domid: Domain %d:Non-existant domain\n", domid, domid)
-		}
-		return fail(3, "xc: error: panic: xg_dom_boot.c:121: xc_dom_boot_mem_init: can't allocate low memory for domain: Out of memory\n"+
-			"libxl: error: libxl_dom.c:604:libxl__build_dom: xc_dom_boot_mem_init failed: Cannot allocate memory\n"+
-			"libxl: error: libxl_create.c:1653:domcreate_rebuild_done: Domain %d:cannot (re-)build domain: -3\n"+
+		// PV, PVH and HVM guests all allocate through xc_dom_boot_mem_init in 4.17.
+		return fail(3, "xc: error: panic: xg_dom_boot.c:119: xc_dom_boot_mem_init: can't allocate low memory for domain: Out of memory\n"+
+			"libxl: error: libxl_dom.c:586:libxl__build_dom: xc_dom_boot_mem_init failed: Cannot allocate memory\n"+
+			"libxl: error: libxl_create.c:1638:domcreate_rebuild_done: Domain %d:cannot (re-)build domain: -3\n"+
 			"libxl: error: libxl_domain.c:1183:libxl__destroy_domid: Domain %d:Non-existant domain\n"+
 			"libxl: error: libxl_domain.c:1137:domain_destroy_callback: Domain %d:Unable to destroy guest\n"+
 			"libxl: error: libxl_domain.c:1064:domain_destroy_cb: Domain %d:Destruction of domain failed\n", domid, domid, domid, domid)
@@ -428,8 +423,8 @@ func (s *sim) createLocked(h *host, cfg *parsedConfig, data []byte, o createOpts
 			if _, err := os.Stat(d.Target); err != nil {
 				h.NextPID++
 				return fail(3, "libxl: error: libxl_exec.c:117:libxl_report_child_exitstatus: /etc/xen/scripts/block add [%d] exited with error status 1\n"+
-					"libxl: error: libxl_device.c:1351:device_hotplug_child_death_cb: script: %s does not exist.\n"+
-					"libxl: error: libxl_create.c:1940:domcreate_attach_devices: Domain %d:unable to add disk devices\n", h.NextPID, d.Target, domid)
+					"libxl: error: libxl_device.c:1337:device_hotplug_child_death_cb: script: %s does not exist.\n"+
+					"libxl: error: libxl_create.c:1919:domcreate_attach_devices: Domain %d:unable to add disk devices\n", h.NextPID, d.Target, domid)
 			}
 		}
 	}
@@ -441,8 +436,8 @@ func (s *sim) createLocked(h *host, cfg *parsedConfig, data []byte, o createOpts
 		if !contains(h.Bridges, bridge) {
 			h.NextPID++
 			return fail(3, "libxl: error: libxl_exec.c:117:libxl_report_child_exitstatus: /etc/xen/scripts/vif-bridge online [%d] exited with error status 1\n"+
-				"libxl: error: libxl_device.c:1351:device_hotplug_child_death_cb: script: Could not find bridge device %s\n"+
-				"libxl: error: libxl_create.c:1940:domcreate_attach_devices: Domain %d:unable to add vif devices\n", h.NextPID, bridge, domid)
+				"libxl: error: libxl_device.c:1337:device_hotplug_child_death_cb: script: Could not find bridge device %s\n"+
+				"libxl: error: libxl_create.c:1919:domcreate_attach_devices: Domain %d:unable to add vif devices\n", h.NextPID, bridge, domid)
 		}
 	}
 	h.Domains = append(h.Domains, &domain{

@@ -409,7 +409,7 @@ func (s *sim) pvControlOne(what string, id int, fallback bool) int {
 		d := h.byID(id)
 		ackTimeout = time.Duration(h.Knobs.AckTimeout)
 		if d == nil {
-			fmt.Fprintf(s.stderr, "libxl: error: libxl_domain.c:730:libxl__domain_pvcontrol_available: unable to get domain type for domid=%d\n%s failed (rc=-3)\n", id, what)
+			fmt.Fprintf(s.stderr, "libxl: error: libxl_domain.c:733:libxl__domain_pvcontrol_available: unable to get domain type for domid=%d\n%s failed (rc=-3)\n", id, what)
 			code = 1
 			return false, nil
 		}
@@ -459,7 +459,7 @@ func (s *sim) pvControlOne(what string, id int, fallback bool) int {
 			return 0
 		}
 	}
-	fmt.Fprint(s.stderr, "libxl: error: libxl_domain.c:852:pvcontrol_cb: guest didn't acknowledge control request: -9\n")
+	fmt.Fprint(s.stderr, "libxl: error: libxl_domain.c:854:pvcontrol_cb: guest didn't acknowledge control request: -9\n")
 	fmt.Fprintf(s.stderr, "%s failed (rc=-9)\n", what)
 	return 1
 }

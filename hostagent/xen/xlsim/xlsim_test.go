@@ -225,7 +225,7 @@ func TestShutdownTimesOutAndKnobs(t *testing.T) {
 	h.ok("create", "-q", "-e", h.cfg("vm-i"))
 	start := time.Now()
 	code, _, errs := h.xl("shutdown", "vm-i")
-	if code != 1 || errs != "Shutting down domain 1\nlibxl: error: libxl_domain.c:852:pvcontrol_cb: guest didn't acknowledge control request: -9\nshutdown failed (rc=-9)\n" {
+	if code != 1 || errs != "Shutting down domain 1\nlibxl: error: libxl_domain.c:854:pvcontrol_cb: guest didn't acknowledge control request: -9\nshutdown failed (rc=-9)\n" {
 		t.Errorf("shutdown: %d %q", code, errs)
 	}
 	if took := time.Since(start); took < 200*time.Millisecond {
