@@ -67,3 +67,29 @@ func TestRecordMatches(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseLoops(f *testing.F) {
+	if b, err := os.ReadFile("testdata/losetup-list.json"); err == nil {
+		f.Add(b)
+	}
+	f.Add([]byte(`{"loopdevices":[{"name":"/dev/loop3","offset":"512","sizelimit":null}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		loops, err := ParseLoops(b)
+		if err != nil {
+			return
+		}
+		for _, l := range loops {
+			r := record{Device: l.BackFile, Offset: l.Offset, SizeLimit: l.SizeLimit}
+			if l.BackFile != "" && !r.matches(l) {
+				t.Fatalf("a record built from %+v does not match it", l)
+			}
+		}
+	})
+}
+
+func FuzzParseMounts(f *testing.F) {
+	if b, err := os.ReadFile("testdata/findmnt-list.json"); err == nil {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) { _, _ = ParseMounts(b) })
+}

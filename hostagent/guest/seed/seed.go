@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	"github.com/xenclone/xenclone/hostagent/command"
+	"github.com/xenclone/xenclone/hostagent/guest/scrub"
 )
 
 // Format is the seed image's filesystem.
@@ -86,8 +87,8 @@ func Render(s Spec) (Files, error) {
 	if err := ValidID(s.InstanceID); err != nil {
 		return nil, err
 	}
-	if s.Hostname == "" || strings.ContainsAny(s.Hostname, "\n\r\"\\ ") {
-		return nil, fmt.Errorf("host name %q is empty or contains characters a host name cannot have", s.Hostname)
+	if err := scrub.ValidHostname(s.Hostname); err != nil {
+		return nil, err
 	}
 	f := Files{}
 	f["meta-data"] = []byte("instance-id: " + quote(s.InstanceID) + "\nlocal-hostname: " + quote(s.Hostname) + "\n")

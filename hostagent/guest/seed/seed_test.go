@@ -132,3 +132,24 @@ func TestBuild(t *testing.T) {
 		})
 	}
 }
+
+// FuzzRender: whatever the inputs, an accepted spec yields a two-line meta-data whose values
+// cannot break out of their YAML scalars, and one match per interface.
+func FuzzRender(f *testing.F) {
+	f.Add("6f1c2a4e-93b1", "web-1", "00:16:3e:aa:bb:cc")
+	f.Add("x", "a\"b", "00:16:3E:AA:BB:CC")
+	f.Fuzz(func(t *testing.T, id, host, mac string) {
+		files, err := Render(Spec{InstanceID: id, Hostname: host, Interfaces: []Interface{{Name: "eth0", MAC: mac}}})
+		if err != nil {
+			return
+		}
+		md := string(files["meta-data"])
+		if strings.Count(md, "\n") != 2 || !strings.HasPrefix(md, "instance-id: \"") {
+			t.Fatalf("meta-data %q", md)
+		}
+		nc := string(files["network-config"])
+		if strings.Count(nc, "macaddress:") != 1 || strings.ToLower(nc) != nc {
+			t.Fatalf("network-config %q", nc)
+		}
+	})
+}
