@@ -7,14 +7,11 @@ import (
 	"fmt"
 	"os"
 
-	"k8s.io/apimachinery/pkg/labels"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
+	"github.com/xenclone/xenclone/hostagent"
 )
 
 // hostagentOptions are the node agent's flags.
@@ -34,16 +31,6 @@ func hostagentFlags(fs *flag.FlagSet) *hostagentOptions {
 	return o
 }
 
-// agentCacheOptions restricts the agent's cache to the VMClones bound to its node, so a host's
-// watch carries only its own clones however large the fleet (as KubeVirt's virt-handler does).
-func agentCacheOptions(nodeName string) cache.Options {
-	return cache.Options{
-		ByObject: map[client.Object]cache.ByObject{
-			&vmv1alpha1.VMClone{}: {Label: labels.SelectorFromSet(labels.Set{vmv1alpha1.NodeNameLabel: nodeName})},
-		},
-	}
-}
-
 func runHostAgent(ctx context.Context, o *hostagentOptions) error {
 	if o.nodeName == "" {
 		return errors.New("--node-name is empty: set NODE_NAME from the downward API (spec.nodeName) or pass --node-name")
@@ -54,7 +41,7 @@ func runHostAgent(ctx context.Context, o *hostagentOptions) error {
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 newScheme(),
-		Cache:                  agentCacheOptions(o.nodeName),
+		Cache:                  hostagent.CacheOptions(o.nodeName),
 		Metrics:                metricsserver.Options{BindAddress: o.metricsAddr},
 		HealthProbeBindAddress: o.probeAddr,
 	})

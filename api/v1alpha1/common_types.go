@@ -41,6 +41,9 @@ const (
 	ConditionHostReachable  = "HostReachable"
 	ConditionTemplateInUse  = "InUse"
 	ConditionStorageHealthy = "StorageHealthy"
+	// ConditionExpired is True once a clone's lifetime has ended; with onExpiry: Stop the host
+	// agent keeps such a clone stopped (the controller cannot rewrite the user's spec).
+	ConditionExpired = "Expired"
 )
 
 // DomainType is the Xen guest type.

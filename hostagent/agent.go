@@ -1,0 +1,74 @@
+package hostagent
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
+)
+
+// Options configure a node agent.
+type Options struct {
+	NodeName string
+	Host     Host
+	// LeaseNamespace holds the hosts' heartbeat Leases (the controller's --lease-namespace).
+	LeaseNamespace string
+	// RenewInterval is how often the Lease is renewed and capacity looked at.
+	RenewInterval time.Duration
+	// ShutdownGrace bounds a graceful domain stop before destroy.
+	ShutdownGrace time.Duration
+	// UsageResync is how often a running clone's COW usage is looked at.
+	UsageResync   time.Duration
+	MaxConcurrent int
+	AgentVersion  string
+	Clock         clock.WithTicker
+}
+
+// CacheOptions restricts an agent's cache to the VMClones bound to its node, so a host's watch
+// carries only its own clones however large the fleet (as KubeVirt's virt-handler does).
+func CacheOptions(nodeName string) cache.Options {
+	return cache.Options{
+		ByObject: map[client.Object]cache.ByObject{
+			&vmv1alpha1.VMClone{}: {Label: labels.SelectorFromSet(labels.Set{vmv1alpha1.NodeNameLabel: nodeName})},
+		},
+	}
+}
+
+// SetupWithManager adds the agent's reconciler and host reporter to mgr, whose cache must be
+// built with CacheOptions(o.NodeName).
+func SetupWithManager(mgr ctrl.Manager, o Options) error {
+	if o.NodeName == "" {
+		return fmt.Errorf("node agent: empty node name")
+	}
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	if o.LeaseNamespace == "" {
+		o.LeaseNamespace = "xenclone-system"
+	}
+	if err := os.MkdirAll(o.Host.ConfigDir, 0o700); err != nil {
+		return fmt.Errorf("create domain config folder: %w", err)
+	}
+	reporter := &HostReporter{
+		Client: mgr.GetClient(), NodeName: o.NodeName, Host: o.Host, LeaseNamespace: o.LeaseNamespace,
+		RenewInterval: o.RenewInterval, AgentVersion: o.AgentVersion, Clock: o.Clock,
+		poke: make(chan struct{}, 1),
+	}
+	if err := mgr.Add(reporter); err != nil {
+		return fmt.Errorf("add host reporter: %w", err)
+	}
+	r := &CloneReconciler{
+		Client: mgr.GetClient(), NodeName: o.NodeName, Host: o.Host,
+		Recorder: mgr.GetEventRecorder("xenclone-hostagent"), Clock: o.Clock,
+		ShutdownGrace: o.ShutdownGrace, UsageResync: o.UsageResync, MaxConcurrent: o.MaxConcurrent,
+		changed: reporter.Poke,
+	}
+	return r.SetupWithManager(mgr)
+}

@@ -1,0 +1,297 @@
+package hostagent_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
+	"github.com/xenclone/xenclone/hostagent"
+	"github.com/xenclone/xenclone/hostagent/lvm"
+	"github.com/xenclone/xenclone/hostagent/xen"
+)
+
+const timeout = 30 * time.Second
+
+func newNamespace(t *testing.T) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "agent-"}}
+	if err := k8sClient.Create(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	return ns.Name
+}
+
+func template(t *testing.T, name string, mutate ...func(*vmv1alpha1.VMTemplate)) *vmv1alpha1.VMTemplate {
+	t.Helper()
+	mem := resource.MustParse("512Mi")
+	cow := resource.MustParse("256Mi")
+	tpl := &vmv1alpha1.VMTemplate{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: vmv1alpha1.VMTemplateSpec{
+			Origin:   vmv1alpha1.Origin{VolumeGroup: "vg0", LogicalVolume: "debian12"},
+			Snapshot: vmv1alpha1.SnapshotSpec{Mode: vmv1alpha1.SnapshotClassic, COWSize: &cow},
+			Domain: vmv1alpha1.DomainSpec{Memory: &mem, Boot: &vmv1alpha1.BootSpec{Bootloader: "pygrub"},
+				NICs: []vmv1alpha1.NIC{{Bridge: "xenbr0"}}},
+		},
+	}
+	for _, m := range mutate {
+		m(tpl)
+	}
+	if err := k8sClient.Create(context.Background(), tpl); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), tpl) })
+	return tpl
+}
+
+func clone(t *testing.T, ns, name, tpl string, mutate ...func(*vmv1alpha1.VMClone)) *vmv1alpha1.VMClone {
+	t.Helper()
+	c := &vmv1alpha1.VMClone{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       vmv1alpha1.VMCloneSpec{TemplateRef: vmv1alpha1.LocalObjectReference{Name: tpl}},
+	}
+	for _, m := range mutate {
+		m(c)
+	}
+	if err := k8sClient.Create(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func get(g Gomega, c *vmv1alpha1.VMClone) *vmv1alpha1.VMClone {
+	out := &vmv1alpha1.VMClone{}
+	g.Expect(k8sClient.Get(context.Background(), client.ObjectKeyFromObject(c), out)).To(Succeed())
+	return out
+}
+
+func waitPhase(t *testing.T, c *vmv1alpha1.VMClone, phase vmv1alpha1.VMClonePhase) *vmv1alpha1.VMClone {
+	t.Helper()
+	var got *vmv1alpha1.VMClone
+	NewWithT(t).Eventually(func(g Gomega) {
+		got = get(g, c)
+		g.Expect(got.Status.Phase).To(Equal(phase), "message: %s; conditions: %+v", got.Status.Message, got.Status.Conditions)
+	}, timeout, 100*time.Millisecond).Should(Succeed())
+	return got
+}
+
+func domainOf(t *testing.T, c *vmv1alpha1.VMClone) (xen.DomainInfo, bool) {
+	t.Helper()
+	h := hosts[c.Status.NodeName]
+	if h == nil {
+		t.Fatalf("clone bound to unknown host %q", c.Status.NodeName)
+	}
+	d, found, err := h.Xen.Lookup(context.Background(), hostagent.DomainName(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, found
+}
+
+func ownedLVs(t *testing.T, node string, uid string) []lvm.LV {
+	t.Helper()
+	rep, err := hosts[node].Storage.Report(context.Background(), "vg0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []lvm.LV
+	for _, lv := range rep.LVs {
+		if lv.OwnedBy(uid) {
+			out = append(out, lv)
+		}
+	}
+	return out
+}
+
+// TestCloneRunsAndDeleteCleansHost is the user's path: apply a clone, see it Running with a
+// domain and a tagged snapshot on its host; delete it and nothing is left there.
+func TestCloneRunsAndDeleteCleansHost(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	template(t, "tpl-lifecycle")
+	c := clone(t, ns, "web-1", "tpl-lifecycle", func(c *vmv1alpha1.VMClone) { c.Spec.Hostname = "web-one" })
+
+	got := waitPhase(t, c, vmv1alpha1.PhaseRunning)
+	g.Eventually(func(g Gomega) {
+		got = get(g, c)
+		g.Expect(meta.IsStatusConditionTrue(got.Status.Conditions, vmv1alpha1.ConditionReady)).To(BeTrue(), "%+v", got.Status.Conditions)
+	}, timeout).Should(Succeed())
+	g.Expect(got.Status.NodeName).To(BeElementOf("xen-a", "xen-b"))
+	g.Expect(got.Status.Domain.Name).To(Equal(hostagent.DomainName(got)))
+	g.Expect(got.Status.Volume.Path).To(HavePrefix("/dev/vg0/xc-web-1-"))
+	g.Expect(got.Finalizers).To(ContainElement(vmv1alpha1.CloneFinalizer))
+	for _, cond := range []string{vmv1alpha1.ConditionVolumeReady, vmv1alpha1.ConditionGuestPrepared, vmv1alpha1.ConditionDomainRunning} {
+		g.Expect(meta.IsStatusConditionTrue(got.Status.Conditions, cond)).To(BeTrue(), cond)
+	}
+
+	// On the host: one classic snapshot carrying our tags, prepared; the origin read-only; the
+	// domain running with the clone's UUID-based identity; the seed rendered with its MAC.
+	lvs := ownedLVs(t, got.Status.NodeName, string(got.UID))
+	g.Expect(lvs).To(HaveLen(1))
+	g.Expect(lvs[0].Attr.IsClassicSnapshot()).To(BeTrue())
+	g.Expect(lvs[0].Tags).To(ContainElements(lvm.ManagedTag, hostagent.PreparedTag, "xenclone.clone="+ns+"/web-1"))
+	rep, _ := hosts[got.Status.NodeName].Storage.Report(context.Background(), "vg0")
+	origin, _ := rep.LV("debian12")
+	g.Expect(origin.Attr.ReadOnly()).To(BeTrue(), "the template origin must be read-only while clones exist")
+	dom, found := domainOf(t, got)
+	g.Expect(found).To(BeTrue())
+	g.Expect(dom.State.Shutdown || dom.State.Dying).To(BeFalse())
+	meta, err := os.ReadFile(filepath.Join(hosts[got.Status.NodeName].Dir, "seed", string(got.UID), "meta-data"))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(string(meta)).To(ContainSubstring(string(got.UID)))
+	g.Expect(string(meta)).To(ContainSubstring("web-one"))
+	cfg, err := os.ReadFile(filepath.Join(hosts[got.Status.NodeName].Dir, "domains", hostagent.DomainName(got)+".cfg"))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(string(cfg)).To(ContainSubstring(got.Status.UUID))
+	g.Expect(string(cfg)).To(ContainSubstring(got.Status.Interfaces[0].MAC))
+
+	// Delete: the finalizer holds until the host is clean.
+	g.Expect(k8sClient.Delete(context.Background(), got)).To(Succeed())
+	g.Eventually(func() bool {
+		err := k8sClient.Get(context.Background(), client.ObjectKeyFromObject(c), &vmv1alpha1.VMClone{})
+		return apierrors.IsNotFound(err)
+	}, timeout).Should(BeTrue())
+	g.Expect(ownedLVs(t, got.Status.NodeName, string(got.UID))).To(BeEmpty())
+	_, found = domainOf(t, got)
+	g.Expect(found).To(BeFalse())
+	_, err = os.Stat(filepath.Join(hosts[got.Status.NodeName].Dir, "domains", hostagent.DomainName(got)+".cfg"))
+	g.Expect(os.IsNotExist(err)).To(BeTrue(), "domain config left behind")
+	_, err = os.Stat(filepath.Join(hosts[got.Status.NodeName].Dir, "seed", string(got.UID)))
+	g.Expect(os.IsNotExist(err)).To(BeTrue(), "seed left behind")
+}
+
+// TestCrashedGuestIsRestarted: the agent is the domain's monitor (xl create -e); with
+// runStrategy Always a crashed guest comes back.
+func TestCrashedGuestIsRestarted(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	template(t, "tpl-crash")
+	c := waitPhase(t, clone(t, ns, "crashy", "tpl-crash"), vmv1alpha1.PhaseRunning)
+	before, _ := domainOf(t, c)
+
+	g.Expect(hosts[c.Status.NodeName].XL(context.Background(), "sim-guest", hostagent.DomainName(c), "crash")).To(Succeed())
+	g.Eventually(func() int {
+		d, found := domainOf(t, c)
+		if !found || d.State.Shutdown {
+			return -1
+		}
+		return d.ID
+	}, timeout, 100*time.Millisecond).ShouldNot(BeElementOf(-1, before.ID), "the crashed domain should be recreated with a new id")
+	waitPhase(t, c, vmv1alpha1.PhaseRunning)
+}
+
+// TestHaltedThenStarted: Halted prepares the disk but runs nothing; switching to Always starts it.
+func TestHaltedThenStarted(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	template(t, "tpl-halted")
+	c := clone(t, ns, "later", "tpl-halted", func(c *vmv1alpha1.VMClone) { c.Spec.RunStrategy = vmv1alpha1.RunStrategyHalted })
+	got := waitPhase(t, c, vmv1alpha1.PhaseStopped)
+	g.Expect(meta.IsStatusConditionTrue(got.Status.Conditions, vmv1alpha1.ConditionGuestPrepared)).To(BeTrue())
+	_, found := domainOf(t, got)
+	g.Expect(found).To(BeFalse())
+
+	patch := client.MergeFrom(got.DeepCopy())
+	got.Spec.RunStrategy = vmv1alpha1.RunStrategyAlways
+	g.Expect(k8sClient.Patch(context.Background(), got, patch)).To(Succeed())
+	waitPhase(t, c, vmv1alpha1.PhaseRunning)
+
+	// And back to Halted: a graceful shutdown.
+	got = get(g, c)
+	patch = client.MergeFrom(got.DeepCopy())
+	got.Spec.RunStrategy = vmv1alpha1.RunStrategyHalted
+	g.Expect(k8sClient.Patch(context.Background(), got, patch)).To(Succeed())
+	got = waitPhase(t, c, vmv1alpha1.PhaseStopped)
+	_, found = domainOf(t, got)
+	g.Expect(found).To(BeFalse())
+}
+
+// TestResetKeepsIdentity: a reset drops the disk for a fresh snapshot; UUID and MAC stay.
+func TestResetKeepsIdentity(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	template(t, "tpl-reset")
+	c := waitPhase(t, clone(t, ns, "resettable", "tpl-reset"), vmv1alpha1.PhaseRunning)
+	oldLV := ownedLVs(t, c.Status.NodeName, string(c.UID))[0]
+
+	patch := client.MergeFrom(c.DeepCopy())
+	c.Spec.ResetRequests = 1
+	g.Expect(k8sClient.Patch(context.Background(), c, patch)).To(Succeed())
+	var got *vmv1alpha1.VMClone
+	g.Eventually(func(g Gomega) {
+		got = get(g, c)
+		g.Expect(got.Status.ObservedResetRequests).To(BeEquivalentTo(1))
+		g.Expect(got.Status.Phase).To(Equal(vmv1alpha1.PhaseRunning))
+	}, timeout, 100*time.Millisecond).Should(Succeed())
+	newLVs := ownedLVs(t, got.Status.NodeName, string(got.UID))
+	g.Expect(newLVs).To(HaveLen(1))
+	g.Expect(newLVs[0].UUID).NotTo(Equal(oldLV.UUID), "a reset takes a fresh snapshot")
+	g.Expect(newLVs[0].Tags).To(ContainElement(hostagent.PreparedTag))
+	g.Expect(got.Status.UUID).To(Equal(c.Status.UUID))
+	g.Expect(got.Status.Interfaces).To(Equal(c.Status.Interfaces))
+}
+
+// TestForeignLVIsNeverTouched: an LV without our tags where the clone's disk would go is a
+// conflict the user must resolve; the agent neither uses nor removes it.
+func TestForeignLVIsNeverTouched(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	template(t, "tpl-foreign")
+	// Another tool takes the name just before the agent's lvcreate.
+	var name string
+	planted := make(chan error, 1)
+	hosts["xen-b"].Storage.BeforeCreate(func(req hostagent.SnapshotRequest) {
+		name = req.Name
+		planted <- hosts["xen-b"].Storage.AddLV("vg0", req.Name, "-wi-a-----", 64<<20, "someone-else")
+	})
+	c := clone(t, ns, "squatted", "tpl-foreign", func(c *vmv1alpha1.VMClone) {
+		c.Spec.Placement = &vmv1alpha1.Placement{NodeName: "xen-b"}
+	})
+	select {
+	case err := <-planted:
+		g.Expect(err).NotTo(HaveOccurred())
+	case <-time.After(timeout):
+		t.Fatal("the agent never tried to create the clone's volume")
+	}
+	g.Expect(name).To(Equal(hostagent.VolumeName(get(g, c))))
+	g.Eventually(func(g Gomega) {
+		got := get(g, c)
+		cond := meta.FindStatusCondition(got.Status.Conditions, vmv1alpha1.ConditionVolumeReady)
+		g.Expect(cond).NotTo(BeNil())
+		g.Expect(cond.Reason).To(Equal(hostagent.ReasonVolumeConflict))
+		g.Expect(cond.Message).To(ContainSubstring("does not own"))
+	}, timeout).Should(Succeed())
+
+	g.Expect(k8sClient.Delete(context.Background(), c)).To(Succeed())
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(k8sClient.Get(context.Background(), client.ObjectKeyFromObject(c), &vmv1alpha1.VMClone{}))
+	}, timeout).Should(BeTrue())
+	g.Expect(hosts["xen-b"].Storage.LVs("vg0")).To(ContainElement(name), "a foreign LV must survive")
+}
+
+// TestXenHostReported: each agent reports its host's capacity and templates.
+func TestXenHostReported(t *testing.T) {
+	g := NewWithT(t)
+	template(t, "tpl-report")
+	g.Eventually(func(g Gomega) {
+		var h vmv1alpha1.XenHost
+		g.Expect(k8sClient.Get(context.Background(), client.ObjectKey{Name: "xen-a"}, &h)).To(Succeed())
+		g.Expect(h.Status.Memory.TotalMiB).To(BeEquivalentTo(16384))
+		g.Expect(h.Status.Memory.FreeMiB).To(BeNumerically(">", 0))
+		g.Expect(h.Status.XenVersion).NotTo(BeEmpty())
+		g.Expect(h.Status.VolumeGroups).To(HaveLen(1))
+		g.Expect(h.Status.Templates).To(ContainElement(HaveField("Name", "tpl-report")))
+		g.Expect(meta.IsStatusConditionTrue(h.Status.Conditions, vmv1alpha1.ConditionReady)).To(BeTrue())
+	}, timeout).Should(Succeed())
+}

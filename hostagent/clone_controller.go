@@ -1,0 +1,723 @@
+package hostagent
+
+// The node agent's VMClone reconciler: it drives this host toward each clone bound to it.
+//
+// Status is shared with the controller through server-side apply; this reconciler applies, as
+// field manager "xenclone-hostagent", only what the host knows: phase from Provisioning on,
+// message, domain, volume, observedGeneration, observedResetRequests, the timestamps other than
+// scheduled, and the conditions VolumeReady, GuestPrepared, DomainRunning and StorageAtRisk.
+// The controller owns scheduling, identity (uuid, MACs), expiry and Ready (controllers/
+// vmclone_controller.go has the full table).
+//
+// Every step looks at the host first (LVs by ownership tag, domains by name), so the agent can
+// die between any two steps and the next reconcile continues where the host is.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
+	"github.com/xenclone/xenclone/hostagent/lvm"
+	"github.com/xenclone/xenclone/hostagent/xen"
+)
+
+// FieldManager is the agent's server-side apply identity.
+const FieldManager = "xenclone-hostagent"
+
+// Condition reasons the agent writes.
+const (
+	ReasonWaitingForIdentity = "WaitingForIdentity"
+	ReasonTemplateNotFound   = "TemplateNotFound"
+	ReasonOriginMissing      = "OriginMissing"
+	ReasonVolumeCreated      = "SnapshotCreated"
+	ReasonVolumeConflict     = "VolumeNameConflict"
+	ReasonStorageError       = "StorageError"
+	ReasonSnapshotInvalid    = "SnapshotInvalid"
+	ReasonCOWExtended        = "COWExtended"
+	ReasonCOWAtMax           = "COWAtMaximum"
+	ReasonPoolAtRisk         = "ThinPoolAtRisk"
+	ReasonStorageOK          = "StorageOK"
+	ReasonPrepared           = "Prepared"
+	ReasonPrepareFailed      = "PrepareFailed"
+	ReasonWaitingForVolume   = "WaitingForVolume"
+	ReasonStarted            = "Started"
+	ReasonStartFailed        = "StartFailed"
+	ReasonShuttingDown       = "ShuttingDown"
+	ReasonStopped            = "Stopped"
+	ReasonGuestPoweredOff    = "GuestPoweredOff"
+	ReasonGuestCrashed       = "GuestCrashed"
+	ReasonRestarting         = "Restarting"
+	ReasonHalted             = "Halted"
+	ReasonResetting          = "Resetting"
+	ReasonSecretMissing      = "SecretMissing"
+)
+
+// CloneReconciler reconciles the VMClones bound to one host.
+type CloneReconciler struct {
+	client.Client
+	NodeName string
+	Host     Host
+	Recorder events.EventRecorder
+	Clock    clock.PassiveClock
+	// ShutdownGrace bounds a graceful stop before the domain is destroyed.
+	ShutdownGrace time.Duration
+	// UsageResync is how often a running clone's COW and pool usage is looked at again.
+	UsageResync time.Duration
+	// MaxConcurrent bounds parallel reconciles: lvm serializes metadata changes anyway and
+	// guest preparation is I/O bound.
+	MaxConcurrent int
+
+	// changed tells the host reporter that capacity moved (a domain or disk came or went).
+	changed func()
+}
+
+// SetupWithManager registers the reconciler. The manager's cache holds only this node's clones
+// (see the agent's cache options); templates map to their clones on this node.
+func (r *CloneReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
+	if r.ShutdownGrace == 0 {
+		r.ShutdownGrace = 60 * time.Second
+	}
+	if r.MaxConcurrent == 0 {
+		r.MaxConcurrent = 4
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("hostagent-vmclone").
+		For(&vmv1alpha1.VMClone{}).
+		Watches(&vmv1alpha1.VMTemplate{}, handler.EnqueueRequestsFromMapFunc(r.clonesOfTemplate)).
+		// Several agents share one process in the playground and the tests.
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrent, SkipNameValidation: ptr.To(true)}).
+		Complete(r)
+}
+
+func (r *CloneReconciler) usageResync() time.Duration {
+	if r.UsageResync == 0 {
+		return time.Minute
+	}
+	return r.UsageResync
+}
+
+func (r *CloneReconciler) clonesOfTemplate(ctx context.Context, o client.Object) []reconcile.Request {
+	var list vmv1alpha1.VMCloneList
+	if err := r.List(ctx, &list, client.MatchingLabels{vmv1alpha1.NodeNameLabel: r.NodeName}); err != nil {
+		return nil
+	}
+	var out []reconcile.Request
+	for _, c := range list.Items {
+		if c.Spec.TemplateRef.Name == o.GetName() {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&c)})
+		}
+	}
+	return out
+}
+
+// cloneScope is one reconcile: the clone as read, its template, and the status the steps build.
+type cloneScope struct {
+	clone    *vmv1alpha1.VMClone
+	template *vmv1alpha1.VMTemplate
+	status   vmv1alpha1.VMCloneStatus // only agent-owned fields are applied
+	volume   *lvm.LV
+	vg       lvm.VG
+	pool     *lvm.LV
+	failed   bool
+	now      metav1.Time
+	requeue  time.Duration
+}
+
+func (s *cloneScope) setCondition(t string, st metav1.ConditionStatus, reason, msg string) {
+	meta.SetStatusCondition(&s.status.Conditions, metav1.Condition{
+		Type: t, Status: st, Reason: reason, Message: msg, ObservedGeneration: s.clone.Generation,
+		LastTransitionTime: s.now,
+	})
+}
+
+func (s *cloneScope) requeueAfter(d time.Duration) {
+	if d > 0 && (s.requeue == 0 || d < s.requeue) {
+		s.requeue = d
+	}
+}
+
+// Reconcile reads like a clone's life on this host: fetch; on deletion clean the host and
+// release the finalizer; otherwise volume → guest → domain; then apply what the host showed.
+func (r *CloneReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
+	clone := &vmv1alpha1.VMClone{}
+	if err := r.Get(ctx, req.NamespacedName, clone); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if clone.Labels[vmv1alpha1.NodeNameLabel] != r.NodeName || clone.Status.NodeName != r.NodeName {
+		return ctrl.Result{}, nil // not (or no longer) ours; orphan collection handles leftovers
+	}
+	log := log.FromContext(ctx).WithValues("node", r.NodeName)
+	ctx = ctrl.LoggerInto(ctx, log)
+
+	s := &cloneScope{clone: clone, now: metav1.NewTime(r.Clock.Now())}
+	s.status = agentStatus(clone)
+
+	if !clone.DeletionTimestamp.IsZero() {
+		done, err := r.reconcileDelete(ctx, s)
+		if err != nil || !done {
+			if applyErr := r.applyStatus(ctx, s); applyErr != nil && !apierrors.IsNotFound(applyErr) {
+				err = errors.Join(err, applyErr)
+			}
+			return ctrl.Result{RequeueAfter: s.requeue}, err
+		}
+		r.capacityChanged()
+		return ctrl.Result{}, r.removeFinalizer(ctx, clone)
+	}
+
+	if !controllerutil.ContainsFinalizer(clone, vmv1alpha1.CloneFinalizer) {
+		patch := client.MergeFrom(clone.DeepCopy())
+		controllerutil.AddFinalizer(clone, vmv1alpha1.CloneFinalizer)
+		if err := r.Patch(ctx, clone, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
+		}
+	}
+
+	defer func() {
+		s.status.Phase, s.status.Message = phaseOf(s)
+		if err := r.applyStatus(ctx, s); err != nil {
+			retErr = errors.Join(retErr, err)
+		}
+		if retErr == nil {
+			res.RequeueAfter = s.requeue
+		}
+	}()
+	return ctrl.Result{}, r.reconcileNormal(ctx, s)
+}
+
+func (r *CloneReconciler) reconcileNormal(ctx context.Context, s *cloneScope) error {
+	// The controller writes the UUID and the MACs in one apply, before it binds the clone.
+	if s.clone.Status.UUID == "" {
+		s.setCondition(vmv1alpha1.ConditionVolumeReady, metav1.ConditionFalse, ReasonWaitingForIdentity,
+			"waiting for the controller to allocate the clone's UUID and MACs")
+		return nil
+	}
+	tpl := &vmv1alpha1.VMTemplate{}
+	if err := r.Get(ctx, types.NamespacedName{Name: s.clone.Spec.TemplateRef.Name}, tpl); err != nil {
+		if apierrors.IsNotFound(err) {
+			s.setCondition(vmv1alpha1.ConditionVolumeReady, metav1.ConditionFalse, ReasonTemplateNotFound,
+				fmt.Sprintf("VMTemplate %q does not exist: create it or delete this clone", s.clone.Spec.TemplateRef.Name))
+			return nil
+		}
+		return fmt.Errorf("get template: %w", err)
+	}
+	s.template = tpl
+
+	for _, step := range []func(context.Context, *cloneScope) (bool, error){
+		r.ensureReset,
+		r.ensureVolume,
+		r.ensureStorageHealth,
+		r.ensureGuestPrepared,
+		r.ensureDomain,
+	} {
+		done, err := step(ctx, s)
+		if err != nil || !done {
+			return err
+		}
+	}
+	return nil
+}
+
+// ensureReset replaces the disk when spec.resetRequests grew: stop the domain, drop the
+// snapshot and the seed, record the reset; the next steps take a fresh snapshot, prepare it and
+// start the domain again with the same identity.
+func (r *CloneReconciler) ensureReset(ctx context.Context, s *cloneScope) (bool, error) {
+	if s.clone.Spec.ResetRequests <= s.clone.Status.ObservedResetRequests {
+		return true, nil
+	}
+	stopped, err := r.stopDomain(ctx, s, ReasonResetting)
+	if err != nil || !stopped {
+		return false, err
+	}
+	if err := r.removeVolumes(ctx, s, []string{string(s.template.Spec.Origin.VolumeGroup)}); err != nil {
+		return false, err
+	}
+	if err := r.Host.Guest.RemoveSeed(ctx, string(s.clone.UID)); err != nil {
+		return false, fmt.Errorf("remove seed for reset: %w", err)
+	}
+	s.status.ObservedResetRequests = s.clone.Spec.ResetRequests
+	for _, t := range []string{vmv1alpha1.ConditionVolumeReady, vmv1alpha1.ConditionGuestPrepared} {
+		s.setCondition(t, metav1.ConditionFalse, ReasonResetting, "resetting the disk to the template")
+	}
+	s.status.Timestamps.VolumeReady, s.status.Timestamps.GuestPrepared = nil, nil
+	r.event(s.clone, corev1.EventTypeNormal, ReasonResetting, "Reset", "disk dropped; a fresh snapshot of %s is being taken", s.template.Name)
+	// Apply the recorded reset before taking the new snapshot, so a crash here never drops
+	// the fresh disk a second time.
+	s.requeueAfter(time.Millisecond)
+	return false, nil
+}
+
+// removeVolumes removes every LV the clone owns in the given volume groups.
+func (r *CloneReconciler) removeVolumes(ctx context.Context, s *cloneScope, vgs []string) error {
+	owner := OwnerOf(s.clone)
+	for _, vg := range vgs {
+		rep, err := r.Host.Storage.Report(ctx, vg)
+		if err != nil {
+			if errors.Is(err, lvm.ErrVGNotFound) {
+				continue
+			}
+			return fmt.Errorf("read volume group %s: %w", vg, err)
+		}
+		for _, lv := range ownedBy(rep, owner.UID) {
+			if err := r.Host.Storage.Remove(ctx, lv.Ref(), owner); err != nil && !errors.Is(err, lvm.ErrLVNotFound) {
+				return fmt.Errorf("remove %s: %w", lv.Ref(), err)
+			}
+			r.event(s.clone, corev1.EventTypeNormal, "VolumeRemoved", "RemoveSnapshot", "removed %s", lv.Ref())
+		}
+	}
+	return nil
+}
+
+func (r *CloneReconciler) ensureVolume(ctx context.Context, s *cloneScope) (bool, error) {
+	req := SnapshotFor(s.template, s.clone)
+	rep, err := r.Host.Storage.Report(ctx, req.VG)
+	if err != nil {
+		s.setCondition(vmv1alpha1.ConditionVolumeReady, metav1.ConditionFalse, ReasonStorageError,
+			fmt.Sprintf("cannot read volume group %s on %s: %v", req.VG, r.NodeName, err))
+		return false, err
+	}
+	s.vg = rep.VG
+	if lv, ok := rep.LV(req.Name); ok {
+		if !lv.OwnedBy(req.Owner.UID) {
+			s.setCondition(vmv1alpha1.ConditionVolumeReady, metav1.ConditionFalse, ReasonVolumeConflict,
+				fmt.Sprintf("an LV %s exists on %s that this clone does not own; it is left untouched: rename or remove it, or set spec.domainName", lv.Ref(), r.NodeName))
+			return false, nil
+		}
+		s.volume = &lv
+		s.pool = poolOf(rep, lv)
+		r.markVolumeReady(s, lv)
+		return true, nil
+	}
+	origin, ok := rep.LV(req.Origin)
+	if !ok {
+		s.setCondition(vmv1alpha1.ConditionVolumeReady, metav1.ConditionFalse, ReasonOriginMissing,
+			fmt.Sprintf("template origin %s/%s is not on host %s: install it there, or restrict the template's hostSelector", req.VG, req.Origin, r.NodeName))
+		return false, nil
+	}
+	if !origin.Attr.ReadOnly() && !origin.Attr.IsThin() {
+		// Writes to a classic origin are copied into every snapshot; the template is never
+		// written while clones exist.
+		if err := r.Host.Storage.SetOriginReadOnly(ctx, origin.Ref()); err != nil {
+			return false, fmt.Errorf("make origin %s read-only: %w", origin.Ref(), err)
+		}
+	}
+	lv, err := r.Host.Storage.CreateSnapshot(ctx, req)
+	if err != nil {
+		s.setCondition(vmv1alpha1.ConditionVolumeReady, metav1.ConditionFalse, ReasonStorageError,
+			fmt.Sprintf("snapshot of %s/%s failed: %v", req.VG, req.Origin, err))
+		r.event(s.clone, corev1.EventTypeWarning, ReasonStorageError, "CreateSnapshot", "snapshot of %s/%s failed: %v", req.VG, req.Origin, err)
+		return false, err
+	}
+	s.volume = &lv
+	s.pool = poolOf(rep, lv)
+	r.markVolumeReady(s, lv)
+	r.event(s.clone, corev1.EventTypeNormal, ReasonVolumeCreated, "CreateSnapshot", "%s snapshot %s of %s", req.Mode, lv.Ref(), req.Origin)
+	return true, nil
+}
+
+func poolOf(rep lvm.Report, lv lvm.LV) *lvm.LV {
+	if lv.Pool == "" {
+		return nil
+	}
+	if p, ok := rep.LV(lv.Pool); ok {
+		return &p
+	}
+	return nil
+}
+
+func (r *CloneReconciler) markVolumeReady(s *cloneScope, lv lvm.LV) {
+	s.setCondition(vmv1alpha1.ConditionVolumeReady, metav1.ConditionTrue, ReasonVolumeCreated, fmt.Sprintf("disk %s", VolumePath(lv)))
+	if s.status.Timestamps.VolumeReady == nil {
+		s.status.Timestamps.VolumeReady = &s.now
+	}
+	vs := &vmv1alpha1.VolumeStatus{Path: VolumePath(lv), Mode: vmv1alpha1.SnapshotThin, SizeBytes: int64(lv.Size)}
+	if lv.Attr.IsClassicSnapshot() {
+		vs.Mode, vs.COWSizeBytes, vs.SizeBytes = vmv1alpha1.SnapshotClassic, int64(lv.Size), int64(lv.OriginSize)
+	}
+	if lv.DataPercent.Valid {
+		vs.COWPercent = fmt.Sprintf("%.2f", lv.DataPercent.Value)
+	}
+	s.status.Volume = vs
+}
+
+// ensureStorageHealth extends a classic snapshot before its COW area fills and reports a clone
+// whose storage is at risk; an invalidated snapshot has lost the guest's disk.
+func (r *CloneReconciler) ensureStorageHealth(ctx context.Context, s *cloneScope) (bool, error) {
+	lv := *s.volume
+	snapPolicy, poolPolicy := UsagePolicies(s.template)
+	d := snapPolicy.Decide(lv, s.vg)
+	if s.pool != nil && d.Verdict == lvm.VerdictOK {
+		d = poolPolicy.Decide(*s.pool)
+	}
+	switch d.Verdict {
+	case lvm.VerdictExtend:
+		if err := r.Host.Storage.ExtendSnapshot(ctx, lv.Ref(), OwnerOf(s.clone), d.ExtendBy); err != nil {
+			return false, fmt.Errorf("extend COW area of %s: %w", lv.Ref(), err)
+		}
+		r.event(s.clone, corev1.EventTypeNormal, ReasonCOWExtended, "ExtendSnapshot", "%s", d.Reason)
+		s.setCondition(vmv1alpha1.ConditionStorageAtRisk, metav1.ConditionFalse, ReasonCOWExtended, d.Reason)
+	case lvm.VerdictAtRisk:
+		reason := ReasonCOWAtMax
+		if s.pool != nil {
+			reason = ReasonPoolAtRisk
+		}
+		if !meta.IsStatusConditionTrue(s.status.Conditions, vmv1alpha1.ConditionStorageAtRisk) {
+			r.event(s.clone, corev1.EventTypeWarning, reason, "WatchStorage", "%s", d.Reason)
+		}
+		s.setCondition(vmv1alpha1.ConditionStorageAtRisk, metav1.ConditionTrue, reason, d.Reason)
+	case lvm.VerdictFull:
+		if !meta.IsStatusConditionTrue(s.status.Conditions, vmv1alpha1.ConditionStorageAtRisk) {
+			r.event(s.clone, corev1.EventTypeWarning, ReasonSnapshotInvalid, "WatchStorage", "%s", d.Reason)
+		}
+		s.setCondition(vmv1alpha1.ConditionStorageAtRisk, metav1.ConditionTrue, ReasonSnapshotInvalid, d.Reason)
+		if lv.Attr.Invalid() {
+			s.failed = true
+			return false, nil
+		}
+	default:
+		s.setCondition(vmv1alpha1.ConditionStorageAtRisk, metav1.ConditionFalse, ReasonStorageOK, d.Reason)
+	}
+	// Usage changes without any event reaching us: look again while the clone lives.
+	s.requeueAfter(r.usageResync())
+	return true, nil
+}
+
+// ensureGuestPrepared scrubs and personalizes a fresh snapshot once. The Prepared mark lives on
+// the LV (a tag), so a restarted agent never scrubs a disk that has booted.
+func (r *CloneReconciler) ensureGuestPrepared(ctx context.Context, s *cloneScope) (bool, error) {
+	lv := *s.volume
+	if !lv.HasTag(PreparedTag) {
+		rep, err := r.Host.Guest.Prepare(ctx, VolumePath(lv), PrepareRequest{
+			Owner: OwnerOf(s.clone), Hostname: Hostname(s.clone), Operations: ScrubOperations(s.template),
+			RootPartition: int(s.template.Spec.Guest.RootPartition), RootFilesystem: s.template.Spec.Guest.RootFilesystem,
+		})
+		if err != nil {
+			s.setCondition(vmv1alpha1.ConditionGuestPrepared, metav1.ConditionFalse, ReasonPrepareFailed,
+				fmt.Sprintf("preparing the guest failed: %v", err))
+			r.event(s.clone, corev1.EventTypeWarning, ReasonPrepareFailed, "PrepareGuest", "%v", err)
+			return false, err
+		}
+		if err := r.Host.Storage.AddTag(ctx, lv.Ref(), OwnerOf(s.clone), PreparedTag); err != nil {
+			return false, fmt.Errorf("mark %s prepared: %w", lv.Ref(), err)
+		}
+		r.event(s.clone, corev1.EventTypeNormal, ReasonPrepared, "PrepareGuest", "scrubbed %d item(s) (%s), hostname %s",
+			len(rep.Changed), summarize(rep.Changed, 5), Hostname(s.clone))
+	}
+	s.setCondition(vmv1alpha1.ConditionGuestPrepared, metav1.ConditionTrue, ReasonPrepared,
+		fmt.Sprintf("machine-specific data scrubbed, hostname %s", Hostname(s.clone)))
+	if s.status.Timestamps.GuestPrepared == nil {
+		s.status.Timestamps.GuestPrepared = &s.now
+	}
+	return true, nil
+}
+
+// wantRunning says whether the domain should run now, from the run strategy, the controller's
+// Expired condition (onExpiry: Stop), and what the guest did last.
+func wantRunning(c *vmv1alpha1.VMClone) bool {
+	if exp := meta.FindStatusCondition(c.Status.Conditions, vmv1alpha1.ConditionExpired); exp != nil &&
+		exp.Status == metav1.ConditionTrue && c.Spec.Lifetime != nil && c.Spec.Lifetime.OnExpiry == vmv1alpha1.ExpiryStop {
+		return false
+	}
+	last := meta.FindStatusCondition(c.Status.Conditions, vmv1alpha1.ConditionDomainRunning)
+	switch c.Spec.RunStrategy {
+	case vmv1alpha1.RunStrategyHalted:
+		return false
+	case vmv1alpha1.RunStrategyOnce:
+		return c.Status.Timestamps == nil || c.Status.Timestamps.Started == nil
+	case vmv1alpha1.RunStrategyRerunOnFailure:
+		return last == nil || last.Reason != ReasonGuestPoweredOff
+	}
+	return true
+}
+
+func (r *CloneReconciler) ensureDomain(ctx context.Context, s *cloneScope) (bool, error) {
+	name := DomainName(s.clone)
+	dom, found, err := r.Host.Hypervisor.Lookup(ctx, name)
+	if err != nil {
+		return false, fmt.Errorf("look up domain %s: %w", name, err)
+	}
+	if found {
+		s.status.Domain = &vmv1alpha1.DomainStatus{Name: name, ID: int32(dom.ID), State: dom.State.String()}
+	} else {
+		s.status.Domain = &vmv1alpha1.DomainStatus{Name: name}
+	}
+
+	// The agent is the domain's monitor (xl create -e): a guest that stopped by itself is
+	// still listed as shut down, with its reason, until we act on it.
+	if found && dom.State.Shutdown {
+		step := xen.DecideStep(dom.State, PolicyFor(s.template, s.clone.Spec.RunStrategy))
+		if step == xen.StepNone || step == xen.StepWait {
+			s.requeueAfter(2 * time.Second)
+			return false, nil
+		}
+		if err := r.Host.Hypervisor.Destroy(ctx, name); err != nil {
+			return false, fmt.Errorf("destroy stopped domain %s: %w", name, err)
+		}
+		reason := ReasonGuestPoweredOff
+		switch dom.State.Reason {
+		case xen.ReasonCrash, xen.ReasonWatchdog:
+			reason = ReasonGuestCrashed
+		case xen.ReasonReboot, xen.ReasonSoftReset:
+			reason = ReasonRestarting
+		}
+		if step == xen.StepRestart {
+			reason = ReasonRestarting
+		}
+		s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionFalse, reason,
+			fmt.Sprintf("the guest stopped (%s, state %s)", dom.State.Reason, dom.State))
+		s.status.Timestamps.Stopped = &s.now
+		r.event(s.clone, eventType(reason), reason, "DomainStopped", "domain %s stopped by the guest (%s)", name, dom.State.Reason)
+		// The destroyed domain's memory is freed asynchronously, and a dying domain with the
+		// same name blocks xl create: come back shortly.
+		s.requeueAfter(time.Second)
+		return false, nil
+	}
+
+	if !wantRunning(s.clone) {
+		stopped, err := r.stopDomain(ctx, s, ReasonHalted)
+		if err != nil || !stopped {
+			return false, err
+		}
+		last := meta.FindStatusCondition(s.status.Conditions, vmv1alpha1.ConditionDomainRunning)
+		if last == nil || last.Status == metav1.ConditionTrue || last.Reason == ReasonShuttingDown {
+			s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionFalse, ReasonHalted, "the domain is off, as the run strategy asks")
+		}
+		return true, nil
+	}
+
+	if found && !dom.State.Dying {
+		s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionTrue, ReasonStarted, fmt.Sprintf("domain %s (id %d) %s", name, dom.ID, dom.State))
+		return true, nil
+	}
+	if found && dom.State.Dying {
+		s.requeueAfter(time.Second)
+		return false, nil
+	}
+	return r.startDomain(ctx, s, name)
+}
+
+func (r *CloneReconciler) startDomain(ctx context.Context, s *cloneScope, name string) (bool, error) {
+	seed := ""
+	if CloudInitEnabled(s.template) {
+		req, err := r.seedRequest(ctx, s)
+		if err != nil {
+			s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionFalse, ReasonSecretMissing, err.Error())
+			return false, nil
+		}
+		if seed, err = r.Host.Guest.BuildSeed(ctx, req); err != nil {
+			return false, fmt.Errorf("build cloud-init seed: %w", err)
+		}
+	}
+	cfg, err := DomainConfigFor(s.template, s.clone, VolumePath(*s.volume), seed)
+	if err != nil {
+		return false, err
+	}
+	path, err := xen.WriteConfigFile(r.Host.ConfigDir, cfg)
+	if err != nil {
+		s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionFalse, ReasonStartFailed, fmt.Sprintf("domain config rejected: %v", err))
+		return false, err
+	}
+	if err := r.Host.Hypervisor.Create(ctx, name, path, xen.CreateOptions{}); err != nil {
+		msg := fmt.Sprintf("xl create %s failed: %v", name, err)
+		if errors.Is(err, xen.ErrNoMemory) {
+			msg = fmt.Sprintf("host %s has not enough free memory for %d MiB: free memory or move the clone (delete it and let it be rescheduled)", r.NodeName, cfg.MemoryMiB)
+		}
+		s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionFalse, ReasonStartFailed, msg)
+		r.event(s.clone, corev1.EventTypeWarning, ReasonStartFailed, "StartDomain", "%s", msg)
+		return false, err
+	}
+	s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionTrue, ReasonStarted, fmt.Sprintf("domain %s started", name))
+	s.status.Timestamps.Started = &s.now
+	r.capacityChanged()
+	r.event(s.clone, corev1.EventTypeNormal, ReasonStarted, "StartDomain", "domain %s started on %s", name, r.NodeName)
+	return true, nil
+}
+
+func (r *CloneReconciler) seedRequest(ctx context.Context, s *cloneScope) (SeedRequest, error) {
+	req := SeedRequest{UID: string(s.clone.UID), Hostname: Hostname(s.clone)}
+	for _, nic := range s.clone.Status.Interfaces {
+		req.MACs = append(req.MACs, nic.MAC)
+	}
+	ci := s.clone.Spec.CloudInit
+	if ci == nil {
+		return req, nil
+	}
+	read := func(ref *vmv1alpha1.SecretKeyReference) ([]byte, error) {
+		if ref == nil {
+			return nil, nil
+		}
+		var sec corev1.Secret
+		if err := r.Get(ctx, types.NamespacedName{Namespace: s.clone.Namespace, Name: ref.Name}, &sec); err != nil {
+			return nil, fmt.Errorf("secret %s/%s for cloud-init: %w: create it or fix spec.cloudInit", s.clone.Namespace, ref.Name, err)
+		}
+		v, ok := sec.Data[ref.Key]
+		if !ok {
+			return nil, fmt.Errorf("secret %s/%s has no key %q: add it or fix spec.cloudInit", s.clone.Namespace, ref.Name, ref.Key)
+		}
+		return v, nil
+	}
+	var err error
+	if req.UserData, err = read(ci.UserData); err != nil {
+		return req, err
+	}
+	if req.NetworkConfig, err = read(ci.NetworkConfig); err != nil {
+		return req, err
+	}
+	return req, nil
+}
+
+// stopDomain brings the clone's domain down gracefully without blocking a worker: it asks the
+// guest once, records when in the DomainRunning condition, and requeues until the guest is
+// gone or the grace period is over, then destroys it. It reports whether the domain is gone.
+func (r *CloneReconciler) stopDomain(ctx context.Context, s *cloneScope, why string) (bool, error) {
+	name := DomainName(s.clone)
+	dom, found, err := r.Host.Hypervisor.Lookup(ctx, name)
+	if err != nil {
+		return false, fmt.Errorf("look up domain %s: %w", name, err)
+	}
+	cond := meta.FindStatusCondition(s.status.Conditions, vmv1alpha1.ConditionDomainRunning)
+	if !found {
+		return true, nil
+	}
+	if dom.State.Dying {
+		s.requeueAfter(time.Second)
+		return false, nil
+	}
+	if cond == nil || cond.Reason != ReasonShuttingDown {
+		if !dom.State.Shutdown {
+			if err := r.Host.Hypervisor.RequestShutdown(ctx, name); err != nil && !errors.Is(err, xen.ErrNoPVControl) {
+				return false, fmt.Errorf("request shutdown of %s: %w", name, err)
+			}
+		}
+		s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionFalse, ReasonShuttingDown,
+			fmt.Sprintf("shutting %s down (%s); it is destroyed after %s", name, why, r.ShutdownGrace))
+		r.event(s.clone, corev1.EventTypeNormal, ReasonShuttingDown, "StopDomain", "asked domain %s to shut down (%s)", name, why)
+		cond = meta.FindStatusCondition(s.status.Conditions, vmv1alpha1.ConditionDomainRunning)
+	}
+	step, wait := xen.NextStopStep(found, dom.State, cond.LastTransitionTime.Time, s.now.Time, r.ShutdownGrace)
+	switch step {
+	case xen.StopWait:
+		s.requeueAfter(minDuration(wait, 2*time.Second))
+		return false, nil
+	case xen.StopDestroy:
+		if err := r.Host.Hypervisor.Destroy(ctx, name); err != nil {
+			return false, fmt.Errorf("destroy %s: %w", name, err)
+		}
+		s.status.Timestamps.Stopped = &s.now
+		s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionFalse, ReasonStopped, fmt.Sprintf("domain %s stopped (%s)", name, why))
+		s.requeueAfter(time.Second)
+		return false, nil
+	}
+	return true, nil
+}
+
+// reconcileDelete removes the clone's domain, config, seed and volume; it reports true when
+// the host is clean and the finalizer may go.
+func (r *CloneReconciler) reconcileDelete(ctx context.Context, s *cloneScope) (bool, error) {
+	if !controllerutil.ContainsFinalizer(s.clone, vmv1alpha1.CloneFinalizer) {
+		return false, nil
+	}
+	s.status.Phase = vmv1alpha1.PhaseTerminating
+	s.status.Message = "removing the domain and its disk from " + r.NodeName
+	stopped, err := r.stopDomain(ctx, s, "clone deleted")
+	if err != nil || !stopped {
+		return false, err
+	}
+	if err := xen.RemoveConfigFile(r.Host.ConfigDir, DomainName(s.clone)); err != nil {
+		return false, fmt.Errorf("remove domain config: %w", err)
+	}
+	if err := r.Host.Guest.RemoveSeed(ctx, string(s.clone.UID)); err != nil {
+		return false, fmt.Errorf("remove seed: %w", err)
+	}
+	if err := r.removeVolumes(ctx, s, r.cloneVGs(ctx, s.clone)); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// cloneVGs are the volume groups that may hold the clone's disk: the one recorded in its status
+// and its template's.
+func (r *CloneReconciler) cloneVGs(ctx context.Context, c *vmv1alpha1.VMClone) []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(vg string) {
+		if vg != "" && !seen[vg] {
+			seen[vg] = true
+			out = append(out, vg)
+		}
+	}
+	if c.Status.Volume != nil {
+		// /dev/<vg>/<lv>
+		if parts := strings.Split(strings.TrimPrefix(c.Status.Volume.Path, "/dev/"), "/"); len(parts) == 2 {
+			add(parts[0])
+		}
+	}
+	var tpl vmv1alpha1.VMTemplate
+	if err := r.Get(ctx, types.NamespacedName{Name: c.Spec.TemplateRef.Name}, &tpl); err == nil {
+		add(string(tpl.Spec.Origin.VolumeGroup))
+	}
+	return out
+}
+
+func (r *CloneReconciler) removeFinalizer(ctx context.Context, c *vmv1alpha1.VMClone) error {
+	patch := client.MergeFromWithOptions(c.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	controllerutil.RemoveFinalizer(c, vmv1alpha1.CloneFinalizer)
+	if err := r.Patch(ctx, c, patch); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("remove finalizer: %w", err)
+	}
+	return nil
+}
+
+func (r *CloneReconciler) capacityChanged() {
+	if r.changed != nil {
+		r.changed()
+	}
+}
+
+func (r *CloneReconciler) event(obj *vmv1alpha1.VMClone, typ, reason, action, msgf string, args ...any) {
+	if r.Recorder != nil {
+		r.Recorder.Eventf(obj, nil, typ, reason, action, msgf, args...)
+	}
+}
+
+func eventType(reason string) string {
+	if reason == ReasonGuestCrashed {
+		return corev1.EventTypeWarning
+	}
+	return corev1.EventTypeNormal
+}
+
+func summarize(items []string, n int) string {
+	if len(items) <= n {
+		return strings.Join(items, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(items[:n], ", "), len(items)-n)
+}
+
+func minDuration(a, b time.Duration) time.Duration {
+	if a < b {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,238 @@
+package hostagent
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
+	"github.com/xenclone/xenclone/hostagent/lvm"
+)
+
+// HostReporter keeps this host's XenHost and heartbeat Lease current. Liveness is the Lease,
+// renewed every RenewInterval like kubelet's node lease (cheap, no status churn); the XenHost
+// status is written only when capacity changes, at most once per RenewInterval, or sooner
+// after the clone reconciler pokes it.
+type HostReporter struct {
+	Client         client.Client
+	NodeName       string
+	Host           Host
+	LeaseNamespace string
+	RenewInterval  time.Duration
+	// LeaseDuration is advertised in the Lease; the controller's grace decides liveness.
+	LeaseDuration time.Duration
+	AgentVersion  string
+	Clock         clock.WithTicker
+
+	poke chan struct{}
+}
+
+// Poke asks for a capacity report soon (after a clone's domain or disk changed).
+func (h *HostReporter) Poke() {
+	select {
+	case h.poke <- struct{}{}:
+	default:
+	}
+}
+
+// NeedLeaderElection is false: every agent reports its own host.
+func (h *HostReporter) NeedLeaderElection() bool { return false }
+
+// Start runs until ctx ends.
+func (h *HostReporter) Start(ctx context.Context) error {
+	if h.RenewInterval == 0 {
+		h.RenewInterval = 10 * time.Second
+	}
+	if h.LeaseDuration == 0 {
+		h.LeaseDuration = 40 * time.Second
+	}
+	if h.Clock == nil {
+		h.Clock = clock.RealClock{}
+	}
+	if h.poke == nil {
+		h.poke = make(chan struct{}, 1)
+	}
+	log := log.FromContext(ctx).WithValues("node", h.NodeName)
+	tick := h.Clock.NewTicker(h.RenewInterval)
+	defer tick.Stop()
+	for {
+		if err := h.RenewLease(ctx); err != nil {
+			log.Error(err, "renew heartbeat lease")
+		}
+		if err := h.Report(ctx); err != nil {
+			log.Error(err, "report host capacity")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C():
+		case <-h.poke:
+		}
+	}
+}
+
+// RenewLease creates or renews the host's Lease (named after the node).
+func (h *HostReporter) RenewLease(ctx context.Context) error {
+	now := metav1.NewMicroTime(h.Clock.Now())
+	secs := int32(h.LeaseDuration / time.Second)
+	holder := h.NodeName
+	var lease coordinationv1.Lease
+	err := h.Client.Get(ctx, types.NamespacedName{Namespace: h.LeaseNamespace, Name: h.NodeName}, &lease)
+	if apierrors.IsNotFound(err) {
+		lease = coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Namespace: h.LeaseNamespace, Name: h.NodeName},
+			Spec: coordinationv1.LeaseSpec{
+				HolderIdentity: &holder, LeaseDurationSeconds: &secs, AcquireTime: &now, RenewTime: &now,
+			},
+		}
+		if err := h.Client.Create(ctx, &lease); err != nil {
+			return fmt.Errorf("create lease %s/%s: %w", h.LeaseNamespace, h.NodeName, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("get lease: %w", err)
+	}
+	lease.Spec.HolderIdentity, lease.Spec.LeaseDurationSeconds, lease.Spec.RenewTime = &holder, &secs, &now
+	if err := h.Client.Update(ctx, &lease); err != nil {
+		return fmt.Errorf("renew lease %s/%s: %w", h.LeaseNamespace, h.NodeName, err)
+	}
+	return nil
+}
+
+// Report reads the host (xl info, the templates' volume groups) and writes the XenHost status
+// when it differs from what is stored.
+func (h *HostReporter) Report(ctx context.Context) error {
+	var host vmv1alpha1.XenHost
+	err := h.Client.Get(ctx, types.NamespacedName{Name: h.NodeName}, &host)
+	if apierrors.IsNotFound(err) {
+		host = vmv1alpha1.XenHost{ObjectMeta: metav1.ObjectMeta{Name: h.NodeName}}
+		if err := h.Client.Create(ctx, &host); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create XenHost %s: %w", h.NodeName, err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("get XenHost: %w", err)
+	}
+	var templates vmv1alpha1.VMTemplateList
+	if err := h.Client.List(ctx, &templates); err != nil {
+		return fmt.Errorf("list templates: %w", err)
+	}
+	var clones vmv1alpha1.VMCloneList
+	if err := h.Client.List(ctx, &clones, client.MatchingLabels{vmv1alpha1.NodeNameLabel: h.NodeName}); err != nil {
+		return fmt.Errorf("list clones: %w", err)
+	}
+	st := h.observe(ctx, templates.Items, len(clones.Items), host.Generation)
+	// Conditions keep their transition times when nothing changed.
+	for i := range st.Conditions {
+		if old := meta.FindStatusCondition(host.Status.Conditions, st.Conditions[i].Type); old != nil &&
+			old.Status == st.Conditions[i].Status {
+			st.Conditions[i].LastTransitionTime = old.LastTransitionTime
+		}
+	}
+	if equality.Semantic.DeepEqual(host.Status, st) {
+		return nil
+	}
+	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&st)
+	if err != nil {
+		return err
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": vmv1alpha1.GroupVersion.String(), "kind": "XenHost",
+		"metadata": map[string]any{"name": h.NodeName}, "status": obj,
+	}}
+	if err := h.Client.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+		return fmt.Errorf("apply XenHost %s status: %w", h.NodeName, err)
+	}
+	return nil
+}
+
+// observe builds the XenHost status from the host itself.
+func (h *HostReporter) observe(ctx context.Context, templates []vmv1alpha1.VMTemplate, clones int, gen int64) vmv1alpha1.XenHostStatus {
+	now := metav1.NewTime(h.Clock.Now())
+	st := vmv1alpha1.XenHostStatus{ObservedGeneration: gen, AgentVersion: h.AgentVersion, Clones: int32(clones)}
+	ready := metav1.Condition{Type: vmv1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: "HostToolsAnswer",
+		Message: "xl and lvm answer", ObservedGeneration: gen, LastTransitionTime: now}
+	storage := metav1.Condition{Type: vmv1alpha1.ConditionStorageHealthy, Status: metav1.ConditionTrue, Reason: "StorageOK",
+		Message: "volume groups readable", ObservedGeneration: gen, LastTransitionTime: now}
+
+	if info, err := h.Host.Hypervisor.Info(ctx); err != nil {
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, "XenUnavailable", fmt.Sprintf("xl info failed: %v", err)
+	} else {
+		st.XenVersion, st.CPUs = info.XenVersion, int32(info.NrCPUs)
+		st.Memory = vmv1alpha1.HostMemory{TotalMiB: info.TotalMemoryMiB, FreeMiB: info.FreeMemoryMiB}
+	}
+
+	reports := map[string]lvm.Report{}
+	for _, t := range templates {
+		vg := string(t.Spec.Origin.VolumeGroup)
+		if _, done := reports[vg]; done {
+			continue
+		}
+		rep, err := h.Host.Storage.Report(ctx, vg)
+		if err != nil {
+			if !errorsIsVGNotFound(err) {
+				storage.Status, storage.Reason = metav1.ConditionFalse, "VolumeGroupUnreadable"
+				storage.Message = fmt.Sprintf("volume group %s: %v", vg, err)
+			}
+			continue
+		}
+		reports[vg] = rep
+		vgs := vmv1alpha1.VolumeGroupStatus{
+			Name: vg, SizeBytes: int64(rep.VG.Size), FreeBytes: int64(rep.VG.Free),
+			MetadataFreeBytes: int64(rep.VG.MetadataFree), LVCount: int32(rep.VG.LVCount),
+		}
+		for _, lv := range rep.LVs {
+			if lv.Attr.IsThinPool() {
+				tp := vmv1alpha1.ThinPoolStatus{Name: lv.Name, SizeBytes: int64(lv.Size)}
+				if lv.DataPercent.Valid {
+					tp.DataPercent = fmt.Sprintf("%.2f", lv.DataPercent.Value)
+				}
+				if lv.MetadataPercent.Valid {
+					tp.MetadataPercent = fmt.Sprintf("%.2f", lv.MetadataPercent.Value)
+				}
+				vgs.ThinPools = append(vgs.ThinPools, tp)
+			}
+		}
+		st.VolumeGroups = append(st.VolumeGroups, vgs)
+	}
+	for _, t := range templates {
+		rep, ok := reports[string(t.Spec.Origin.VolumeGroup)]
+		if !ok {
+			continue
+		}
+		if lv, ok := rep.LV(string(t.Spec.Origin.LogicalVolume)); ok {
+			// A declared template is never written again: writes to a classic origin are
+			// copied into every snapshot, and a template changing under its clones would
+			// change what new clones get. Protect it before the first clone is placed here.
+			if !lv.Attr.ReadOnly() {
+				if err := h.Host.Storage.SetOriginReadOnly(ctx, lv.Ref()); err != nil {
+					storage.Status, storage.Reason = metav1.ConditionFalse, "OriginNotProtected"
+					storage.Message = fmt.Sprintf("cannot make template origin %s read-only: %v", lv.Ref(), err)
+				} else {
+					lv.Attr.Permission = lvm.PermRead
+				}
+			}
+			st.Templates = append(st.Templates, vmv1alpha1.HostTemplateStatus{
+				Name: t.Name, LVUUID: lv.UUID, SizeBytes: int64(lv.Size),
+				ReadOnly: lv.Attr.ReadOnly(), Thin: lv.Attr.IsThin(),
+			})
+		}
+	}
+	sort.Slice(st.VolumeGroups, func(i, j int) bool { return st.VolumeGroups[i].Name < st.VolumeGroups[j].Name })
+	sort.Slice(st.Templates, func(i, j int) bool { return st.Templates[i].Name < st.Templates[j].Name })
+	st.Conditions = []metav1.Condition{ready, storage}
+	return st
+}

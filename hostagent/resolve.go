@@ -1,0 +1,269 @@
+package hostagent
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"path/filepath"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
+	"github.com/xenclone/xenclone/hostagent/lvm"
+	"github.com/xenclone/xenclone/hostagent/xen"
+)
+
+// Names on the host are stable for a clone's life and traceable to it: the domain is named
+// after namespace and name (or spec.domainName), the LV after the name plus a UID prefix so two
+// clones of the same name in different namespaces never meet. Both start with "xc-", which keeps
+// them clear of all-digit names (xl reads those as domain ids) and of LVM's reserved prefixes.
+const (
+	namePrefix    = "xc-"
+	maxDomainName = 64
+	maxLVName     = 100
+)
+
+// DomainName is the Xen domain name of a clone.
+func DomainName(c *vmv1alpha1.VMClone) string {
+	if c.Spec.DomainName != "" {
+		return string(c.Spec.DomainName)
+	}
+	return boundedName(namePrefix+c.Namespace+"-"+c.Name, string(c.UID), maxDomainName)
+}
+
+// VolumeName is the LV name of a clone's disk.
+func VolumeName(c *vmv1alpha1.VMClone) string {
+	uid := string(c.UID)
+	if len(uid) > 8 {
+		uid = uid[:8]
+	}
+	return boundedName(namePrefix+c.Name+"-"+uid, string(c.UID), maxLVName)
+}
+
+// boundedName returns name if it fits, else a prefix of it with a short hash of uid, so long
+// names stay unique and stable.
+func boundedName(name, uid string, limit int) string {
+	if len(name) <= limit {
+		return name
+	}
+	sum := sha256.Sum256([]byte(uid))
+	suffix := "-" + hex.EncodeToString(sum[:])[:8]
+	return name[:limit-len(suffix)] + suffix
+}
+
+// OwnerOf is the ownership record of a clone's host objects.
+func OwnerOf(c *vmv1alpha1.VMClone) lvm.Owner {
+	return lvm.Owner{UID: string(c.UID), Namespace: c.Namespace, Name: c.Name}
+}
+
+// Hostname is the guest host name in effect.
+func Hostname(c *vmv1alpha1.VMClone) string {
+	if c.Spec.Hostname != "" {
+		return c.Spec.Hostname
+	}
+	if c.Status.Hostname != "" {
+		return c.Status.Hostname
+	}
+	// A clone name is an RFC 1123 subdomain; a host name must be a label.
+	h := c.Name
+	if len(h) > 63 {
+		h = h[:63]
+	}
+	out := []byte(h)
+	for i, b := range out {
+		if b == '.' {
+			out[i] = '-'
+		}
+	}
+	return string(out)
+}
+
+// COWBytes is a classic snapshot's initial COW area for the clone.
+func COWBytes(t *vmv1alpha1.VMTemplate, c *vmv1alpha1.VMClone) uint64 {
+	if c.Spec.Storage != nil && c.Spec.Storage.COWSize != nil {
+		return uint64(c.Spec.Storage.COWSize.Value())
+	}
+	if t.Spec.Snapshot.COWSize != nil {
+		return uint64(t.Spec.Snapshot.COWSize.Value())
+	}
+	return 1 << 30
+}
+
+// SnapshotFor is the volume to create for a clone.
+func SnapshotFor(t *vmv1alpha1.VMTemplate, c *vmv1alpha1.VMClone) SnapshotRequest {
+	mode := t.Spec.Snapshot.Mode
+	if mode == "" {
+		mode = vmv1alpha1.SnapshotClassic
+	}
+	req := SnapshotRequest{
+		VG:       string(t.Spec.Origin.VolumeGroup),
+		Origin:   string(t.Spec.Origin.LogicalVolume),
+		Name:     VolumeName(c),
+		Mode:     mode,
+		ThinPool: string(t.Spec.Snapshot.ThinPool),
+		Owner:    OwnerOf(c),
+	}
+	if mode == vmv1alpha1.SnapshotClassic {
+		req.COWBytes = COWBytes(t, c)
+	}
+	return req
+}
+
+// seedVdev is where the cloud-init seed appears in the guest: the disk after the root.
+const seedVdev = "xvdb"
+
+// DomainConfigFor resolves a clone's xl domain configuration from its template, its overrides
+// and the identity the controller allocated (status.uuid and status.interfaces). volumePath is
+// the clone's disk; seedPath, if not empty, its cloud-init seed.
+func DomainConfigFor(t *vmv1alpha1.VMTemplate, c *vmv1alpha1.VMClone, volumePath, seedPath string) (xen.DomainConfig, error) {
+	d := t.Spec.Domain
+	cfg := xen.DomainConfig{
+		Name:       DomainName(c),
+		UUID:       c.Status.UUID,
+		Type:       xen.GuestType(orDefault(string(d.Type), "pv")),
+		MemoryMiB:  512,
+		VCPUs:      1,
+		OnPoweroff: xen.LifecycleAction(d.OnPoweroff),
+		OnReboot:   xen.LifecycleAction(d.OnReboot),
+		OnCrash:    xen.LifecycleAction(d.OnCrash),
+	}
+	if cfg.UUID == "" {
+		return xen.DomainConfig{}, fmt.Errorf("clone has no UUID yet: the controller allocates status.uuid when it schedules the clone")
+	}
+	if d.Memory != nil {
+		cfg.MemoryMiB = mib(*d.Memory)
+	}
+	if d.MaxMemory != nil {
+		cfg.MaxMemoryMiB = mib(*d.MaxMemory)
+	}
+	if d.VCPUs != nil {
+		cfg.VCPUs = int(*d.VCPUs)
+	}
+	if d.MaxVCPUs != nil {
+		cfg.MaxVCPUs = int(*d.MaxVCPUs)
+	}
+	if r := c.Spec.Resources; r != nil {
+		if r.Memory != nil {
+			cfg.MemoryMiB = mib(*r.Memory)
+		}
+		if r.MaxMemory != nil {
+			cfg.MaxMemoryMiB = mib(*r.MaxMemory)
+		}
+		if r.VCPUs != nil {
+			cfg.VCPUs = int(*r.VCPUs)
+		}
+	}
+	// A clone that asks for more memory or vCPUs than the template's ceilings gets ceilings
+	// that fit rather than a config xl refuses.
+	if cfg.MaxMemoryMiB != 0 && cfg.MaxMemoryMiB < cfg.MemoryMiB {
+		cfg.MaxMemoryMiB = cfg.MemoryMiB
+	}
+	if cfg.MaxVCPUs != 0 && cfg.MaxVCPUs < cfg.VCPUs {
+		cfg.MaxVCPUs = cfg.VCPUs
+	}
+	if b := d.Boot; b != nil {
+		cfg.Bootloader, cfg.Kernel, cfg.Ramdisk, cfg.Cmdline = b.Bootloader, b.Kernel, b.Ramdisk, b.Cmdline
+	} else if cfg.Type != xen.GuestHVM {
+		cfg.Bootloader = "pygrub"
+	}
+	if d.VNC != nil {
+		cfg.VNC = d.VNC.Enabled
+	}
+	cfg.Disks = []xen.Disk{{Target: volumePath, Vdev: orDefault(d.DiskVdev, "xvda")}}
+	if seedPath != "" {
+		cfg.Disks = append(cfg.Disks, xen.Disk{Target: seedPath, Vdev: seedVdev, ReadOnly: true})
+	}
+	for _, nic := range c.Status.Interfaces {
+		cfg.VIFs = append(cfg.VIFs, xen.VIF{MAC: nic.MAC, Bridge: orDefault(nic.Bridge, "xenbr0")})
+	}
+	return cfg, nil
+}
+
+// NICsFor are the NICs a clone wants: its own override list, else the template's.
+func NICsFor(t *vmv1alpha1.VMTemplate, c *vmv1alpha1.VMClone) []vmv1alpha1.NIC {
+	if len(c.Spec.NICs) > 0 {
+		return c.Spec.NICs
+	}
+	return t.Spec.Domain.NICs
+}
+
+// ConfigPath is where a domain's xl.cfg lives.
+func ConfigPath(dir, domain string) string { return filepath.Join(dir, domain+".cfg") }
+
+func mib(q resource.Quantity) int64 {
+	const m = 1 << 20
+	return (q.Value() + m - 1) / m
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+// ScrubOperations are the template's operations, or the defaults when it lists none. An
+// explicitly empty list turns scrubbing off.
+func ScrubOperations(t *vmv1alpha1.VMTemplate) []vmv1alpha1.ScrubOperation {
+	if t.Spec.Scrub == nil {
+		return vmv1alpha1.DefaultScrubOperations
+	}
+	return t.Spec.Scrub
+}
+
+// CloudInitEnabled reports whether the template wants a seed disk.
+func CloudInitEnabled(t *vmv1alpha1.VMTemplate) bool {
+	return t.Spec.Guest.CloudInit == nil || *t.Spec.Guest.CloudInit
+}
+
+// PolicyFor turns a clone's run strategy into what the agent does when its domain stops by
+// itself (the agent is the domain's monitor: xl create -e). The template's on_* settings apply
+// where the run strategy has no opinion.
+func PolicyFor(t *vmv1alpha1.VMTemplate, strategy vmv1alpha1.RunStrategy) xen.LifecyclePolicy {
+	p := xen.LifecyclePolicy{
+		OnPoweroff: xen.LifecycleAction(t.Spec.Domain.OnPoweroff),
+		OnReboot:   xen.LifecycleAction(t.Spec.Domain.OnReboot),
+		OnCrash:    xen.LifecycleAction(t.Spec.Domain.OnCrash),
+	}
+	switch strategy {
+	case vmv1alpha1.RunStrategyAlways, "":
+		p.OnPoweroff, p.OnReboot, p.OnCrash = xen.ActionRestart, xen.ActionRestart, xen.ActionRestart
+	case vmv1alpha1.RunStrategyRerunOnFailure:
+		p.OnPoweroff, p.OnReboot, p.OnCrash = xen.ActionDestroy, xen.ActionRestart, xen.ActionRestart
+	case vmv1alpha1.RunStrategyOnce:
+		p.OnPoweroff, p.OnCrash = xen.ActionDestroy, xen.ActionDestroy
+		if p.OnReboot == "" {
+			p.OnReboot = xen.ActionRestart
+		}
+	case vmv1alpha1.RunStrategyHalted:
+		p.OnPoweroff, p.OnReboot, p.OnCrash = xen.ActionDestroy, xen.ActionDestroy, xen.ActionDestroy
+	}
+	return p
+}
+
+// UsagePolicies are the template's watch settings for a clone's storage: when to extend a
+// classic snapshot (and up to what size) and when a thin pool is at risk.
+func UsagePolicies(t *vmv1alpha1.VMTemplate) (lvm.SnapshotPolicy, lvm.PoolPolicy) {
+	sp := lvm.SnapshotPolicy{ThresholdPercent: 70, StepPercent: 20}
+	if ae := t.Spec.Snapshot.AutoExtend; ae != nil {
+		if ae.ThresholdPercent != 0 {
+			sp.ThresholdPercent = float64(ae.ThresholdPercent)
+		}
+		if ae.StepPercent != 0 {
+			sp.StepPercent = float64(ae.StepPercent)
+		}
+		if ae.MaxSize != nil {
+			sp.MaxSize = uint64(ae.MaxSize.Value())
+		}
+	}
+	pp := lvm.PoolPolicy{DataThresholdPercent: 80, MetadataThresholdPercent: 70}
+	if th := t.Spec.Snapshot.PoolThresholds; th != nil {
+		if th.DataPercent != 0 {
+			pp.DataThresholdPercent = float64(th.DataPercent)
+		}
+		if th.MetadataPercent != 0 {
+			pp.MetadataThresholdPercent = float64(th.MetadataPercent)
+		}
+	}
+	return sp, pp
+}

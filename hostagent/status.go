@@ -1,0 +1,128 @@
+package hostagent
+
+import (
+	"context"
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
+)
+
+// agentConditions are the condition types the agent owns.
+var agentConditions = []string{
+	vmv1alpha1.ConditionVolumeReady, vmv1alpha1.ConditionGuestPrepared,
+	vmv1alpha1.ConditionDomainRunning, vmv1alpha1.ConditionStorageAtRisk,
+}
+
+// agentOwnsPhase says whether a phase is one the agent writes (the controller writes Pending,
+// Scheduled and Unknown).
+func agentOwnsPhase(p vmv1alpha1.VMClonePhase) bool {
+	switch p {
+	case "", vmv1alpha1.PhasePending, vmv1alpha1.PhaseScheduled, vmv1alpha1.PhaseUnknown:
+		return false
+	}
+	return true
+}
+
+// agentStatus is the part of a clone's status the agent owns, as currently stored.
+func agentStatus(c *vmv1alpha1.VMClone) vmv1alpha1.VMCloneStatus {
+	st := vmv1alpha1.VMCloneStatus{
+		ObservedGeneration:    c.Status.ObservedGeneration,
+		Domain:                c.Status.Domain.DeepCopy(),
+		Volume:                c.Status.Volume.DeepCopy(),
+		ObservedResetRequests: c.Status.ObservedResetRequests,
+		Timestamps:            &vmv1alpha1.CloneTimestamps{},
+	}
+	if agentOwnsPhase(c.Status.Phase) {
+		st.Phase, st.Message = c.Status.Phase, c.Status.Message
+	}
+	if ts := c.Status.Timestamps; ts != nil {
+		st.Timestamps.VolumeReady = ts.VolumeReady.DeepCopy()
+		st.Timestamps.GuestPrepared = ts.GuestPrepared.DeepCopy()
+		st.Timestamps.Started = ts.Started.DeepCopy()
+		st.Timestamps.Stopped = ts.Stopped.DeepCopy()
+	}
+	for _, t := range agentConditions {
+		if cond := meta.FindStatusCondition(c.Status.Conditions, t); cond != nil {
+			st.Conditions = append(st.Conditions, *cond.DeepCopy())
+		}
+	}
+	return st
+}
+
+// phaseOf derives the clone's phase and message from the agent's conditions. It returns an
+// empty phase while the agent has nothing to say yet (the controller's phase stands).
+func phaseOf(s *cloneScope) (vmv1alpha1.VMClonePhase, string) {
+	conds := s.status.Conditions
+	find := func(t string) *metav1.Condition { return meta.FindStatusCondition(conds, t) }
+	vol, guest, dom := find(vmv1alpha1.ConditionVolumeReady), find(vmv1alpha1.ConditionGuestPrepared), find(vmv1alpha1.ConditionDomainRunning)
+	switch {
+	case s.failed:
+		return vmv1alpha1.PhaseFailed, find(vmv1alpha1.ConditionStorageAtRisk).Message
+	case vol == nil || vol.Reason == ReasonWaitingForIdentity:
+		return "", ""
+	case vol.Reason == ReasonResetting:
+		return vmv1alpha1.PhaseResetting, "the disk is being reset to the template"
+	case vol.Status != metav1.ConditionTrue:
+		return vmv1alpha1.PhaseProvisioning, vol.Message
+	case guest == nil || guest.Status != metav1.ConditionTrue:
+		msg := "preparing the guest disk"
+		if guest != nil {
+			msg = guest.Message
+		}
+		return vmv1alpha1.PhaseProvisioning, msg
+	case dom == nil:
+		return vmv1alpha1.PhaseStarting, "starting the domain"
+	case dom.Status == metav1.ConditionTrue:
+		return vmv1alpha1.PhaseRunning, dom.Message
+	}
+	switch dom.Reason {
+	case ReasonShuttingDown:
+		return vmv1alpha1.PhaseStopping, dom.Message
+	case ReasonHalted, ReasonStopped, ReasonGuestPoweredOff:
+		return vmv1alpha1.PhaseStopped, dom.Message
+	case ReasonGuestCrashed:
+		if !wantRunning(s.clone) {
+			return vmv1alpha1.PhaseStopped, dom.Message
+		}
+	}
+	return vmv1alpha1.PhaseStarting, dom.Message
+}
+
+// applyStatus writes the agent's part of the status with server-side apply, and only when it
+// changed: a clone costs a handful of writes over its life, not one per reconcile.
+func (r *CloneReconciler) applyStatus(ctx context.Context, s *cloneScope) error {
+	s.status.ObservedGeneration = s.clone.Generation
+	if ts := s.status.Timestamps; ts != nil && *ts == (vmv1alpha1.CloneTimestamps{}) {
+		s.status.Timestamps = nil
+	}
+	before := agentStatus(s.clone)
+	if before.Timestamps != nil && *before.Timestamps == (vmv1alpha1.CloneTimestamps{}) {
+		before.Timestamps = nil
+	}
+	if equality.Semantic.DeepEqual(before, s.status) {
+		return nil
+	}
+	st, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&s.status)
+	if err != nil {
+		return fmt.Errorf("encode status: %w", err)
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": vmv1alpha1.GroupVersion.String(),
+		"kind":       "VMClone",
+		"metadata":   map[string]any{"name": s.clone.Name, "namespace": s.clone.Namespace},
+		"status":     st,
+	}}
+	// Forced: the agent takes the phase over from the controller once it acts on the clone.
+	if err := r.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u),
+		client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+		return fmt.Errorf("apply status of %s/%s: %w", s.clone.Namespace, s.clone.Name, err)
+	}
+	return nil
+}
