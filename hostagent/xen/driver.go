@@ -63,7 +63,7 @@ type CreateOptions struct {
 // -1 for a signal, so both are checked.
 const sigabrtExit = 134
 
-// Create starts the domain named name from the xl.cfg at cfgPath with `xl create -q -e`: no
+// Create starts the domain named name from the xl.cfg at cfgPath with `xl create -e`: no
 // monitor process (see the package doc), so the caller applies on_* itself through DecideStep.
 // It returns when the domain has been started, not when the guest has booted.
 //
@@ -77,7 +77,8 @@ func (d *Driver) Create(ctx context.Context, name, cfgPath string, opts CreateOp
 	if !filepath.IsAbs(cfgPath) {
 		return fmt.Errorf("xl create %s: config path %q must be absolute", name, cfgPath)
 	}
-	args := []string{"-q", "-e"}
+	// No -q: the "Parsing config from" line tells a config error from other exit-1 failures.
+	args := []string{"-e"}
 	if opts.Paused {
 		args = append(args, "-p")
 	}

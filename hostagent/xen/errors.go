@@ -108,10 +108,11 @@ func classify(op, domain string, err error) error {
 			return e
 		}
 	}
-	// Every config-parsing failure of xl_parse.c exits 1 with its own message; the other create
-	// failures return a negated libxl error (3, 6…). So an unrecognised exit 1 from create is a
-	// bad config.
-	if op == "create" && ce.ExitCode == 1 {
+	// Every config-parsing failure of xl_parse.c exits 1 with its own message, after xl printed
+	// "Parsing config from <file>"; the other create failures return a negated libxl error
+	// (3, 6…). Requiring the line keeps a failure of the command prefix (nsenter exits 1 too)
+	// from passing for a bad config.
+	if op == "create" && ce.ExitCode == 1 && strings.Contains(ce.Stderr, "Parsing config from") {
 		e.Kind = ErrBadConfig
 	}
 	return e
