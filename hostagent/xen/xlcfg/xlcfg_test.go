@@ -147,3 +147,35 @@ func FuzzQuoteRoundTrip(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseDisk(f *testing.F) {
+	for _, s := range []string{"format=raw,vdev=xvda,access=rw,target=/dev/vg0/c1", "phy:/dev/x,xvda,w", "/x,raw,xvdb,ro", ",,,"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, spec string) {
+		d, err := ParseDisk(spec)
+		if err != nil {
+			return
+		}
+		if d.Vdev == "" || (d.Access != "rw" && d.Access != "ro") {
+			t.Fatalf("%q parsed to %+v", spec, d)
+		}
+	})
+}
+
+func FuzzParseVif(f *testing.F) {
+	for _, s := range []string{"mac=00:16:3e:00:00:01,bridge=xenbr0", "bridge=a", "", "a"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, spec string) {
+		v, err := ParseVif(spec)
+		if err != nil {
+			return
+		}
+		for k := range v {
+			if !vifKeys[k] {
+				t.Fatalf("%q: unknown key %q accepted", spec, k)
+			}
+		}
+	})
+}
