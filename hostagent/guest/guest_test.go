@@ -331,6 +331,46 @@ func TestPrepareRealDisks(t *testing.T) {
 	}
 }
 
+// TestPrepareBareFilesystemOverStaleTable: older mkfs tools over a whole, previously
+// partitioned disk keep the old MBR in sector 0 (ext4 never uses its first 1 KiB; current
+// mke2fs wipes it, so the test puts it back). No partition of that table holds a filesystem,
+// so the bare filesystem at byte 0 is the root.
+func TestPrepareBareFilesystemOverStaleTable(t *testing.T) {
+	requireHost(t)
+	img := buildDisk(t, 64*mib, "dos", part{sfdisk: ",32M,83"}, part{sfdisk: ",,8e"})
+	mbr := make([]byte, 512)
+	f, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.ReadAt(mbr, 0); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "mkfs.ext4", "-q", "-F", img)
+	if _, err := f.WriteAt(mbr, 0); err != nil {
+		t.Fatal(err)
+	}
+	mnt := t.TempDir()
+	loop := hosttest.LoopDevice(t, img)
+	run(t, "mount", "-t", "ext4", loop, mnt)
+	guesttree.Write(t, mnt, guesttree.RHEL, nil)
+	run(t, "umount", mnt)
+	if b, _ := os.ReadFile(img); b[510] != 0x55 || b[511] != 0xaa {
+		t.Fatal("mkfs removed the stale MBR; the test proves nothing")
+	}
+	p := newPreparer(t)
+	rep, err := p.Prepare(context.Background(), img, PrepareSpec{ID: "stale", Hostname: "web-1", Operations: scrub.Resolve(nil)})
+	noLeaks(t, p, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Offset != 0 || rep.Size != 64*mib || rep.Filesystem != disk.ContentExt4 {
+		t.Fatalf("report %+v, want the whole disk", rep)
+	}
+	inspect(t, img, 0, 0, disk.ContentExt4, "", func(root string) { checkRHEL(t, root) })
+}
+
 func TestPrepareLVMRootUnsupported(t *testing.T) {
 	requireHost(t, "pvcreate")
 	cases := []struct {

@@ -88,6 +88,12 @@ var ErrNoRoot = errors.New("no ext4, xfs or btrfs filesystem found on the guest 
 type Layout struct {
 	Table    *Table
 	Contents map[int]Content // by partition number
+	// Whole is what the disk holds at byte 0. mkfs leaves sector 0 alone, so a bare
+	// filesystem made over a previously partitioned disk still shows the stale table: when
+	// no partition holds a filesystem, a filesystem here wins.
+	Whole Content
+
+	diskSize int64 // as given to Inspect, for the whole-disk candidate
 }
 
 // HasLVM reports whether any partition is typed or labelled as an LVM2 physical volume.
@@ -102,11 +108,20 @@ func (l *Layout) HasLVM() bool {
 
 // Inspect reads the table and probes every partition that could hold a filesystem.
 func Inspect(r io.ReaderAt, size int64) (*Layout, error) {
+	w, err := Probe(r, 0, size)
+	if err != nil {
+		return nil, fmt.Errorf("whole disk: %w", err)
+	}
 	t, err := ReadTable(r, size)
 	if err != nil {
-		return nil, err
+		// A filesystem superblock over a damaged table: the table is the stale part (mkfs
+		// over the whole disk overwrites GPT entries, never the other way round).
+		if !errors.Is(err, ErrCorrupt) || !w.IsFilesystem() {
+			return nil, err
+		}
+		t = whole(size)
 	}
-	l := &Layout{Table: t, Contents: map[int]Content{}}
+	l := &Layout{Table: t, Contents: map[int]Content{}, Whole: w, diskSize: size}
 	for _, p := range t.Partitions {
 		if p.Kind == KindExtended || p.Kind == KindBIOSBoot {
 			continue
@@ -174,6 +189,10 @@ func (l *Layout) Candidates(h Hint) ([]Candidate, error) {
 		}
 		return out[i].Size > out[j].Size
 	})
+	if len(out) == 0 && l.Table.Scheme != SchemeNone && l.Whole.IsFilesystem() &&
+		(h.Filesystem == ContentUnknown || h.Filesystem == l.Whole) {
+		out = append(out, Candidate{Partition: Partition{Start: 0, Size: l.diskSize, Kind: KindWhole}, Filesystem: l.Whole})
+	}
 	if len(out) == 0 {
 		if l.HasLVM() {
 			return nil, ErrLVMUnsupported
