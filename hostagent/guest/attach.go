@@ -328,6 +328,23 @@ func (p *Preparer) attach(ctx context.Context, device string, c disk.Candidate, 
 	if _, err := p.Runner.Run(ctx, "mount", "-t", string(c.Filesystem), "-o", opts, rec.Loop, rec.MountPoint); err != nil {
 		return rec, fmt.Errorf("mount partition %d of %s (%s): %w", c.Number, device, c.Filesystem, err)
 	}
+	// The kernel must have mounted our loop device and nothing else: Btrfs, for one, picks
+	// devices by filesystem id, which every clone of a template shares.
+	mounts, err := p.mounts(ctx)
+	if err != nil {
+		return rec, err
+	}
+	var sources []string
+	for _, m := range mounts {
+		if m.Target == rec.MountPoint {
+			// findmnt shows a Btrfs subvolume as "/dev/loop3[/@/.snapshots/1/snapshot]".
+			src, _, _ := strings.Cut(m.Source, "[")
+			sources = append(sources, src)
+		}
+	}
+	if len(sources) != 1 || sources[0] != rec.Loop {
+		return rec, fmt.Errorf("after mounting %s at %s the mount table shows %v there: refusing to edit it", rec.Loop, rec.MountPoint, sources)
+	}
 	log.V(1).Info("attached", "loop", rec.Loop, "offset", c.Start, "size", c.Size, "filesystem", c.Filesystem)
 	return rec, nil
 }
