@@ -118,6 +118,9 @@ func (r *VMCloneReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 			return
 		}
 		if err := applyStatus(ctx, r.Client, r.Scheme, clone, &s.status); err != nil {
+			if apierrors.IsNotFound(err) {
+				return // deleted meanwhile (scale-down, expiry): nothing to record
+			}
 			if apierrors.IsConflict(err) {
 				// The agent owns a field this reconcile saw stale: retry with fresh state.
 				log.FromContext(ctx).V(1).Info("status apply conflicts with the host agent; retrying", "error", err.Error())
@@ -474,13 +477,14 @@ func (r *VMCloneReconciler) ensureReady(ctx context.Context, s *cloneScope) erro
 		live, staleAt := HostLive(lease, r.Opts.Clock.Now(), r.Opts.HeartbeatGrace)
 		in.HostLive = live
 		if !live {
-			since := "ever"
+			what := fmt.Sprintf("has no heartbeat Lease %s/%s", r.Opts.LeaseNamespace, node)
 			if !staleAt.IsZero() {
-				since = staleAt.Add(-r.Opts.HeartbeatGrace).UTC().Format(time.RFC3339)
+				what = fmt.Sprintf("has not renewed its heartbeat Lease %s/%s since %s (grace %s)", r.Opts.LeaseNamespace, node,
+					staleAt.Add(-r.Opts.HeartbeatGrace).UTC().Format(time.RFC3339), r.Opts.HeartbeatGrace)
 			}
-			in.HostLostMessage = fmt.Sprintf("host %s has not renewed its heartbeat Lease %s/%s since %s (grace %s): the clone's state is unknown. "+
-				"Check the hostagent on %s; if the host is gone for good, delete the clone and remove finalizer %s (docs: force-release)",
-				node, r.Opts.LeaseNamespace, node, since, r.Opts.HeartbeatGrace, node, vmv1alpha1.CloneFinalizer)
+			in.HostLostMessage = fmt.Sprintf("host %s %s: the clone's state is unknown. Check the hostagent on %s; "+
+				"if the host is gone for good, delete the clone and remove its finalizer %s (see the force-release note in controllers/doc.go)",
+				node, what, node, vmv1alpha1.CloneFinalizer)
 		}
 	}
 	cond := ReadyCondition(in)

@@ -1,0 +1,265 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	clocktesting "k8s.io/utils/clock/testing"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
+)
+
+// The envtest suite: a real kube-apiserver + etcd with the generated CRDs, the controller's
+// reconcilers running in a manager, and tests that play the host agents (XenHosts with status
+// written through the status subresource, heartbeat Leases).
+var (
+	k8sClient client.Client
+	// fakeClock is the controller's clock: tests move it to expire lifetimes and age
+	// heartbeats without sleeping.
+	fakeClock *clocktesting.FakeClock
+)
+
+const (
+	testLeaseNamespace = "xenclone-system"
+	eventually         = 20 * time.Second
+	poll               = 50 * time.Millisecond
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		// Unit tests (placement, MACs, expiry, pools) run without the control plane; only
+		// the envtest ones need it, so run just the unit tests here.
+		msg := "KUBEBUILDER_ASSETS is not set: the controller envtest suite needs kube-apiserver and etcd; run `make test` or KUBEBUILDER_ASSETS=$(hack/envtest-assets.sh) go test ./controllers/..."
+		if os.Getenv("CI") == "true" {
+			fmt.Fprintln(os.Stderr, "FAIL:", msg)
+			os.Exit(1)
+		}
+		fmt.Fprintln(os.Stderr, "SKIP (loudly): envtest tests skipped:", msg)
+		os.Exit(m.Run())
+	}
+	os.Exit(runSuite(m))
+}
+
+// envtestAvailable is false when the control plane is not running (unit tests only).
+var envtestAvailable bool
+
+func needEnvtest(t *testing.T) {
+	t.Helper()
+	if !envtestAvailable {
+		t.Skip("SKIP (loudly): needs KUBEBUILDER_ASSETS (envtest control plane)")
+	}
+}
+
+func runSuite(m *testing.M) int {
+	// Controller logs only on request (TEST_VERBOSE_CONTROLLER=1): the tests' own failures say
+	// what went wrong.
+	var logTo io.Writer = io.Discard
+	if os.Getenv("TEST_VERBOSE_CONTROLLER") != "" {
+		logTo = os.Stderr
+	}
+	ctrl.SetLogger(zap.New(zap.WriteTo(logTo), zap.UseDevMode(true)))
+	env := &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start envtest:", err)
+		return 1
+	}
+	defer func() {
+		if err := env.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stop envtest:", err)
+		}
+	}()
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = vmv1alpha1.AddToScheme(scheme)
+	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "client:", err)
+		return 1
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: testLeaseNamespace}}); err != nil {
+		fmt.Fprintln(os.Stderr, "create lease namespace:", err)
+		return 1
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "manager:", err)
+		return 1
+	}
+	fakeClock = clocktesting.NewFakeClock(time.Now())
+	if err := SetupWithManager(mgr, Options{
+		LeaseNamespace: testLeaseNamespace,
+		HeartbeatGrace: 40 * time.Second,
+		Clock:          fakeClock,
+	}); err != nil {
+		fmt.Fprintln(os.Stderr, "setup:", err)
+		return 1
+	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	envtestAvailable = true
+	code := m.Run()
+	cancel()
+	if err := <-done; err != nil {
+		fmt.Fprintln(os.Stderr, "manager:", err)
+	}
+	return code
+}
+
+// --- fixtures: every test uses its own names and deletes what it created -------------------
+
+// uniq returns a name unique to this run, so tests never see each other's objects.
+func uniq(prefix string) string { return fmt.Sprintf("%s-%06d", prefix, rand.IntN(1_000_000)) }
+
+func newNamespace(t *testing.T) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: uniq("t")}}
+	if err := k8sClient.Create(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// envtest runs no namespace controller: delete the clones explicitly.
+		_ = k8sClient.DeleteAllOf(context.Background(), &vmv1alpha1.VMClonePool{}, client.InNamespace(ns.Name))
+		_ = k8sClient.DeleteAllOf(context.Background(), &vmv1alpha1.VMClone{}, client.InNamespace(ns.Name))
+		_ = k8sClient.Delete(context.Background(), ns)
+	})
+	return ns.Name
+}
+
+// newTemplate creates a classic-snapshot template; the cleanup waits for the controller to
+// release its finalizer once the test's clones are gone.
+func newTemplate(t *testing.T, memory string, mods ...func(*vmv1alpha1.VMTemplate)) *vmv1alpha1.VMTemplate {
+	t.Helper()
+	tmpl := testTemplate(memory)
+	tmpl.Name = uniq("tmpl")
+	tmpl.Spec.Domain.NICs = []vmv1alpha1.NIC{{Bridge: "xenbr0"}}
+	for _, m := range mods {
+		m(tmpl)
+	}
+	if err := k8sClient.Create(context.Background(), tmpl); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		// Cleanups run last-in first-out, so the test's clones still exist here: delete them
+		// first, or the template's finalizer rightly holds it.
+		var clones vmv1alpha1.VMCloneList
+		_ = k8sClient.List(ctx, &clones)
+		for i := range clones.Items {
+			if clones.Items[i].Spec.TemplateRef.Name == tmpl.Name {
+				_ = k8sClient.Delete(ctx, &clones.Items[i])
+			}
+		}
+		_ = k8sClient.Delete(ctx, tmpl)
+		g := NewWithT(t)
+		g.Eventually(func() bool {
+			err := k8sClient.Get(ctx, client.ObjectKeyFromObject(tmpl), &vmv1alpha1.VMTemplate{})
+			return client.IgnoreNotFound(err) == nil && err != nil
+		}).WithTimeout(eventually).WithPolling(poll).Should(BeTrue(), "template %s not released", tmpl.Name)
+	})
+	return tmpl
+}
+
+// newHost plays a hostagent: a XenHost whose status says it has the templates, free memory
+// and VG space given, and a fresh heartbeat Lease.
+func newHost(t *testing.T, freeMiB int64, templates []string, opts ...hostOpt) *vmv1alpha1.XenHost {
+	t.Helper()
+	ctx := context.Background()
+	h := testHost(uniq("host"), freeMiB, opts...)
+	h.Status.Templates = nil
+	for _, tn := range templates {
+		h.Status.Templates = append(h.Status.Templates, vmv1alpha1.HostTemplateStatus{Name: tn, ReadOnly: true, SizeBytes: 8 << 30})
+	}
+	status := h.Status
+	if err := k8sClient.Create(ctx, &h); err != nil {
+		t.Fatal(err)
+	}
+	h.Status = status
+	if err := k8sClient.Status().Update(ctx, &h); err != nil {
+		t.Fatal(err)
+	}
+	renewLease(t, h.Name, fakeClock.Now())
+	t.Cleanup(func() {
+		_ = k8sClient.Delete(ctx, &h)
+		_ = k8sClient.Delete(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: testLeaseNamespace, Name: h.Name}})
+	})
+	return &h
+}
+
+// renewLease writes the host's heartbeat as its agent would.
+func renewLease(t *testing.T, host string, at time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	mt := metav1.NewMicroTime(at)
+	l := &coordinationv1.Lease{}
+	err := k8sClient.Get(ctx, client.ObjectKey{Namespace: testLeaseNamespace, Name: host}, l)
+	if err != nil {
+		l = &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Namespace: testLeaseNamespace, Name: host},
+			Spec:       coordinationv1.LeaseSpec{HolderIdentity: &host, RenewTime: &mt, LeaseDurationSeconds: ptrTo(int32(40))},
+		}
+		if err := k8sClient.Create(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	l.Spec.RenewTime = &mt
+	if err := k8sClient.Update(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func newClone(t *testing.T, ns, tmpl string, mods ...func(*vmv1alpha1.VMClone)) *vmv1alpha1.VMClone {
+	t.Helper()
+	c := &vmv1alpha1.VMClone{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: uniq("vm")},
+		Spec:       vmv1alpha1.VMCloneSpec{TemplateRef: vmv1alpha1.LocalObjectReference{Name: tmpl}},
+	}
+	for _, m := range mods {
+		m(c)
+	}
+	if err := k8sClient.Create(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func withMemory(q string) func(*vmv1alpha1.VMClone) {
+	return func(c *vmv1alpha1.VMClone) {
+		m := resource.MustParse(q)
+		c.Spec.Resources = &vmv1alpha1.CloneResources{Memory: &m}
+	}
+}
+
+func get(g Gomega, obj client.Object) {
+	g.ExpectWithOffset(1, k8sClient.Get(context.Background(), client.ObjectKeyFromObject(obj), obj)).To(Succeed())
+}
+
+func ptrTo[T any](v T) *T { return &v }

@@ -1,0 +1,410 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
+)
+
+func condition(c *vmv1alpha1.VMClone, typ string) metav1.Condition {
+	if cond := meta.FindStatusCondition(c.Status.Conditions, typ); cond != nil {
+		return *cond
+	}
+	return metav1.Condition{}
+}
+
+func TestCloneBindsToLiveHostWithTemplate(t *testing.T) {
+	needEnvtest(t)
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	tmpl := newTemplate(t, "512Mi")
+	newHost(t, 65536, nil) // lacks the template
+	stale := newHost(t, 65536, []string{tmpl.Name})
+	renewLease(t, stale.Name, fakeClock.Now().Add(-5*time.Minute))
+	good := newHost(t, 2048, []string{tmpl.Name})
+
+	c := newClone(t, ns, tmpl.Name)
+	g.Eventually(func(g Gomega) {
+		get(g, c)
+		g.Expect(c.Status.NodeName).To(Equal(good.Name))
+		g.Expect(c.Labels).To(HaveKeyWithValue(vmv1alpha1.NodeNameLabel, good.Name))
+		g.Expect(c.Labels).To(HaveKeyWithValue(vmv1alpha1.TemplateLabel, tmpl.Name))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+
+	g.Expect(c.Status.UUID).To(Equal(string(c.UID)))
+	g.Expect(c.Status.Hostname).To(Equal(c.Name))
+	g.Expect(c.Status.Interfaces).To(HaveLen(1))
+	g.Expect(c.Status.Interfaces[0].MAC).To(MatchRegexp(`^00:16:3e(:[0-9a-f]{2}){3}$`))
+	g.Expect(c.Status.Phase).To(Equal(vmv1alpha1.PhaseScheduled))
+	g.Expect(c.Status.Timestamps.Scheduled).NotTo(BeNil())
+	sched := condition(c, vmv1alpha1.ConditionScheduled)
+	g.Expect(sched.Status).To(Equal(metav1.ConditionTrue))
+	g.Expect(sched.Reason).To(Equal(ReasonScheduled))
+	g.Expect(sched.ObservedGeneration).To(Equal(c.Generation))
+	ready := condition(c, vmv1alpha1.ConditionReady)
+	g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
+	g.Expect(ready.Reason).To(Equal(ReasonWaitingForHost))
+	// The user's spec is untouched (GitOps sees no drift).
+	g.Expect(c.Spec.Placement).To(BeNil())
+	g.Expect(c.Spec.NICs).To(BeEmpty())
+	// Every status field the controller wrote is owned by its field manager.
+	g.Expect(managersOf(c)).To(ContainElement(FieldManager))
+}
+
+func managersOf(o client.Object) []string {
+	var ms []string
+	for _, f := range o.GetManagedFields() {
+		ms = append(ms, f.Manager+"/"+f.Subresource)
+		ms = append(ms, f.Manager)
+	}
+	return ms
+}
+
+func TestUnschedulableSaysWhyAndRetriesWhenCapacityChanges(t *testing.T) {
+	needEnvtest(t)
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	tmpl := newTemplate(t, "512Mi")
+	small := newHost(t, 200, []string{tmpl.Name})
+	c := newClone(t, ns, tmpl.Name)
+
+	g.Eventually(func(g Gomega) {
+		get(g, c)
+		s := condition(c, vmv1alpha1.ConditionScheduled)
+		g.Expect(s.Status).To(Equal(metav1.ConditionFalse))
+		g.Expect(s.Reason).To(Equal(ReasonUnschedulable))
+		g.Expect(s.Message).To(ContainSubstring("1 has 200 MiB free < 512 MiB"))
+		g.Expect(c.Status.Phase).To(Equal(vmv1alpha1.PhasePending))
+		g.Expect(condition(c, vmv1alpha1.ConditionReady).Reason).To(Equal(ReasonUnschedulable))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(eventsFor(g, ns, c.Name)).To(ContainElement(ReasonUnschedulable))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+
+	// The agent reports memory freed: the pending clone is placed without being touched.
+	get(g, small)
+	small.Status.Memory.FreeMiB = 4096
+	g.Expect(k8sClient.Status().Update(ctx, small)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		get(g, c)
+		g.Expect(c.Status.NodeName).To(Equal(small.Name))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+}
+
+func eventsFor(g Gomega, ns, name string) []string {
+	var list eventsv1.EventList
+	g.Expect(k8sClient.List(context.Background(), &list, client.InNamespace(ns))).To(Succeed())
+	var reasons []string
+	for _, e := range list.Items {
+		if e.Regarding.Name == name {
+			reasons = append(reasons, e.Reason)
+		}
+	}
+	return reasons
+}
+
+func TestTemplateAndNamespaceRules(t *testing.T) {
+	needEnvtest(t)
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	other := newNamespace(t)
+	tmpl := newTemplate(t, "512Mi", func(tm *vmv1alpha1.VMTemplate) { tm.Spec.AllowedNamespaces = []string{other} })
+	newHost(t, 8192, []string{tmpl.Name})
+
+	missing := newClone(t, ns, "no-such-template")
+	refused := newClone(t, ns, tmpl.Name)
+	allowed := newClone(t, other, tmpl.Name)
+	g.Eventually(func(g Gomega) {
+		get(g, missing)
+		get(g, refused)
+		get(g, allowed)
+		g.Expect(condition(missing, vmv1alpha1.ConditionScheduled).Reason).To(Equal(ReasonTemplateNotFound))
+		g.Expect(condition(refused, vmv1alpha1.ConditionScheduled).Reason).To(Equal(ReasonNamespaceNotAllowed))
+		g.Expect(condition(refused, vmv1alpha1.ConditionScheduled).Message).To(ContainSubstring("spec.allowedNamespaces"))
+		g.Expect(allowed.Status.NodeName).NotTo(BeEmpty())
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	g.Expect(missing.Status.NodeName).To(BeEmpty())
+	g.Expect(refused.Status.NodeName).To(BeEmpty())
+}
+
+// TestBurstOf200NeverOvercommits creates 200 clones at once against four hosts with room for
+// 60 of them and checks, once the controller settles, that no host got more than fits, that
+// every host is full, that the rest say why, and that no MAC or UUID repeats.
+func TestBurstOf200NeverOvercommits(t *testing.T) {
+	needEnvtest(t)
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	tmpl := newTemplate(t, "512Mi")
+	capacity := map[string]int{}
+	for _, spec := range []struct {
+		free int64
+		opts []hostOpt
+		fits int
+	}{
+		{free: 8192, fits: 16},
+		{free: 4096 + 1024, opts: []hostOpt{reserved("1Gi")}, fits: 8},
+		{free: 65536, opts: []hostOpt{maxClones(20)}, fits: 20},
+		{free: 65536, opts: []hostOpt{vgFree(16 << 30)}, fits: 16},
+	} {
+		h := newHost(t, spec.free, []string{tmpl.Name}, spec.opts...)
+		capacity[h.Name] = spec.fits
+	}
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &vmv1alpha1.VMClone{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("burst-%03d", i)},
+				Spec:       vmv1alpha1.VMCloneSpec{TemplateRef: vmv1alpha1.LocalObjectReference{Name: tmpl.Name}},
+			}
+			if err := k8sClient.Create(ctx, c); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+
+	var list vmv1alpha1.VMCloneList
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
+		g.Expect(list.Items).To(HaveLen(200))
+		for _, c := range list.Items {
+			s := condition(&c, vmv1alpha1.ConditionScheduled)
+			g.Expect(s.Status).NotTo(BeEmpty(), "%s not decided yet", c.Name)
+		}
+	}).WithTimeout(60 * time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
+
+	perHost := map[string]int{}
+	macs := map[string]string{}
+	uuids := map[string]string{}
+	unschedulable := 0
+	for _, c := range list.Items {
+		if c.Status.NodeName == "" {
+			unschedulable++
+			g.Expect(condition(&c, vmv1alpha1.ConditionScheduled).Message).To(ContainSubstring("0/"))
+		} else {
+			perHost[c.Status.NodeName]++
+		}
+		for _, i := range c.Status.Interfaces {
+			g.Expect(macs).NotTo(HaveKey(i.MAC), "MAC %s shared by %s and %s", i.MAC, macs[i.MAC], c.Name)
+			macs[i.MAC] = c.Name
+		}
+		g.Expect(c.Status.UUID).NotTo(BeEmpty())
+		g.Expect(uuids).NotTo(HaveKey(c.Status.UUID))
+		uuids[c.Status.UUID] = c.Name
+	}
+	for h, fits := range capacity {
+		g.Expect(perHost[h]).To(Equal(fits), "host %s: %d clones, room for %d (all: %v)", h, perHost[h], fits, perHost)
+	}
+	g.Expect(unschedulable).To(Equal(200 - 60))
+	g.Expect(macs).To(HaveLen(200))
+	t.Logf("placed %v, %d unschedulable, %d distinct MACs", perHost, unschedulable, len(macs))
+}
+
+func TestLifetimeDelete(t *testing.T) {
+	needEnvtest(t)
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	tmpl := newTemplate(t, "512Mi")
+	c := newClone(t, ns, tmpl.Name, func(c *vmv1alpha1.VMClone) {
+		c.Spec.Lifetime = &vmv1alpha1.Lifetime{ExpireAfter: metav1.Duration{Duration: time.Hour}}
+	})
+	g.Eventually(func(g Gomega) {
+		get(g, c)
+		g.Expect(c.Status.ExpiresAt).NotTo(BeNil())
+		g.Expect(c.Status.ExpiresAt.Time).To(BeTemporally("==", c.CreationTimestamp.Add(time.Hour)))
+		g.Expect(condition(c, ConditionExpired).Status).To(Equal(metav1.ConditionFalse))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+
+	// Move the controller's clock past the expiry and wake the clone (in production the
+	// reconcile requeued for the exact expiry time does this).
+	fakeClock.Step(2 * time.Hour)
+	poke(t, c)
+	g.Eventually(func() bool {
+		err := k8sClient.Get(context.Background(), client.ObjectKeyFromObject(c), &vmv1alpha1.VMClone{})
+		return err != nil && client.IgnoreNotFound(err) == nil
+	}).WithTimeout(eventually).WithPolling(poll).Should(BeTrue(), "expired clone not deleted")
+}
+
+func TestLifetimeStop(t *testing.T) {
+	needEnvtest(t)
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	tmpl := newTemplate(t, "512Mi")
+	c := newClone(t, ns, tmpl.Name, func(c *vmv1alpha1.VMClone) {
+		c.Spec.Lifetime = &vmv1alpha1.Lifetime{ExpireAfter: metav1.Duration{Duration: 30 * time.Minute}, OnExpiry: vmv1alpha1.ExpiryStop}
+	})
+	g.Eventually(func(g Gomega) {
+		get(g, c)
+		g.Expect(c.Status.ExpiresAt).NotTo(BeNil())
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	fakeClock.Step(time.Hour)
+	poke(t, c)
+	g.Eventually(func(g Gomega) {
+		get(g, c)
+		e := condition(c, ConditionExpired)
+		g.Expect(e.Status).To(Equal(metav1.ConditionTrue))
+		g.Expect(e.Reason).To(Equal(ReasonLifetimeEnded))
+		g.Expect(e.Message).To(ContainSubstring("onExpiry: Stop"))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	// Stopping never rewrites the user's spec: the agent honours the Expired condition.
+	g.Expect(c.Spec.RunStrategy).To(Equal(vmv1alpha1.RunStrategyAlways))
+	g.Expect(c.DeletionTimestamp).To(BeNil())
+	g.Eventually(func(g Gomega) {
+		g.Expect(eventsFor(g, ns, c.Name)).To(ContainElement(ReasonLifetimeEnded))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+}
+
+// poke changes an annotation so the controller reconciles the clone now.
+func poke(t *testing.T, c *vmv1alpha1.VMClone) {
+	t.Helper()
+	patch := client.RawPatch("application/merge-patch+json",
+		fmt.Appendf(nil, `{"metadata":{"annotations":{"test.xenclone.dev/poke":"%d"}}}`, time.Now().UnixNano()))
+	if err := k8sClient.Patch(context.Background(), c, patch); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAgentAndControllerShareStatus plays the host agent with its own field manager: it takes
+// the phase over and reports its conditions; the controller keeps its fields, does not take
+// the phase back, and derives Ready from the agent's conditions.
+func TestAgentAndControllerShareStatus(t *testing.T) {
+	needEnvtest(t)
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	tmpl := newTemplate(t, "512Mi")
+	h := newHost(t, 8192, []string{tmpl.Name})
+	c := newClone(t, ns, tmpl.Name)
+	g.Eventually(func(g Gomega) {
+		get(g, c)
+		g.Expect(c.Labels).To(HaveKeyWithValue(vmv1alpha1.NodeNameLabel, h.Name))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	mac := c.Status.Interfaces[0].MAC
+
+	agentApply := func(phase vmv1alpha1.VMClonePhase, running metav1.ConditionStatus) {
+		now := metav1.Now()
+		st := vmv1alpha1.VMCloneStatus{
+			Phase: phase,
+			Conditions: []metav1.Condition{
+				{Type: vmv1alpha1.ConditionVolumeReady, Status: metav1.ConditionTrue, Reason: "SnapshotTaken", Message: "ok", LastTransitionTime: now},
+				{Type: vmv1alpha1.ConditionGuestPrepared, Status: metav1.ConditionTrue, Reason: "Scrubbed", Message: "ok", LastTransitionTime: now},
+				{Type: vmv1alpha1.ConditionDomainRunning, Status: running, Reason: "Started", Message: "xl create", LastTransitionTime: now},
+			},
+		}
+		u := &unstructured.Unstructured{Object: map[string]any{}}
+		u.SetAPIVersion(vmv1alpha1.GroupVersion.String())
+		u.SetKind("VMClone")
+		u.SetNamespace(c.Namespace)
+		u.SetName(c.Name)
+		obj, err := runtimeToUnstructured(&st)
+		g.Expect(err).NotTo(HaveOccurred())
+		u.Object["status"] = obj
+		g.Expect(k8sClient.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u),
+			client.FieldOwner("xenclone-hostagent"), client.ForceOwnership)).To(Succeed())
+	}
+	agentApply(vmv1alpha1.PhaseRunning, metav1.ConditionTrue)
+
+	g.Eventually(func(g Gomega) {
+		get(g, c)
+		g.Expect(condition(c, vmv1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionTrue))
+		g.Expect(condition(c, vmv1alpha1.ConditionReady).Reason).To(Equal(ReasonRunning))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	// Both managers' fields coexist; the phase stays the agent's.
+	g.Consistently(func(g Gomega) {
+		get(g, c)
+		g.Expect(c.Status.Phase).To(Equal(vmv1alpha1.PhaseRunning))
+		g.Expect(c.Status.NodeName).To(Equal(h.Name))
+		g.Expect(c.Status.Interfaces[0].MAC).To(Equal(mac))
+		g.Expect(condition(c, vmv1alpha1.ConditionScheduled).Status).To(Equal(metav1.ConditionTrue))
+		g.Expect(condition(c, vmv1alpha1.ConditionDomainRunning).Status).To(Equal(metav1.ConditionTrue))
+	}).WithTimeout(time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+
+	// The domain stops: Ready follows the agent's condition.
+	agentApply(vmv1alpha1.PhaseStopped, metav1.ConditionFalse)
+	g.Eventually(func(g Gomega) {
+		get(g, c)
+		g.Expect(condition(c, vmv1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionFalse))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+}
+
+// TestNodeLossMarksClonesUnknown: a stale heartbeat turns the host's clones' Ready Unknown
+// with reason NodeLost and an event; a renewed heartbeat brings them back.
+func TestNodeLossMarksClonesUnknown(t *testing.T) {
+	needEnvtest(t)
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	tmpl := newTemplate(t, "512Mi")
+	h := newHost(t, 8192, []string{tmpl.Name})
+	c := newClone(t, ns, tmpl.Name)
+	g.Eventually(func(g Gomega) {
+		get(g, c)
+		g.Expect(c.Status.NodeName).To(Equal(h.Name))
+		g.Expect(condition(c, vmv1alpha1.ConditionReady).Reason).To(Equal(ReasonWaitingForHost))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+
+	renewLease(t, h.Name, fakeClock.Now().Add(-2*time.Minute))
+	g.Eventually(func(g Gomega) {
+		get(g, c)
+		r := condition(c, vmv1alpha1.ConditionReady)
+		g.Expect(r.Status).To(Equal(metav1.ConditionUnknown))
+		g.Expect(r.Reason).To(Equal(ReasonNodeLost))
+		g.Expect(r.Message).To(ContainSubstring(h.Name))
+		g.Expect(eventsFor(g, ns, c.Name)).To(ContainElement(ReasonNodeLost))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	// Binding is kept: the clone's disk is on that host.
+	g.Expect(c.Status.NodeName).To(Equal(h.Name))
+
+	renewLease(t, h.Name, fakeClock.Now())
+	g.Eventually(func(g Gomega) {
+		get(g, c)
+		g.Expect(condition(c, vmv1alpha1.ConditionReady).Reason).To(Equal(ReasonWaitingForHost))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+}
+
+func TestPinnedMACConflict(t *testing.T) {
+	needEnvtest(t)
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	tmpl := newTemplate(t, "512Mi")
+	newHost(t, 8192, []string{tmpl.Name})
+	first := newClone(t, ns, tmpl.Name, func(c *vmv1alpha1.VMClone) { c.Spec.NICs = []vmv1alpha1.NIC{{MAC: "00:16:3e:12:34:56"}} })
+	g.Eventually(func(g Gomega) {
+		get(g, first)
+		g.Expect(first.Status.Interfaces).To(HaveLen(1))
+		g.Expect(first.Status.Interfaces[0].MAC).To(Equal("00:16:3e:12:34:56"))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	second := newClone(t, ns, tmpl.Name, func(c *vmv1alpha1.VMClone) { c.Spec.NICs = []vmv1alpha1.NIC{{MAC: "00:16:3e:12:34:56"}} })
+	g.Eventually(func(g Gomega) {
+		get(g, second)
+		s := condition(second, vmv1alpha1.ConditionScheduled)
+		g.Expect(s.Reason).To(Equal(ReasonMACConflict))
+		g.Expect(s.Message).To(ContainSubstring(first.Name))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	g.Expect(second.Status.NodeName).To(BeEmpty())
+}
+
+func runtimeToUnstructured(obj any) (map[string]any, error) {
+	return runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+}
