@@ -32,6 +32,16 @@ const (
 	ReasonHalted              = "Halted"
 	ReasonStoppedOnExpiry     = "StoppedOnExpiry"
 	ReasonWaitingForHost      = "WaitingForHost"
+	ReasonRescheduled         = "RescheduledFromLostHost"
+)
+
+// OnNodeLostAnnotation opts a clone into being placed on another host when its host has been
+// lost for Options.NodeLostRescheduleAfter (value OnNodeLostReschedule). Meant for disposable
+// clones (pool members: set it in the pool's template metadata). An annotation because the
+// v1alpha1 API has no field for it yet.
+const (
+	OnNodeLostAnnotation = "vm.xenclone.dev/on-node-lost"
+	OnNodeLostReschedule = "Reschedule"
 )
 
 // Expiry is when a clone's lifetime ends: creation + spec.lifetime.expireAfter. ok is false

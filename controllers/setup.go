@@ -27,6 +27,9 @@ const FieldManager = "xenclone-controller"
 const (
 	DefaultLeaseNamespace = "xenclone-system"
 	DefaultHeartbeatGrace = 40 * time.Second
+	// DefaultNodeLostRescheduleAfter leaves a lost host time to come back (a reboot) before
+	// opted-in clones move.
+	DefaultNodeLostRescheduleAfter = 5 * time.Minute
 )
 
 // Options configure the controller's reconcilers.
@@ -40,6 +43,10 @@ type Options struct {
 	Clock clock.Clock
 	// DefaultPlacement is the strategy for clones that name none (Spread unless set).
 	DefaultPlacement vmv1alpha1.PlacementStrategy
+	// NodeLostRescheduleAfter is how long a host's heartbeat must have been stale before
+	// clones that opted in (annotation vm.xenclone.dev/on-node-lost: Reschedule) are placed
+	// on another host. Default 5m.
+	NodeLostRescheduleAfter time.Duration
 	// MaxConcurrentReconciles per controller (default 4). Placement itself is serialized
 	// inside the clone reconciler, so more workers only parallelize the API writes.
 	MaxConcurrentReconciles int
@@ -57,6 +64,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.DefaultPlacement == "" {
 		o.DefaultPlacement = vmv1alpha1.PlacementSpread
+	}
+	if o.NodeLostRescheduleAfter <= 0 {
+		o.NodeLostRescheduleAfter = DefaultNodeLostRescheduleAfter
 	}
 	if o.MaxConcurrentReconciles <= 0 {
 		o.MaxConcurrentReconciles = 4
@@ -180,7 +190,7 @@ func cloneMACs(c *vmv1alpha1.VMClone) []string {
 // applyStatus server-side applies status (only the fields set in it) to obj's status
 // subresource as FieldManager. Without force: a conflict means another manager (the agent)
 // owns a field this reconcile saw stale, and the caller retries with fresh state.
-func applyStatus(ctx context.Context, c client.Client, scheme *runtime.Scheme, obj client.Object, status any) error {
+func applyStatus(ctx context.Context, c client.Client, scheme *runtime.Scheme, obj client.Object, status any, opts ...client.SubResourceApplyOption) error {
 	u, err := applyObject(scheme, obj)
 	if err != nil {
 		return err
@@ -190,7 +200,8 @@ func applyStatus(ctx context.Context, c client.Client, scheme *runtime.Scheme, o
 		return fmt.Errorf("convert status of %s: %w", client.ObjectKeyFromObject(obj), err)
 	}
 	u.Object["status"] = st
-	if err := c.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldManager)); err != nil {
+	opts = append([]client.SubResourceApplyOption{client.FieldOwner(FieldManager)}, opts...)
+	if err := c.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), opts...); err != nil {
 		return fmt.Errorf("apply status of %s: %w", client.ObjectKeyFromObject(obj), err)
 	}
 	return nil

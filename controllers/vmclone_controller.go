@@ -85,6 +85,9 @@ type cloneScope struct {
 	status vmv1alpha1.VMCloneStatus
 	// deleted is set when the clone was deleted on expiry: nothing left to apply.
 	deleted bool
+	// forceApply is set when the controller takes the phase back from the agent (a clone
+	// rescheduled off a lost host).
+	forceApply bool
 }
 
 // +kubebuilder:rbac:groups=vm.xenclone.dev,resources=vmclones,verbs=get;list;watch;patch;delete
@@ -117,7 +120,11 @@ func (r *VMCloneReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 		if s.deleted || equality.Semantic.DeepEqual(s.status, controllerStatus(clone)) {
 			return
 		}
-		if err := applyStatus(ctx, r.Client, r.Scheme, clone, &s.status); err != nil {
+		var opts []client.SubResourceApplyOption
+		if s.forceApply {
+			opts = append(opts, client.ForceOwnership)
+		}
+		if err := applyStatus(ctx, r.Client, r.Scheme, clone, &s.status, opts...); err != nil {
 			if apierrors.IsNotFound(err) {
 				return // deleted meanwhile (scale-down, expiry): nothing to record
 			}
@@ -151,6 +158,10 @@ func (r *VMCloneReconciler) reconcileNormal(ctx context.Context, s *cloneScope) 
 	if ok, err := r.ensureIdentity(ctx, s); err != nil || !ok {
 		return ctrl.Result{}, err
 	}
+	rescheduleIn, err := r.ensureRescheduleOnNodeLoss(ctx, s)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
 	placed, err := r.ensurePlacement(ctx, s)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -167,6 +178,9 @@ func (r *VMCloneReconciler) reconcileNormal(ctx context.Context, s *cloneScope) 
 	}
 	if !placed && (result.RequeueAfter == 0 || result.RequeueAfter > unschedulableRetry) {
 		result.RequeueAfter = unschedulableRetry
+	}
+	if rescheduleIn > 0 && (result.RequeueAfter == 0 || rescheduleIn < result.RequeueAfter) {
+		result.RequeueAfter = rescheduleIn
 	}
 	return result, nil
 }
@@ -295,6 +309,74 @@ func drawRandom() [3]byte {
 	var b [3]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
 	return b
+}
+
+// ensureRescheduleOnNodeLoss moves a clone off a host whose heartbeat has been stale for
+// Opts.NodeLostRescheduleAfter, if the clone opted in with OnNodeLostAnnotation. The clone
+// keeps its identity (UUID, MACs); its disk on the lost host is abandoned, which is why this is
+// opt-in for disposable clones: if the host was only cut off, its domain may still run with the
+// same MAC until its agent returns, sees the clone bound elsewhere, and removes it (issue 6:
+// owned domains and LVs whose clone is bound elsewhere are garbage). It returns how long until
+// the clone may move, for a requeue.
+func (r *VMCloneReconciler) ensureRescheduleOnNodeLoss(ctx context.Context, s *cloneScope) (time.Duration, error) {
+	node := s.status.NodeName
+	if node == "" || s.clone.Annotations[OnNodeLostAnnotation] != OnNodeLostReschedule {
+		return 0, nil
+	}
+	lease, err := r.lease(ctx, node)
+	if err != nil {
+		return 0, err
+	}
+	now := r.Opts.Clock.Now()
+	live, staleAt := HostLive(lease, now, r.Opts.HeartbeatGrace)
+	if live {
+		return 0, nil
+	}
+	if !staleAt.IsZero() {
+		if wait := staleAt.Add(r.Opts.NodeLostRescheduleAfter).Sub(now); wait > 0 {
+			return wait, nil
+		}
+	}
+	// The agent's report describes the lost host: drop it, so Ready and the pool see a clone
+	// that waits for its new host rather than one "running" nowhere.
+	patch := client.MergeFromWithOptions(s.clone.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	s.clone.Status.Phase = vmv1alpha1.PhasePending
+	s.clone.Status.Message = fmt.Sprintf("host %s lost; rescheduling (%s: %s)", node, OnNodeLostAnnotation, OnNodeLostReschedule)
+	s.clone.Status.Domain, s.clone.Status.Volume = nil, nil
+	var keep []metav1.Condition
+	for _, c := range s.clone.Status.Conditions {
+		for _, t := range controllerConditions {
+			if c.Type == t {
+				keep = append(keep, c)
+			}
+		}
+	}
+	s.clone.Status.Conditions = keep
+	if err := r.Status().Patch(ctx, s.clone, patch, client.FieldOwner(FieldManager)); err != nil {
+		return 0, fmt.Errorf("reset status of clone leaving lost host %s: %w", node, err)
+	}
+	r.Recorder.Eventf(s.clone, nil, corev1.EventTypeWarning, ReasonRescheduled, "Reschedule",
+		"host %s has been lost for over %s: placing the clone on another host with the same identity (%s: %s); its old disk is abandoned",
+		node, r.Opts.NodeLostRescheduleAfter, OnNodeLostAnnotation, OnNodeLostReschedule)
+	log.FromContext(ctx).Info("rescheduling clone off lost host", "lostHost", node)
+	s.status.NodeName = ""
+	s.status.Timestamps = nil
+	s.status.Phase = vmv1alpha1.PhasePending
+	meta.RemoveStatusCondition(&s.status.Conditions, vmv1alpha1.ConditionScheduled)
+	s.forceApply = true
+	return 0, nil
+}
+
+func (r *VMCloneReconciler) lease(ctx context.Context, node string) (*coordinationv1.Lease, error) {
+	lease := &coordinationv1.Lease{}
+	err := r.Leases.Get(ctx, types.NamespacedName{Namespace: r.Opts.LeaseNamespace, Name: node}, lease)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("get heartbeat Lease %s/%s: %w", r.Opts.LeaseNamespace, node, err)
+	}
+	return lease, nil
 }
 
 // ensurePlacement binds an unbound clone to a host. It reports whether the clone is bound.
@@ -466,13 +548,9 @@ func (r *VMCloneReconciler) ensureReady(ctx context.Context, s *cloneScope) erro
 		in.Scheduled = *c
 	}
 	if node := s.status.NodeName; node != "" && in.Scheduled.Status == metav1.ConditionTrue {
-		lease := &coordinationv1.Lease{}
-		err := r.Leases.Get(ctx, types.NamespacedName{Namespace: r.Opts.LeaseNamespace, Name: node}, lease)
-		switch {
-		case apierrors.IsNotFound(err):
-			lease = nil
-		case err != nil:
-			return fmt.Errorf("get heartbeat Lease %s/%s: %w", r.Opts.LeaseNamespace, node, err)
+		lease, err := r.lease(ctx, node)
+		if err != nil {
+			return err
 		}
 		live, staleAt := HostLive(lease, r.Opts.Clock.Now(), r.Opts.HeartbeatGrace)
 		in.HostLive = live

@@ -408,3 +408,45 @@ func TestPinnedMACConflict(t *testing.T) {
 func runtimeToUnstructured(obj any) (map[string]any, error) {
 	return runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
 }
+
+// TestNodeLossReschedulesOptedInClones: after the reschedule delay, a clone that opted in
+// moves to a live host with the same identity; one that did not stays bound, Unknown.
+func TestNodeLossReschedulesOptedInClones(t *testing.T) {
+	needEnvtest(t)
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	tmpl := newTemplate(t, "512Mi")
+	lost := newHost(t, 8192, []string{tmpl.Name})
+	disposable := newClone(t, ns, tmpl.Name, func(c *vmv1alpha1.VMClone) {
+		c.Annotations = map[string]string{OnNodeLostAnnotation: OnNodeLostReschedule}
+	})
+	pet := newClone(t, ns, tmpl.Name)
+	g.Eventually(func(g Gomega) {
+		get(g, disposable)
+		get(g, pet)
+		g.Expect(disposable.Labels).To(HaveKeyWithValue(vmv1alpha1.NodeNameLabel, lost.Name))
+		g.Expect(pet.Labels).To(HaveKeyWithValue(vmv1alpha1.NodeNameLabel, lost.Name))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	markRunning(g, disposable)
+	uuid, mac := disposable.Status.UUID, disposable.Status.Interfaces[0].MAC
+
+	spare := newHost(t, 8192, []string{tmpl.Name})
+	// The lost host's heartbeat stopped longer ago than grace + the reschedule delay.
+	renewLease(t, lost.Name, fakeClock.Now().Add(-40*time.Second-DefaultNodeLostRescheduleAfter-time.Minute))
+
+	g.Eventually(func(g Gomega) {
+		get(g, disposable)
+		g.Expect(disposable.Status.NodeName).To(Equal(spare.Name))
+		g.Expect(disposable.Labels).To(HaveKeyWithValue(vmv1alpha1.NodeNameLabel, spare.Name))
+		g.Expect(disposable.Status.Phase).To(Equal(vmv1alpha1.PhaseScheduled))
+		g.Expect(condition(disposable, vmv1alpha1.ConditionDomainRunning).Type).To(BeEmpty(), "the lost host's report is dropped")
+		g.Expect(condition(disposable, vmv1alpha1.ConditionReady).Reason).To(Equal(ReasonWaitingForHost))
+		g.Expect(eventsFor(g, ns, disposable.Name)).To(ContainElement(ReasonRescheduled))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	g.Expect(disposable.Status.UUID).To(Equal(uuid))
+	g.Expect(disposable.Status.Interfaces[0].MAC).To(Equal(mac))
+
+	get(g, pet)
+	g.Expect(pet.Status.NodeName).To(Equal(lost.Name))
+	g.Expect(condition(pet, vmv1alpha1.ConditionReady).Reason).To(Equal(ReasonNodeLost))
+}
