@@ -479,6 +479,11 @@ func TestPrepareHostileTreeOnRealMount(t *testing.T) {
 		_, err := p.Prepare(context.Background(), img, PrepareSpec{ID: "hostile", Hostname: "web-1", Operations: []v1alpha1.ScrubOperation{op}})
 		noLeaks(t, p, img)
 		t.Logf("%s: %v", op, err)
+		// The device node at Debian's seed path (mounted nodev) and the FIFO at /etc/HOSTNAME
+		// are refused as what they are.
+		if (op == v1alpha1.ScrubRandomSeed || op == v1alpha1.ScrubHostname) && !errors.Is(err, inroot.ErrNotRegular) {
+			t.Errorf("%s: err = %v, want ErrNotRegular", op, err)
+		}
 		if b, _ := os.ReadFile(canary); string(b) != content {
 			t.Fatalf("%s changed the host canary: %q", op, b)
 		}

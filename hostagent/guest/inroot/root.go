@@ -126,9 +126,12 @@ func (r *Root) openFile(name string, flags int, perm uint32) (*os.File, error) {
 		Resolve: resolve,
 	})
 	if err != nil {
-		if err == unix.ENXIO || err == unix.EISDIR {
-			// ENXIO: a FIFO opened for writing with no reader; EISDIR: a directory.
-			err = ErrNotRegular
+		if err == unix.ENXIO || err == unix.EISDIR || err == unix.EACCES {
+			// ENXIO: a FIFO opened for writing with no reader, or a socket; EISDIR: a
+			// directory; EACCES: also a device node on a nodev mount. Say which.
+			if mode, ok := r.modeOf(c); ok && mode != unix.S_IFREG {
+				err = fmt.Errorf("%w (mode %o)", ErrNotRegular, mode)
+			}
 		}
 		return nil, r.err("open", name, err)
 	}
@@ -147,6 +150,21 @@ func (r *Root) openFile(name string, flags int, perm uint32) (*os.File, error) {
 		return nil, r.err("open", name, err)
 	}
 	return os.NewFile(uintptr(fd), c), nil
+}
+
+// modeOf returns the file type name resolves to, through an O_PATH descriptor that opens
+// nothing (no device or FIFO side effects).
+func (r *Root) modeOf(name string) (uint32, bool) {
+	fd, err := r.openat2(name, unix.O_PATH|unix.O_CLOEXEC)
+	if err != nil {
+		return 0, false
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil {
+		return 0, false
+	}
+	return st.Mode & unix.S_IFMT, true
 }
 
 // Exists reports whether name exists (any type), resolving symlinks inside the root except

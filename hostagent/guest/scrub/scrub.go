@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/sys/unix"
 
 	"github.com/xenclone/xenclone/api/v1alpha1"
 	"github.com/xenclone/xenclone/hostagent/guest/inroot"
@@ -148,7 +149,7 @@ func removeGlobs(r *inroot.Root, patterns ...string) ([]Change, error) {
 			if err != nil {
 				return out, err
 			}
-			if st.Mode&0o170000 == 0o040000 {
+			if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 				continue // a directory where files are expected: not ours to remove
 			}
 			ok, err := r.Remove(m)
@@ -278,7 +279,9 @@ func randomSeed(_ context.Context, r *inroot.Root, p Params) ([]Change, error) {
 		if _, err := io.ReadFull(src, seed); err != nil {
 			return out, fmt.Errorf("read host randomness: %w", err)
 		}
-		if err := r.WriteFile(f, seed, 0o600); err != nil {
+		if err := r.WriteFile(f, seed, 0o600); errors.Is(err, os.ErrNotExist) {
+			continue // a link to nothing (inside the guest): no seed there
+		} else if err != nil {
 			return out, err
 		}
 		out = append(out, Change{Path: f, Action: Written, Detail: fmt.Sprintf("%d random bytes", n)})
