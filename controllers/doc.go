@@ -35,8 +35,12 @@
 // After making sure the host is really off (its domains would keep running with the same
 // MACs), an administrator releases them:
 //
-//	kubectl get vmclones -A -l vm.xenclone.dev/node=HOST -o name |
-//	  xargs -r -n1 kubectl patch --type=json -p '[{"op":"remove","path":"/metadata/finalizers"}]'
+//	kubectl get vmclones -A -l vm.xenclone.dev/node=HOST --no-headers \
+//	  -o custom-columns=NS:.metadata.namespace,NAME:.metadata.name |
+//	while read -r ns name; do
+//	  kubectl -n "$ns" patch vmclone "$name" --type=json \
+//	    -p '[{"op":"remove","path":"/metadata/finalizers"}]'
+//	done
 //	kubectl delete xenhost HOST
 package controllers
 

@@ -33,6 +33,7 @@ const (
 	ReasonStoppedOnExpiry     = "StoppedOnExpiry"
 	ReasonWaitingForHost      = "WaitingForHost"
 	ReasonRescheduled         = "RescheduledFromLostHost"
+	ReasonResetting           = "Resetting"
 )
 
 // OnNodeLostAnnotation opts a clone into being placed on another host when its host has been
@@ -113,6 +114,12 @@ func ReadyCondition(in ReadyInput) metav1.Condition {
 		if cond.Message == "" {
 			cond.Message = fmt.Sprintf("host %s's heartbeat is stale: the clone's state is unknown; check its hostagent", c.Status.NodeName)
 		}
+		return cond
+	}
+	if c.Spec.ResetRequests > c.Status.ObservedResetRequests {
+		cond.Status, cond.Reason = metav1.ConditionFalse, ReasonResetting
+		cond.Message = fmt.Sprintf("reset %d requested (spec.resetRequests); waiting for the hostagent on %s to replace the disk with a fresh snapshot",
+			c.Spec.ResetRequests, c.Status.NodeName)
 		return cond
 	}
 	steps := []string{vmv1alpha1.ConditionVolumeReady, vmv1alpha1.ConditionGuestPrepared}

@@ -88,6 +88,12 @@ func TestReadyCondition(t *testing.T) {
 		{"running", ReadyInput{Clone: withConds(vmv1alpha1.RunStrategyAlways, allUp...), Scheduled: scheduled, HostLive: true}, metav1.ConditionTrue, ReasonRunning},
 		{"always but stopped", ReadyInput{Clone: withConds(vmv1alpha1.RunStrategyAlways, diskOnly...), Scheduled: scheduled, HostLive: true}, metav1.ConditionFalse, "Stopped"},
 		{"halted by design is ready", ReadyInput{Clone: withConds(vmv1alpha1.RunStrategyHalted, diskOnly...), Scheduled: scheduled, HostLive: true}, metav1.ConditionTrue, ReasonHalted},
+		{"reset requested and not done", ReadyInput{Clone: func() *vmv1alpha1.VMClone {
+			c := withConds("", allUp...)
+			c.Spec.ResetRequests = 2
+			c.Status.ObservedResetRequests = 1
+			return c
+		}(), Scheduled: scheduled, HostLive: true}, metav1.ConditionFalse, ReasonResetting},
 		{"stopped on expiry is ready", ReadyInput{Clone: withConds("", diskOnly...), Scheduled: scheduled, HostLive: true, StoppedOnExpiry: true}, metav1.ConditionTrue, ReasonStoppedOnExpiry},
 	}
 	for _, tt := range tests {

@@ -655,6 +655,9 @@ func (r *VMCloneReconciler) setupWithManager(mgr ctrl.Manager, leases cache.Cach
 		Watches(&vmv1alpha1.XenHost{}, handler.EnqueueRequestsFromMapFunc(r.pendingClones),
 			builder.WithPredicates(predicate.ResourceVersionChangedPredicate{})).
 		Watches(&vmv1alpha1.VMTemplate{}, handler.EnqueueRequestsFromMapFunc(r.pendingClonesOfTemplate)).
+		// A namespace's labels decide templates' namespaceSelector.
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.pendingClonesInNamespace),
+			builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		// The host liveness reconciler sends the clones of a host whose heartbeat came or went.
 		WatchesRawSource(source.Channel(hostEvents, &handler.EnqueueRequestForObject{})).
 		Complete(r)
@@ -674,6 +677,21 @@ func (r *VMCloneReconciler) pendingClonesOfTemplate(ctx context.Context, o clien
 	var list vmv1alpha1.VMCloneList
 	if err := r.List(ctx, &list, client.MatchingFields{indexCloneTemplate: o.GetName()}, client.UnsafeDisableDeepCopy); err != nil {
 		log.FromContext(ctx).Error(err, "list VMClones of template", "template", o.GetName())
+		return nil
+	}
+	var pending []vmv1alpha1.VMClone
+	for _, c := range list.Items {
+		if c.Status.NodeName == "" {
+			pending = append(pending, c)
+		}
+	}
+	return requestsFor(pending)
+}
+
+func (r *VMCloneReconciler) pendingClonesInNamespace(ctx context.Context, o client.Object) []reconcile.Request {
+	var list vmv1alpha1.VMCloneList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetName()), client.UnsafeDisableDeepCopy); err != nil {
+		log.FromContext(ctx).Error(err, "list VMClones of namespace", "namespace", o.GetName())
 		return nil
 	}
 	var pending []vmv1alpha1.VMClone

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -138,6 +139,25 @@ func TestTemplateAndNamespaceRules(t *testing.T) {
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
 	g.Expect(missing.Status.NodeName).To(BeEmpty())
 	g.Expect(refused.Status.NodeName).To(BeEmpty())
+
+	// namespaceSelector: labelling the namespace admits its waiting clone.
+	bySel := newTemplate(t, "512Mi", func(tm *vmv1alpha1.VMTemplate) {
+		tm.Spec.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"xenclone.dev/team": "qa"}}
+	})
+	newHost(t, 8192, []string{bySel.Name})
+	waiting := newClone(t, ns, bySel.Name)
+	g.Eventually(func(g Gomega) {
+		get(g, waiting)
+		g.Expect(condition(waiting, vmv1alpha1.ConditionScheduled).Reason).To(Equal(ReasonNamespaceNotAllowed))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	nsObj := &corev1.Namespace{}
+	g.Expect(k8sClient.Get(context.Background(), client.ObjectKey{Name: ns}, nsObj)).To(Succeed())
+	nsObj.Labels["xenclone.dev/team"] = "qa"
+	g.Expect(k8sClient.Update(context.Background(), nsObj)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		get(g, waiting)
+		g.Expect(waiting.Status.NodeName).NotTo(BeEmpty())
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
 }
 
 // TestBurstOf200NeverOvercommits creates 200 clones at once against four hosts with room for
