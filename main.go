@@ -2,8 +2,9 @@
 //
 //	xenclone manager    the central controller (Deployment, leader-elected)
 //	xenclone hostagent  the node agent (DaemonSet on every Xen dom0)
-//	xenclone playground an embedded kube-apiserver + etcd with the CRDs and the manager, for
-//	                    trying xenclone without a cluster (or against one: --use-existing-cluster)
+//	xenclone playground an embedded kube-apiserver + etcd with the CRDs, the manager and
+//	                    simulated Xen hosts, for trying xenclone without a cluster or Xen
+//	xenclone xlsim      the xl simulator the playground's hosts run
 package main
 
 import (
@@ -18,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
+	"github.com/xenclone/xenclone/hostagent/xen/xlsim"
 )
 
 const usage = `usage: xenclone <role> [flags]
@@ -25,7 +27,8 @@ const usage = `usage: xenclone <role> [flags]
 roles:
   manager     run the central controller
   hostagent   run the node agent on a Xen dom0
-  playground  run an embedded control plane with the CRDs and the manager
+  playground  run an embedded control plane, the manager and simulated Xen hosts
+  xlsim       the xl simulator (xl's arguments and output) used by the playground
 
 Run "xenclone <role> -h" for the role's flags.
 `
@@ -58,6 +61,14 @@ func main() {
 		opts := playgroundFlags(fs)
 		zapOpts.Development = true
 		run = func() error { return runPlayground(ctrl.SetupSignalHandler(), opts) }
+	case "xlsim":
+		// The xl simulator (the playground's and the tests' Xen): same arguments and output
+		// as xl. A leading "xl" is accepted so the agent's command runner can use this binary
+		// as a prefix.
+		if len(args) > 0 && args[0] == "xl" {
+			args = args[1:]
+		}
+		os.Exit(xlsim.Main(args, os.Stdout, os.Stderr))
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return

@@ -10,6 +10,8 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/xenclone/xenclone/controllers"
 )
 
 // managerOptions are the manager role's flags, named as in kubebuilder's scaffold.
@@ -18,6 +20,8 @@ type managerOptions struct {
 	probeAddr        string
 	leaderElect      bool
 	leaderElectionNS string
+	leaseNamespace   string
+	heartbeatGrace   time.Duration
 }
 
 func managerFlags(fs *flag.FlagSet) *managerOptions {
@@ -26,7 +30,13 @@ func managerFlags(fs *flag.FlagSet) *managerOptions {
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so only one manager replica acts at a time.")
 	fs.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's namespace).")
+	leaseFlags(fs, &o.leaseNamespace)
+	fs.DurationVar(&o.heartbeatGrace, "heartbeat-grace", controllers.DefaultHeartbeatGrace, "How old a host's heartbeat Lease may get before its clones are marked NodeLost.")
 	return o
+}
+
+func leaseFlags(fs *flag.FlagSet, ns *string) {
+	fs.StringVar(ns, "lease-namespace", controllers.DefaultLeaseNamespace, "Namespace of the hosts' heartbeat Leases (one per host, named after it).")
 }
 
 func runManager(ctx context.Context, o *managerOptions) error {
@@ -34,12 +44,17 @@ func runManager(ctx context.Context, o *managerOptions) error {
 	if err != nil {
 		return fmt.Errorf("load kubeconfig: %w", err)
 	}
-	return startManager(ctx, cfg, o)
+	mgr, err := newManager(cfg, o)
+	if err != nil {
+		return err
+	}
+	ctrl.Log.WithName("manager").Info("starting manager", "leaderElection", o.leaderElect)
+	return mgr.Start(ctx)
 }
 
-// startManager runs the manager on cfg until ctx ends; the playground calls it with the
-// embedded API server's config.
-func startManager(ctx context.Context, cfg *rest.Config, o *managerOptions) error {
+// newManager builds the controller manager on cfg; the playground calls it with the embedded
+// API server's config.
+func newManager(cfg *rest.Config, o *managerOptions) (ctrl.Manager, error) {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        newScheme(),
 		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddr},
@@ -51,16 +66,20 @@ func startManager(ctx context.Context, cfg *rest.Config, o *managerOptions) erro
 		GracefulShutdownTimeout:       ptrTo(10 * time.Second),
 	})
 	if err != nil {
-		return fmt.Errorf("create manager: %w", err)
+		return nil, fmt.Errorf("create manager: %w", err)
+	}
+	if err := controllers.SetupWithManager(mgr, controllers.Options{
+		LeaseNamespace: o.leaseNamespace, HeartbeatGrace: o.heartbeatGrace,
+	}); err != nil {
+		return nil, fmt.Errorf("set up controllers: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
-		return fmt.Errorf("add health check: %w", err)
+		return nil, fmt.Errorf("add health check: %w", err)
 	}
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
-		return fmt.Errorf("add ready check: %w", err)
+		return nil, fmt.Errorf("add ready check: %w", err)
 	}
-	ctrl.Log.WithName("manager").Info("starting manager", "leaderElection", o.leaderElect)
-	return mgr.Start(ctx)
+	return mgr, nil
 }
 
 func ptrTo[T any](v T) *T { return &v }

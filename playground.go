@@ -10,37 +10,51 @@ import (
 	"path/filepath"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	ctrl "sigs.k8s.io/controller-runtime"
+	"github.com/xenclone/xenclone/controllers"
+	"github.com/xenclone/xenclone/hostagent"
+	"github.com/xenclone/xenclone/hostagent/sim"
 )
 
 // playgroundOptions are the playground role's flags.
 type playgroundOptions struct {
 	dir                string
 	useExistingCluster bool
+	hosts              int
+	realistic          bool
 	samples            []string
 	manager            managerOptions
 }
 
 func playgroundFlags(fs *flag.FlagSet) *playgroundOptions {
 	o := &playgroundOptions{}
-	fs.StringVar(&o.dir, "dir", ".playground", "Folder for the playground's kubeconfig.")
+	fs.StringVar(&o.dir, "dir", ".playground", "Folder for the playground's kubeconfig and the simulated hosts' state.")
 	fs.BoolVar(&o.useExistingCluster, "use-existing-cluster", os.Getenv("USE_EXISTING_CLUSTER") == "true",
-		"Install the CRDs into the cluster of $KUBECONFIG and run the manager against it instead of starting an embedded control plane.")
+		"Install the CRDs into the cluster of $KUBECONFIG and run the manager (and the simulated hosts) against it instead of starting an embedded control plane.")
+	fs.IntVar(&o.hosts, "hosts", 3, "Number of simulated Xen hosts (0: none, e.g. with real agents in the cluster).")
+	fs.BoolVar(&o.realistic, "realistic", true, "Give simulated host operations the latencies measured on real hosts (snapshot ~0.9 s, scrub ~1.2 s, xl create ~0.5 s).")
 	fs.StringVar(&o.manager.metricsAddr, "metrics-bind-address", "127.0.0.1:8080", "Manager metrics address; 0 disables it.")
 	fs.StringVar(&o.manager.probeAddr, "health-probe-bind-address", "127.0.0.1:8081", "Manager probe address.")
+	o.manager.leaseNamespace = controllers.DefaultLeaseNamespace
+	o.manager.heartbeatGrace = controllers.DefaultHeartbeatGrace
 	o.samples = []string{"config/samples/vm_v1alpha1_vmtemplate.yaml"}
 	return o
 }
 
 // runPlayground starts a real kube-apiserver + etcd (the envtest binaries built by
-// hack/envtest-assets.sh), installs the CRDs, applies the sample template, writes a kubeconfig
-// and runs the manager until interrupted.
+// hack/envtest-assets.sh), installs the CRDs, runs the controller and simulated Xen hosts (each
+// a real node agent driving in-memory LVM and the xl simulator), applies the sample template,
+// writes a kubeconfig and runs until interrupted.
 func runPlayground(ctx context.Context, o *playgroundOptions) error {
 	log := ctrl.Log.WithName("playground")
 	env := &envtest.Environment{
@@ -57,6 +71,7 @@ func runPlayground(ctx context.Context, o *playgroundOptions) error {
 		return fmt.Errorf("start control plane: %w", err)
 	}
 	defer func() {
+		log.Info("stopping control plane")
 		if err := env.Stop(); err != nil {
 			log.Error(err, "stop control plane")
 		}
@@ -64,29 +79,27 @@ func runPlayground(ctx context.Context, o *playgroundOptions) error {
 
 	kubeconfig := os.Getenv("KUBECONFIG")
 	if !o.useExistingCluster {
-		user, err := env.AddUser(envtest.User{Name: "playground-admin", Groups: []string{"system:masters"}}, nil)
-		if err != nil {
-			return fmt.Errorf("create playground user: %w", err)
-		}
-		data, err := user.KubeConfig()
-		if err != nil {
-			return fmt.Errorf("render kubeconfig: %w", err)
-		}
-		if err := os.MkdirAll(o.dir, 0o700); err != nil {
-			return fmt.Errorf("create %s: %w", o.dir, err)
-		}
-		kubeconfig, err = filepath.Abs(filepath.Join(o.dir, "kubeconfig"))
-		if err != nil {
+		if kubeconfig, err = writeKubeconfig(env, o.dir); err != nil {
 			return err
 		}
-		if err := os.WriteFile(kubeconfig, data, 0o600); err != nil {
-			return fmt.Errorf("write kubeconfig: %w", err)
-		}
 	}
-
 	c, err := client.New(cfg, client.Options{Scheme: newScheme()})
 	if err != nil {
 		return fmt.Errorf("create client: %w", err)
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: o.manager.leaseNamespace}}
+	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create namespace %s: %w", ns.Name, err)
+	}
+
+	mgr, err := newManager(cfg, &o.manager)
+	if err != nil {
+		return err
+	}
+	errs := make(chan error, o.hosts+1)
+	go func() { errs <- mgr.Start(ctx) }()
+	if err := startSimulatedHosts(ctx, cfg, o, errs); err != nil {
+		return err
 	}
 	for _, s := range o.samples {
 		if err := applyFile(ctx, c, s); err != nil {
@@ -95,18 +108,87 @@ func runPlayground(ctx context.Context, o *playgroundOptions) error {
 	}
 
 	fmt.Printf(`
-xenclone playground is up (control plane: %s).
+xenclone playground is up: control plane %s, %d simulated Xen hosts.
 
   export KUBECONFIG=%s
-  kubectl get vmtemplates
+  kubectl get xenhosts,vmtemplates
   kubectl apply -f config/samples/vm_v1alpha1_vmclone.yaml
   kubectl get vmclones -w
+  kubectl describe vmclone web-1
+  kubectl apply -f config/samples/vm_v1alpha1_vmclonepool.yaml && kubectl scale vmclonepool/ci-runners --replicas=10
 
 Ctrl-C stops everything.
 
-`, cfg.Host, kubeconfig)
+`, cfg.Host, o.hosts, kubeconfig)
 
-	return startManager(ctx, cfg, &o.manager)
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-errs:
+		return err
+	}
+}
+
+func writeKubeconfig(env *envtest.Environment, dir string) (string, error) {
+	user, err := env.AddUser(envtest.User{Name: "playground-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return "", fmt.Errorf("create playground user: %w", err)
+	}
+	data, err := user.KubeConfig()
+	if err != nil {
+		return "", fmt.Errorf("render kubeconfig: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("create %s: %w", dir, err)
+	}
+	path, err := filepath.Abs(filepath.Join(dir, "kubeconfig"))
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return "", fmt.Errorf("write kubeconfig: %w", err)
+	}
+	return path, nil
+}
+
+// startSimulatedHosts runs one node agent per simulated host. Each agent has its own manager
+// and cache (only its node's clones), exactly as a DaemonSet pod would; the xl simulator is this
+// binary's xlsim role.
+func startSimulatedHosts(ctx context.Context, cfg *rest.Config, o *playgroundOptions, errs chan<- error) error {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own binary for the xl simulator: %w", err)
+	}
+	for i := 1; i <= o.hosts; i++ {
+		name := fmt.Sprintf("xen-%02d", i)
+		dir := filepath.Join(o.dir, "hosts", name)
+		if err := os.RemoveAll(dir); err != nil {
+			return err
+		}
+		h, err := sim.NewHost(ctx, name, dir, sim.HostOptions{
+			MemoryMiB: 32768, Realistic: o.realistic,
+			Templates: map[string]uint64{"debian12-template": 10 << 30},
+			XL:        []string{self, "xlsim", "xl"},
+		})
+		if err != nil {
+			return fmt.Errorf("simulated host %s: %w", name, err)
+		}
+		mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+			Scheme: newScheme(), Cache: hostagent.CacheOptions(name),
+			Metrics: metricsserver.Options{BindAddress: "0"},
+		})
+		if err != nil {
+			return fmt.Errorf("agent manager for %s: %w", name, err)
+		}
+		if err := hostagent.SetupWithManager(mgr, hostagent.Options{
+			NodeName: name, Host: h.AgentHost(), LeaseNamespace: o.manager.leaseNamespace,
+			ShutdownGrace: 20 * time.Second, AgentVersion: "playground",
+		}); err != nil {
+			return fmt.Errorf("agent for %s: %w", name, err)
+		}
+		go func() { errs <- mgr.Start(ctx) }()
+	}
+	return nil
 }
 
 // applyFile creates (or leaves alone, if present) each object of a multi-document YAML file.

@@ -295,3 +295,39 @@ func TestXenHostReported(t *testing.T) {
 		g.Expect(meta.IsStatusConditionTrue(h.Status.Conditions, vmv1alpha1.ConditionReady)).To(BeTrue())
 	}, timeout).Should(Succeed())
 }
+
+// TestForeignDomainIsNeverTouched: a domain with the clone's name but another UUID is not ours:
+// the clone reports the conflict, and deleting the clone leaves that domain running.
+func TestForeignDomainIsNeverTouched(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	template(t, "tpl-foreign-dom")
+	name := "xc-" + ns + "-squat"
+	h := hosts["xen-a"]
+	cfg := xen.DomainConfig{Name: name, UUID: "11111111-2222-3333-4444-555555555555", Type: xen.GuestPV,
+		MemoryMiB: 128, VCPUs: 1, Kernel: "/boot/vmlinuz", Disks: []xen.Disk{{Target: "/dev/vg0/other", Vdev: "xvda"}}}
+	path, err := xen.WriteConfigFile(t.TempDir(), cfg)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(h.Xen.Create(context.Background(), name, path, xen.CreateOptions{})).To(Succeed())
+	t.Cleanup(func() { _ = h.Xen.Destroy(context.Background(), name) })
+
+	c := clone(t, ns, "squat", "tpl-foreign-dom", func(c *vmv1alpha1.VMClone) {
+		c.Spec.Placement = &vmv1alpha1.Placement{NodeName: "xen-a"}
+	})
+	g.Eventually(func(g Gomega) {
+		got := get(g, c)
+		cond := meta.FindStatusCondition(got.Status.Conditions, vmv1alpha1.ConditionDomainRunning)
+		g.Expect(cond).NotTo(BeNil())
+		g.Expect(cond.Reason).To(Equal(hostagent.ReasonDomainConflict))
+		g.Expect(got.Status.Phase).NotTo(Equal(vmv1alpha1.PhaseRunning))
+	}, timeout).Should(Succeed())
+
+	g.Expect(k8sClient.Delete(context.Background(), c)).To(Succeed())
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(k8sClient.Get(context.Background(), client.ObjectKeyFromObject(c), &vmv1alpha1.VMClone{}))
+	}, timeout).Should(BeTrue())
+	d, found, err := h.Xen.Lookup(context.Background(), name)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(found).To(BeTrue(), "the foreign domain must survive")
+	g.Expect(d.State.Shutdown).To(BeFalse())
+}

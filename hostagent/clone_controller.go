@@ -69,6 +69,7 @@ const (
 	ReasonHalted             = "Halted"
 	ReasonResetting          = "Resetting"
 	ReasonSecretMissing      = "SecretMissing"
+	ReasonDomainConflict     = "DomainNameConflict"
 )
 
 // CloneReconciler reconciles the VMClones bound to one host.
@@ -457,6 +458,13 @@ func (r *CloneReconciler) ensureDomain(ctx context.Context, s *cloneScope) (bool
 	if err != nil {
 		return false, fmt.Errorf("look up domain %s: %w", name, err)
 	}
+	if found && !dom.State.Dying && !meta.IsStatusConditionTrue(s.status.Conditions, vmv1alpha1.ConditionDomainRunning) {
+		// First sight of a domain with our name (after a crash of the agent, or a name
+		// squatted by someone else): it is ours only if it carries the clone's UUID.
+		if _, err := r.Host.Hypervisor.Owner(ctx, name, s.clone.Status.UUID); err != nil && !errors.Is(err, xen.ErrNoSuchDomain) {
+			return false, r.domainError(s, name, "check owner of", err)
+		}
+	}
 	if found {
 		s.status.Domain = &vmv1alpha1.DomainStatus{Name: name, ID: int32(dom.ID), State: dom.State.String()}
 	} else {
@@ -471,8 +479,8 @@ func (r *CloneReconciler) ensureDomain(ctx context.Context, s *cloneScope) (bool
 			s.requeueAfter(2 * time.Second)
 			return false, nil
 		}
-		if err := r.Host.Hypervisor.Destroy(ctx, name); err != nil {
-			return false, fmt.Errorf("destroy stopped domain %s: %w", name, err)
+		if err := r.Host.Hypervisor.DestroyOwned(ctx, name, s.clone.Status.UUID); err != nil {
+			return false, r.domainError(s, name, "destroy stopped domain", err)
 		}
 		reason := ReasonGuestPoweredOff
 		switch dom.State.Reason {
@@ -605,8 +613,19 @@ func (r *CloneReconciler) stopDomain(ctx context.Context, s *cloneScope, why str
 		return false, nil
 	}
 	if cond == nil || cond.Reason != ReasonShuttingDown {
+		if _, err := r.Host.Hypervisor.Owner(ctx, name, s.clone.Status.UUID); err != nil {
+			// A domain of that name that is not ours is not ours to stop: for this clone
+			// there is nothing running.
+			return errors.Is(err, xen.ErrNotOwned), r.domainError(s, name, "check owner of", err)
+		}
 		if !dom.State.Shutdown {
-			if err := r.Host.Hypervisor.RequestShutdown(ctx, name); err != nil && !errors.Is(err, xen.ErrNoPVControl) {
+			// xl shutdown waits up to 60 s for the guest to acknowledge; never hold a worker
+			// that long. An unacknowledged request is fine: the grace period ends in destroy.
+			reqCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := r.Host.Hypervisor.RequestShutdown(reqCtx, name)
+			cancel()
+			if err != nil && !errors.Is(err, xen.ErrNoPVControl) && !errors.Is(err, xen.ErrShutdownNotAcknowledged) &&
+				!errors.Is(err, context.DeadlineExceeded) {
 				return false, fmt.Errorf("request shutdown of %s: %w", name, err)
 			}
 		}
@@ -621,8 +640,8 @@ func (r *CloneReconciler) stopDomain(ctx context.Context, s *cloneScope, why str
 		s.requeueAfter(minDuration(wait, 2*time.Second))
 		return false, nil
 	case xen.StopDestroy:
-		if err := r.Host.Hypervisor.Destroy(ctx, name); err != nil {
-			return false, fmt.Errorf("destroy %s: %w", name, err)
+		if err := r.Host.Hypervisor.DestroyOwned(ctx, name, s.clone.Status.UUID); err != nil {
+			return false, r.domainError(s, name, "destroy", err)
 		}
 		s.status.Timestamps.Stopped = &s.now
 		s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionFalse, ReasonStopped, fmt.Sprintf("domain %s stopped (%s)", name, why))
@@ -687,6 +706,17 @@ func (r *CloneReconciler) removeFinalizer(ctx context.Context, c *vmv1alpha1.VMC
 		return fmt.Errorf("remove finalizer: %w", err)
 	}
 	return nil
+}
+
+// domainError turns a refusal to touch a domain we do not own into a condition the user can act
+// on; other errors pass through.
+func (r *CloneReconciler) domainError(s *cloneScope, name, op string, err error) error {
+	if errors.Is(err, xen.ErrNotOwned) {
+		s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionFalse, ReasonDomainConflict,
+			fmt.Sprintf("a domain named %s runs on %s that this clone did not create (its UUID differs); it is left untouched: rename it, or set spec.domainName", name, r.NodeName))
+		return nil
+	}
+	return fmt.Errorf("%s %s: %w", op, name, err)
 }
 
 func (r *CloneReconciler) capacityChanged() {

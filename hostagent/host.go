@@ -103,7 +103,11 @@ type Hypervisor interface {
 	Lookup(ctx context.Context, name string) (xen.DomainInfo, bool, error)
 	Create(ctx context.Context, name, cfgPath string, opts xen.CreateOptions) error
 	RequestShutdown(ctx context.Context, name string) error
-	Destroy(ctx context.Context, name string) error
+	// Owner checks that domain name carries uuid (xen.ErrNotOwned otherwise).
+	Owner(ctx context.Context, name, uuid string) (xen.DomainDetail, error)
+	// DestroyOwned destroys domain name only if it carries uuid: the agent never touches a
+	// domain it did not create.
+	DestroyOwned(ctx context.Context, name, uuid string) error
 	Info(ctx context.Context) (xen.HostInfo, error)
 }
 

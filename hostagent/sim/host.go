@@ -148,6 +148,10 @@ func NewHost(ctx context.Context, name, dir string, o HostOptions) (*Host, error
 	if len(o.XL) == 0 {
 		return nil, fmt.Errorf("simulated host %s: no xl simulator command given", name)
 	}
+	dir, err := filepath.Abs(dir) // xl.cfg disk targets must be absolute
+	if err != nil {
+		return nil, err
+	}
 	xlDir := filepath.Join(dir, "xl")
 	if err := os.MkdirAll(xlDir, 0o755); err != nil {
 		return nil, err
