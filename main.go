@@ -22,6 +22,9 @@ import (
 	"github.com/xenclone/xenclone/hostagent/xen/xlsim"
 )
 
+// version is set at build time (-ldflags "-X main.version=…").
+var version = "dev"
+
 const usage = `usage: xenclone <role> [flags]
 
 roles:

@@ -36,6 +36,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
+	"github.com/xenclone/xenclone/hostagent/guest/scrub"
 	"github.com/xenclone/xenclone/hostagent/lvm"
 	"github.com/xenclone/xenclone/hostagent/xen"
 )
@@ -410,7 +411,7 @@ func (r *CloneReconciler) ensureGuestPrepared(ctx context.Context, s *cloneScope
 	lv := *s.volume
 	if !lv.HasTag(PreparedTag) {
 		rep, err := r.Host.Guest.Prepare(ctx, VolumePath(lv), PrepareRequest{
-			Owner: OwnerOf(s.clone), Hostname: Hostname(s.clone), Operations: ScrubOperations(s.template),
+			Owner: OwnerOf(s.clone), Hostname: Hostname(s.clone), Operations: scrub.Resolve(s.template.Spec.Scrub),
 			RootPartition: int(s.template.Spec.Guest.RootPartition), RootFilesystem: s.template.Spec.Guest.RootFilesystem,
 		})
 		if err != nil {

@@ -202,15 +202,6 @@ func orDefault(v, def string) string {
 	return v
 }
 
-// ScrubOperations are the template's operations, or the defaults when it lists none. An
-// explicitly empty list turns scrubbing off.
-func ScrubOperations(t *vmv1alpha1.VMTemplate) []vmv1alpha1.ScrubOperation {
-	if t.Spec.Scrub == nil {
-		return vmv1alpha1.DefaultScrubOperations
-	}
-	return t.Spec.Scrub
-}
-
 // CloudInitEnabled reports whether the template wants a seed disk.
 func CloudInitEnabled(t *vmv1alpha1.VMTemplate) bool {
 	return t.Spec.Guest.CloudInit == nil || *t.Spec.Guest.CloudInit

@@ -482,3 +482,36 @@ func sameSet(a, b []string) bool {
 	}
 	return true
 }
+
+// TestHostAddTag: the agent marks a prepared disk with a tag on the real lvm; an LV we do not
+// own keeps its tags.
+func TestHostAddTag(t *testing.T) {
+	h := newHostVG(t, "")
+	ctx := testCtx(t)
+	if _, err := h.client.CreateLinear(ctx, h.ref("ours"), testExtentSize, ownerA); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ { // the second call is a no-op
+		if err := h.client.AddTag(ctx, h.ref("ours"), ownerA, "xenclone.prepared"); err != nil {
+			t.Fatalf("add tag (call %d): %v", i+1, err)
+		}
+	}
+	lv, err := h.client.LookupLV(ctx, h.ref("ours"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !lv.HasTag("xenclone.prepared") || !lv.OwnedBy(ownerA.UID) {
+		t.Errorf("tags after AddTag: %v", lv.Tags)
+	}
+	h.raw(t, "lvcreate", "--yes", "-n", "foreign", "-L", "4m", "--addtag", "owner=someone-else", h.name)
+	if err := h.client.AddTag(ctx, h.ref("foreign"), ownerA, "xenclone.prepared"); !errors.Is(err, ErrNotOwned) {
+		t.Errorf("tag foreign LV: %v, want ErrNotOwned", err)
+	}
+	if err := h.client.AddTag(ctx, h.ref("ours"), ownerA, "bad tag"); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("bad tag: %v, want ErrInvalidArgument", err)
+	}
+	foreign, _ := h.client.LookupLV(ctx, h.ref("foreign"))
+	if len(foreign.Tags) != 1 || foreign.Tags[0] != "owner=someone-else" {
+		t.Errorf("foreign LV tags changed: %v", foreign.Tags)
+	}
+}

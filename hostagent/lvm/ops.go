@@ -265,3 +265,25 @@ func (c *Client) Remove(ctx context.Context, ref Ref, owner Owner) error {
 	}
 	return err
 }
+
+// AddTag adds tag to our LV (`lvchange --addtag`); an LV that already has it is left alone.
+// It refuses an LV without owner's tag: the tags of volumes we do not own are not ours to
+// change either.
+func (c *Client) AddTag(ctx context.Context, ref Ref, owner Owner, tag string) error {
+	op := fmt.Sprintf("tag %s with %s", ref, tag)
+	if err := ValidateTag(tag); err != nil {
+		return &Error{Op: op, Kind: ErrInvalidArgument, Err: err}
+	}
+	lv, err := c.LookupLV(ctx, ref)
+	if err != nil {
+		return err
+	}
+	if !lv.OwnedBy(owner.UID) {
+		return refusal(op, ErrNotOwned, fmt.Sprintf("%s has %s, want %s", ref, ownerDesc(lv), owner.OwnerTag()))
+	}
+	if lv.HasTag(tag) {
+		return nil
+	}
+	_, err = c.run(ctx, op, "", "lvchange", "--yes", "--addtag", tag, ref.String())
+	return err
+}
