@@ -52,6 +52,26 @@ verify: generate manifests ## Fail if generated files or formatting are not comm
 test: envtest host-deps vet ## Run every test: unit, host-real (root) and envtest against a real kube-apiserver + etcd.
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" $(GO) test $(TESTFLAGS) $(PKG)
 
+.PHONY: bench
+bench: envtest host-deps ## Benchmarks: control-plane scale/latency vs the bare host operations, clone cost vs full copy; tables + bench/results/*.json.
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" hack/bench.sh $(BENCHFLAGS)
+
+.PHONY: soak
+soak: envtest ## Chaos soak: create/reset/delete cycles while controller, agents and API server are killed and host faults injected; prints the invariants.
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" hack/soak.sh $(SOAKFLAGS)
+
+.PHONY: fuzz
+fuzz: ## Run every go test -fuzz target for FUZZTIME each (default 10s).
+	hack/fuzz.sh $(FUZZTIME)
+
+.PHONY: lab
+lab: ## Build (cached) and boot the QEMU host lab: real Xen 4.17 dom0 with real LVM.
+	hack/lab/lab.sh build
+
+.PHONY: lab-test
+lab-test: envtest ## End-to-end tests of the host agent against real Xen + LVM in the QEMU host lab.
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" hack/lab/lab.sh test
+
 ##@ Build and run
 
 .PHONY: build
