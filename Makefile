@@ -68,9 +68,13 @@ fuzz: ## Run every go test -fuzz target for FUZZTIME each (default 10s).
 lab: ## Build (cached) and boot the QEMU host lab: real Xen 4.17 dom0 with real LVM.
 	hack/lab/lab.sh build
 
-.PHONY: lab-test
-lab-test: envtest ## End-to-end tests of the host agent against real Xen + LVM in the QEMU host lab.
+.PHONY: test-e2e
+test-e2e: envtest ## End-to-end: the controller here, the host agent in the QEMU lab's dom0 on real Xen + LVM.
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" hack/lab/lab.sh test
+
+.PHONY: lab-fixtures
+lab-fixtures: ## Capture real lvm/xl outputs from the lab into the parsers' testdata/.
+	hack/lab/lab.sh fixtures
 
 ##@ Build and run
 
