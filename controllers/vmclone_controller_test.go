@@ -247,6 +247,9 @@ func TestLifetimeDelete(t *testing.T) {
 	g := NewWithT(t)
 	ns := newNamespace(t)
 	tmpl := newTemplate(t, "512Mi")
+	// Creation timestamps come from the API server's real clock: start the controller's
+	// clock there so the lifetime is not already over.
+	fakeClock.SetTime(time.Now())
 	c := newClone(t, ns, tmpl.Name, func(c *vmv1alpha1.VMClone) {
 		c.Spec.Lifetime = &vmv1alpha1.Lifetime{ExpireAfter: metav1.Duration{Duration: time.Hour}}
 	})
@@ -272,6 +275,7 @@ func TestLifetimeStop(t *testing.T) {
 	g := NewWithT(t)
 	ns := newNamespace(t)
 	tmpl := newTemplate(t, "512Mi")
+	fakeClock.SetTime(time.Now())
 	c := newClone(t, ns, tmpl.Name, func(c *vmv1alpha1.VMClone) {
 		c.Spec.Lifetime = &vmv1alpha1.Lifetime{ExpireAfter: metav1.Duration{Duration: 30 * time.Minute}, OnExpiry: vmv1alpha1.ExpiryStop}
 	})
@@ -464,7 +468,8 @@ func TestNodeLossReschedulesOptedInClones(t *testing.T) {
 		g.Expect(eventsFor(g, ns, disposable.Name)).To(ContainElement(ReasonRescheduled))
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
 	g.Expect(disposable.Status.UUID).To(Equal(uuid))
-	g.Expect(disposable.Status.Interfaces[0].MAC).To(Equal(mac))
+	g.Expect(disposable.Status.Interfaces).To(HaveLen(1))
+	g.Expect(disposable.Status.Interfaces[0].MAC).To(Equal(mac), "identity kept across the move")
 
 	get(g, pet)
 	g.Expect(pet.Status.NodeName).To(Equal(lost.Name))
