@@ -10,13 +10,6 @@ import (
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
 )
 
-// ConditionExpired is True once a clone's spec.lifetime has ended. With onExpiry: Stop it is
-// the signal the host agent honours: an Expired=True clone is kept stopped (as if its run
-// strategy were Halted) and its disk kept. The controller cannot write spec.runStrategy itself
-// because a GitOps tool would see drift and undo it. (To move to api/v1alpha1 with the other
-// condition types.)
-const ConditionExpired = "Expired"
-
 // Reasons the controller writes into conditions.
 const (
 	ReasonScheduled           = "Scheduled"
@@ -55,6 +48,11 @@ func Expiry(clone *vmv1alpha1.VMClone) (at time.Time, ok bool) {
 }
 
 // ExpiryDecision is what to do now about a clone's lifetime.
+//
+// With onExpiry: Stop, the controller's Expired condition (vmv1alpha1.ConditionExpired) is the
+// signal the host agent honours: an Expired=True clone is kept stopped (as if its run strategy
+// were Halted) and its disk kept. The controller cannot write spec.runStrategy itself because a
+// GitOps tool would see drift and undo it.
 type ExpiryDecision struct {
 	// ExpiresAt is nil for clones without a lifetime.
 	ExpiresAt *metav1.Time

@@ -508,12 +508,12 @@ func (r *VMCloneReconciler) ensureLifetime(ctx context.Context, s *cloneScope) (
 	d := DecideExpiry(s.clone, r.Opts.Clock.Now())
 	s.status.ExpiresAt = d.ExpiresAt
 	if d.ExpiresAt == nil {
-		meta.RemoveStatusCondition(&s.status.Conditions, ConditionExpired)
+		meta.RemoveStatusCondition(&s.status.Conditions, vmv1alpha1.ConditionExpired)
 		return ctrl.Result{}, nil
 	}
 	at := d.ExpiresAt.UTC().Format(time.RFC3339)
 	if !d.Expired {
-		r.setCondition(s, ConditionExpired, metav1.ConditionFalse, ReasonLifetimeRunning,
+		r.setCondition(s, vmv1alpha1.ConditionExpired, metav1.ConditionFalse, ReasonLifetimeRunning,
 			fmt.Sprintf("expires at %s (spec.lifetime.expireAfter %s, then %s)", at, s.clone.Spec.Lifetime.ExpireAfter.Duration, d.Action))
 		return ctrl.Result{RequeueAfter: d.RequeueAfter}, nil
 	}
@@ -528,11 +528,11 @@ func (r *VMCloneReconciler) ensureLifetime(ctx context.Context, s *cloneScope) (
 		s.deleted = true
 		return ctrl.Result{}, nil
 	}
-	if prev := meta.FindStatusCondition(s.status.Conditions, ConditionExpired); prev == nil || prev.Status != metav1.ConditionTrue {
+	if prev := meta.FindStatusCondition(s.status.Conditions, vmv1alpha1.ConditionExpired); prev == nil || prev.Status != metav1.ConditionTrue {
 		r.Recorder.Eventf(s.clone, nil, corev1.EventTypeNormal, ReasonLifetimeEnded, "Stop",
 			"lifetime ended at %s: the host agent stops the domain and keeps the disk (onExpiry: Stop); delete the clone to free it", at)
 	}
-	r.setCondition(s, ConditionExpired, metav1.ConditionTrue, ReasonLifetimeEnded,
+	r.setCondition(s, vmv1alpha1.ConditionExpired, metav1.ConditionTrue, ReasonLifetimeEnded,
 		fmt.Sprintf("lifetime ended at %s: the domain is stopped and kept stopped, the disk is kept (onExpiry: Stop); delete the VMClone to free it", at))
 	return ctrl.Result{}, nil
 }
@@ -542,7 +542,7 @@ func (r *VMCloneReconciler) ensureReady(ctx context.Context, s *cloneScope) erro
 	in := ReadyInput{
 		Clone:           s.clone,
 		HostLive:        true,
-		StoppedOnExpiry: meta.IsStatusConditionTrue(s.status.Conditions, ConditionExpired),
+		StoppedOnExpiry: meta.IsStatusConditionTrue(s.status.Conditions, vmv1alpha1.ConditionExpired),
 	}
 	if c := meta.FindStatusCondition(s.status.Conditions, vmv1alpha1.ConditionScheduled); c != nil {
 		in.Scheduled = *c
@@ -620,7 +620,7 @@ func ownsPhase(p vmv1alpha1.VMClonePhase) bool {
 }
 
 // controllerConditions are the condition types this controller owns on a VMClone.
-var controllerConditions = []string{vmv1alpha1.ConditionScheduled, vmv1alpha1.ConditionReady, ConditionExpired}
+var controllerConditions = []string{vmv1alpha1.ConditionScheduled, vmv1alpha1.ConditionReady, vmv1alpha1.ConditionExpired}
 
 // controllerStatus projects a clone's status onto the fields the controller owns: the
 // starting point of the status this reconcile applies.

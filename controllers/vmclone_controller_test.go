@@ -257,7 +257,7 @@ func TestLifetimeDelete(t *testing.T) {
 		get(g, c)
 		g.Expect(c.Status.ExpiresAt).NotTo(BeNil())
 		g.Expect(c.Status.ExpiresAt.Time).To(BeTemporally("==", c.CreationTimestamp.Add(time.Hour)))
-		g.Expect(condition(c, ConditionExpired).Status).To(Equal(metav1.ConditionFalse))
+		g.Expect(condition(c, vmv1alpha1.ConditionExpired).Status).To(Equal(metav1.ConditionFalse))
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
 
 	// Move the controller's clock past the expiry and wake the clone (in production the
@@ -287,7 +287,7 @@ func TestLifetimeStop(t *testing.T) {
 	poke(t, c)
 	g.Eventually(func(g Gomega) {
 		get(g, c)
-		e := condition(c, ConditionExpired)
+		e := condition(c, vmv1alpha1.ConditionExpired)
 		g.Expect(e.Status).To(Equal(metav1.ConditionTrue))
 		g.Expect(e.Reason).To(Equal(ReasonLifetimeEnded))
 		g.Expect(e.Message).To(ContainSubstring("onExpiry: Stop"))
