@@ -27,8 +27,12 @@ type Options struct {
 	// UsageResync is how often a running clone's COW usage is looked at.
 	UsageResync   time.Duration
 	MaxConcurrent int
-	AgentVersion  string
-	Clock         clock.WithTicker
+	// OrphanInterval is how often the host is searched for objects of ours no clone owns;
+	// OrphanGrace how long one must stay orphaned before it is removed.
+	OrphanInterval time.Duration
+	OrphanGrace    time.Duration
+	AgentVersion   string
+	Clock          clock.WithTicker
 }
 
 // CacheOptions restricts an agent's cache to the VMClones bound to its node, so a host's watch
@@ -63,6 +67,19 @@ func SetupWithManager(mgr ctrl.Manager, o Options) error {
 	}
 	if err := mgr.Add(reporter); err != nil {
 		return fmt.Errorf("add host reporter: %w", err)
+	}
+	if o.OrphanInterval == 0 {
+		o.OrphanInterval = time.Minute
+	}
+	if o.OrphanGrace == 0 {
+		o.OrphanGrace = 10 * time.Minute
+	}
+	collector := &OrphanCollector{
+		Client: mgr.GetClient(), NodeName: o.NodeName, Host: o.Host, Interval: o.OrphanInterval,
+		Grace: o.OrphanGrace, Recorder: mgr.GetEventRecorder("xenclone-hostagent"), Clock: o.Clock,
+	}
+	if err := mgr.Add(collector); err != nil {
+		return fmt.Errorf("add orphan collector: %w", err)
 	}
 	r := &CloneReconciler{
 		Client: mgr.GetClient(), NodeName: o.NodeName, Host: o.Host,

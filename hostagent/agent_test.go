@@ -331,3 +331,45 @@ func TestForeignDomainIsNeverTouched(t *testing.T) {
 	g.Expect(found).To(BeTrue(), "the foreign domain must survive")
 	g.Expect(d.State.Shutdown).To(BeFalse())
 }
+
+// TestOrphansAreCollected: objects of ours that no clone owns (an LV with our owner tag, a
+// domain whose xl.cfg we wrote, a seed) are removed after the grace period; an untagged LV and
+// a domain we never configured stay.
+func TestOrphansAreCollected(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	template(t, "tpl-orphans") // makes the agent look at vg0
+	h := hosts["xen-a"]
+	ghost := lvm.Owner{UID: "0aaaaa00-0000-4000-8000-000000000001", Namespace: "gone", Name: "ghost"}
+	g.Expect(h.Storage.AddLV("vg0", "xc-ghost-0aaaaa00", "-wi-a-----", 8<<20, ghost.Tags()...)).To(Succeed())
+	g.Expect(h.Storage.AddLV("vg0", "not-ours", "-wi-a-----", 8<<20)).To(Succeed())
+
+	cfgDir := h.AgentHost().ConfigDir
+	orphanDom := xen.DomainConfig{Name: "xc-gone-ghost", UUID: ghost.UID, Type: xen.GuestPV, MemoryMiB: 64, VCPUs: 1,
+		Kernel: "/boot/vmlinuz", Disks: []xen.Disk{{Target: "/dev/vg0/xc-ghost-0aaaaa00", Vdev: "xvda"}}}
+	path, err := xen.WriteConfigFile(cfgDir, orphanDom)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(h.Xen.Create(ctx, orphanDom.Name, path, xen.CreateOptions{})).To(Succeed())
+	foreign := orphanDom
+	foreign.Name, foreign.UUID = "someone-elses", "99999999-0000-4000-8000-000000000009"
+	fpath, err := xen.WriteConfigFile(t.TempDir(), foreign)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(h.Xen.Create(ctx, foreign.Name, fpath, xen.CreateOptions{})).To(Succeed())
+	t.Cleanup(func() { _ = h.Xen.Destroy(ctx, foreign.Name) })
+	_, err = h.Guest.BuildSeed(ctx, hostagent.SeedRequest{UID: ghost.UID, Hostname: "ghost"})
+	g.Expect(err).NotTo(HaveOccurred())
+
+	g.Eventually(func(g Gomega) {
+		g.Expect(h.Storage.LVs("vg0")).NotTo(ContainElement("xc-ghost-0aaaaa00"))
+		_, found, err := h.Xen.Lookup(ctx, orphanDom.Name)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(found).To(BeFalse())
+		seeds, _ := h.Guest.Seeds(ctx)
+		g.Expect(seeds).NotTo(ContainElement(ghost.UID))
+	}, timeout, 200*time.Millisecond).Should(Succeed())
+	g.Expect(h.Storage.LVs("vg0")).To(ContainElement("not-ours"))
+	_, found, _ := h.Xen.Lookup(ctx, foreign.Name)
+	g.Expect(found).To(BeTrue(), "a domain we never configured must stay")
+	_, err = os.Stat(path)
+	g.Expect(os.IsNotExist(err)).To(BeTrue(), "the orphan's config is removed with it")
+}

@@ -120,6 +120,7 @@ func run(m *testing.M) int {
 		if err := hostagent.SetupWithManager(amgr, hostagent.Options{
 			NodeName: name, Host: h.AgentHost(), LeaseNamespace: leaseNamespace,
 			RenewInterval: time.Second, ShutdownGrace: 3 * time.Second, UsageResync: 2 * time.Second,
+			OrphanInterval: 500 * time.Millisecond, OrphanGrace: 2 * time.Second,
 		}); err != nil {
 			fmt.Fprintln(os.Stderr, "agent:", err)
 			return 1
