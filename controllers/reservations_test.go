@@ -1,0 +1,47 @@
+package controllers
+
+import (
+	"testing"
+
+	"k8s.io/apimachinery/pkg/types"
+)
+
+func TestReservations(t *testing.T) {
+	r := newReservations()
+	a := types.NamespacedName{Namespace: "ns", Name: "a"}
+	r.reserveBinding(a, "uid-a", Binding{Host: "h1", MemoryMiB: 512})
+	r.reserveMAC(a, "uid-a", "00:16:3e:00:00:01")
+
+	notBound := func(types.UID) bool { return false }
+	if got := r.pendingBindings(notBound); len(got) != 1 || got["uid-a"].Host != "h1" {
+		t.Fatalf("pending = %v, want a's binding", got)
+	}
+	if owner := r.macOwner("00:16:3e:00:00:01", "uid-b"); owner != "ns/a" {
+		t.Errorf("MAC owner for another clone = %q, want ns/a", owner)
+	}
+	if owner := r.macOwner("00:16:3e:00:00:01", "uid-a"); owner != "" {
+		t.Errorf("a's own MAC reported taken by %q", owner)
+	}
+	// The cache shows a bound: its binding is counted from the cache, not twice.
+	if got := r.pendingBindings(func(u types.UID) bool { return u == "uid-a" }); len(got) != 0 {
+		t.Errorf("bound clone still pending: %v", got)
+	}
+	r.observed("uid-a", true, []string{"00:16:3e:00:00:01"})
+	if got := r.pendingBindings(notBound); len(got) != 0 {
+		t.Errorf("observed binding kept: %v", got)
+	}
+	if owner := r.macOwner("00:16:3e:00:00:01", "uid-b"); owner != "" {
+		t.Errorf("observed MAC kept reserved by %q (the cache index answers now)", owner)
+	}
+
+	b := types.NamespacedName{Namespace: "ns", Name: "b"}
+	r.reserveBinding(b, "uid-b", Binding{Host: "h2"})
+	r.reserveMAC(b, "uid-b", "00:16:3e:00:00:02")
+	r.forget(b)
+	if got := r.pendingBindings(notBound); len(got) != 0 {
+		t.Errorf("forgotten binding kept: %v", got)
+	}
+	if owner := r.macOwner("00:16:3e:00:00:02", "uid-c"); owner != "" {
+		t.Errorf("forgotten MAC kept by %q", owner)
+	}
+}
