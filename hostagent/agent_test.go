@@ -373,3 +373,40 @@ func TestOrphansAreCollected(t *testing.T) {
 	_, err = os.Stat(path)
 	g.Expect(os.IsNotExist(err)).To(BeTrue(), "the orphan's config is removed with it")
 }
+
+// TestCOWExtendedBeforeItFills: a classic snapshot past its threshold is extended by the agent;
+// one at its maximum size is reported StorageAtRisk; one the kernel invalidated is Failed.
+func TestCOWExtendedBeforeItFills(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	maxSize := resource.MustParse("512Mi")
+	template(t, "tpl-cow", func(tpl *vmv1alpha1.VMTemplate) {
+		tpl.Spec.Snapshot.AutoExtend = &vmv1alpha1.AutoExtendPolicy{ThresholdPercent: 70, StepPercent: 50, MaxSize: &maxSize}
+	})
+	c := waitPhase(t, clone(t, ns, "writer", "tpl-cow"), vmv1alpha1.PhaseRunning)
+	h := hosts[c.Status.NodeName]
+	lv := ownedLVs(t, c.Status.NodeName, string(c.UID))[0]
+	g.Expect(lv.Size).To(BeEquivalentTo(256 << 20))
+
+	h.Storage.SetUsage("vg0", lv.Name, 75)
+	g.Eventually(func() uint64 { return ownedLVs(t, c.Status.NodeName, string(c.UID))[0].Size }, timeout).
+		Should(BeEquivalentTo(384<<20), "256 MiB + 50%")
+
+	h.Storage.SetUsage("vg0", lv.Name, 75)
+	g.Eventually(func() uint64 { return ownedLVs(t, c.Status.NodeName, string(c.UID))[0].Size }, timeout).
+		Should(BeEquivalentTo(512<<20), "capped at maxSize")
+
+	h.Storage.SetUsage("vg0", lv.Name, 90)
+	g.Eventually(func(g Gomega) {
+		got := get(g, c)
+		cond := meta.FindStatusCondition(got.Status.Conditions, vmv1alpha1.ConditionStorageAtRisk)
+		g.Expect(cond).NotTo(BeNil())
+		g.Expect(cond.Status).To(Equal(metav1.ConditionTrue))
+		g.Expect(cond.Reason).To(Equal(hostagent.ReasonCOWAtMax))
+		g.Expect(cond.Message).To(ContainSubstring("maximum"))
+	}, timeout).Should(Succeed())
+
+	h.Storage.SetUsage("vg0", lv.Name, 100) // the kernel invalidates a full classic snapshot
+	got := waitPhase(t, c, vmv1alpha1.PhaseFailed)
+	g.Expect(got.Status.Message).To(ContainSubstring("reset the clone"))
+}
