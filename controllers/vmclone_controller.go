@@ -129,9 +129,9 @@ func (r *VMCloneReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 				return // deleted meanwhile (scale-down, expiry): nothing to record
 			}
 			if apierrors.IsConflict(err) {
-				// The agent owns a field this reconcile saw stale: retry with fresh state.
-				log.FromContext(ctx).V(1).Info("status apply conflicts with the host agent; retrying", "error", err.Error())
-				reterr = kerrors.NewAggregate([]error{reterr, err})
+				// The agent took over a field this reconcile saw stale (the phase); its write
+				// is already on its way to the cache and reconciles the clone again.
+				log.FromContext(ctx).V(1).Info("status apply conflicts with the host agent; waiting for the fresh clone", "error", err.Error())
 				return
 			}
 			reterr = kerrors.NewAggregate([]error{reterr, err})
@@ -149,40 +149,62 @@ func (r *VMCloneReconciler) reconcileDelete(_ context.Context, clone *vmv1alpha1
 	return ctrl.Result{}, nil
 }
 
-// reconcileNormal reads like a clone's life: usable template, identity, host, label on the
-// host's watch, lifetime, Ready.
+// reconcileNormal reads like a clone's life: lifetime, usable template, identity, host (moved
+// off a lost one if it opted in), label on the host's watch, Ready. Each step returns done or
+// not yet; a clone that cannot go further still gets its lifetime and Ready.
 func (r *VMCloneReconciler) reconcileNormal(ctx context.Context, s *cloneScope) (ctrl.Result, error) {
-	if ok, err := r.ensureTemplate(ctx, s); err != nil || !ok {
-		return ctrl.Result{}, err
-	}
-	if ok, err := r.ensureIdentity(ctx, s); err != nil || !ok {
-		return ctrl.Result{}, err
-	}
-	rescheduleIn, err := r.ensureRescheduleOnNodeLoss(ctx, s)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	placed, err := r.ensurePlacement(ctx, s)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	if err := r.ensureLabels(ctx, s); err != nil {
-		return ctrl.Result{}, err
-	}
-	result, err := r.ensureLifetime(ctx, s)
+	// The lifetime runs whether or not the clone could be placed: an expired clone goes even if
+	// it never found a host.
+	expiresIn, err := r.ensureLifetime(ctx, s)
 	if err != nil || s.deleted {
-		return result, err
+		return ctrl.Result{}, err
+	}
+	result := ctrl.Result{}
+	requeueWithin := func(d time.Duration) {
+		if d > 0 && (result.RequeueAfter == 0 || d < result.RequeueAfter) {
+			result.RequeueAfter = d
+		}
+	}
+	requeueWithin(expiresIn)
+
+	placed, err := r.ensureHost(ctx, s, requeueWithin)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if !placed {
+		// Backstop only: pending clones are retried on host, template, namespace and
+		// heartbeat changes already.
+		requeueWithin(unschedulableRetry)
 	}
 	if err := r.ensureReady(ctx, s); err != nil {
 		return ctrl.Result{}, err
 	}
-	if !placed && (result.RequeueAfter == 0 || result.RequeueAfter > unschedulableRetry) {
-		result.RequeueAfter = unschedulableRetry
-	}
-	if rescheduleIn > 0 && (result.RequeueAfter == 0 || rescheduleIn < result.RequeueAfter) {
-		result.RequeueAfter = rescheduleIn
-	}
 	return result, nil
+}
+
+// ensureHost runs the steps that get a clone onto a host: template and namespace rules,
+// identity, moving off a lost host (opt-in), placement, and the labels the agent selects on.
+// It reports whether the clone is bound.
+func (r *VMCloneReconciler) ensureHost(ctx context.Context, s *cloneScope, requeueWithin func(time.Duration)) (bool, error) {
+	if ok, err := r.ensureTemplate(ctx, s); err != nil || !ok {
+		return false, err
+	}
+	if ok, err := r.ensureIdentity(ctx, s); err != nil || !ok {
+		return false, err
+	}
+	rescheduleIn, err := r.ensureRescheduleOnNodeLoss(ctx, s)
+	if err != nil {
+		return false, err
+	}
+	requeueWithin(rescheduleIn)
+	placed, err := r.ensurePlacement(ctx, s)
+	if err != nil {
+		return false, err
+	}
+	if err := r.ensureLabels(ctx, s); err != nil {
+		return false, err
+	}
+	return placed, nil
 }
 
 // ensureTemplate loads the template and checks the clone's namespace may use it. A bound clone
@@ -502,20 +524,20 @@ func (r *VMCloneReconciler) ensureLabels(ctx context.Context, s *cloneScope) err
 }
 
 // ensureLifetime records status.expiresAt and, at expiry, deletes the clone or marks it
-// Expired (the agent keeps an Expired clone stopped). It returns a requeue for the exact
-// moment of expiry.
-func (r *VMCloneReconciler) ensureLifetime(ctx context.Context, s *cloneScope) (ctrl.Result, error) {
+// Expired (the agent keeps an Expired clone stopped). It returns how long until expiry, so the
+// reconcile comes back exactly then.
+func (r *VMCloneReconciler) ensureLifetime(ctx context.Context, s *cloneScope) (time.Duration, error) {
 	d := DecideExpiry(s.clone, r.Opts.Clock.Now())
 	s.status.ExpiresAt = d.ExpiresAt
 	if d.ExpiresAt == nil {
 		meta.RemoveStatusCondition(&s.status.Conditions, vmv1alpha1.ConditionExpired)
-		return ctrl.Result{}, nil
+		return 0, nil
 	}
 	at := d.ExpiresAt.UTC().Format(time.RFC3339)
 	if !d.Expired {
 		r.setCondition(s, vmv1alpha1.ConditionExpired, metav1.ConditionFalse, ReasonLifetimeRunning,
 			fmt.Sprintf("expires at %s (spec.lifetime.expireAfter %s, then %s)", at, s.clone.Spec.Lifetime.ExpireAfter.Duration, d.Action))
-		return ctrl.Result{RequeueAfter: d.RequeueAfter}, nil
+		return d.RequeueAfter, nil
 	}
 	if d.Action == vmv1alpha1.ExpiryDelete {
 		log.FromContext(ctx).Info("lifetime ended, deleting clone", "expiresAt", at)
@@ -523,10 +545,10 @@ func (r *VMCloneReconciler) ensureLifetime(ctx context.Context, s *cloneScope) (
 			"lifetime ended at %s: deleting the clone (onExpiry: Delete)", at)
 		uid := s.clone.UID
 		if err := r.Delete(ctx, s.clone, client.Preconditions{UID: &uid}); err != nil && !apierrors.IsNotFound(err) {
-			return ctrl.Result{}, fmt.Errorf("delete expired clone: %w", err)
+			return 0, fmt.Errorf("delete expired clone: %w", err)
 		}
 		s.deleted = true
-		return ctrl.Result{}, nil
+		return 0, nil
 	}
 	if prev := meta.FindStatusCondition(s.status.Conditions, vmv1alpha1.ConditionExpired); prev == nil || prev.Status != metav1.ConditionTrue {
 		r.Recorder.Eventf(s.clone, nil, corev1.EventTypeNormal, ReasonLifetimeEnded, "Stop",
@@ -534,7 +556,7 @@ func (r *VMCloneReconciler) ensureLifetime(ctx context.Context, s *cloneScope) (
 	}
 	r.setCondition(s, vmv1alpha1.ConditionExpired, metav1.ConditionTrue, ReasonLifetimeEnded,
 		fmt.Sprintf("lifetime ended at %s: the domain is stopped and kept stopped, the disk is kept (onExpiry: Stop); delete the VMClone to free it", at))
-	return ctrl.Result{}, nil
+	return 0, nil
 }
 
 // ensureReady derives Ready from scheduling, the host's heartbeat and the agent's conditions.
