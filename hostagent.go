@@ -60,7 +60,8 @@ func hostagentFlags(fs *flag.FlagSet) *hostagentOptions {
 // realHost wires the host boundary to the host's own tools, all run through one prefix (in the
 // host's namespaces) with a C locale so their messages classify the same everywhere.
 func realHost(o *hostagentOptions) (hostagent.Host, *guest.Preparer) {
-	runner := command.Runner{Prefix: strings.Fields(o.commandPrefix), Env: append(os.Environ(), "LC_ALL=C")}
+	runner := command.Runner{Prefix: strings.Fields(o.commandPrefix), Env: append(os.Environ(), "LC_ALL=C"),
+		Observe: hostagent.ObserveCommand}
 	prep := &guest.Preparer{Runner: runner, StateDir: o.stateDir, HostRoot: o.hostRoot}
 	return hostagent.Host{
 		Storage:    hostagent.LVMStorage{LVM: &lvm.Client{Runner: runner, Binary: o.lvmBinary, Config: o.lvmConfig}},

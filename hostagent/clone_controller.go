@@ -226,14 +226,19 @@ func (r *CloneReconciler) reconcileNormal(ctx context.Context, s *cloneScope) er
 	}
 	s.template = tpl
 
-	for _, step := range []func(context.Context, *cloneScope) (bool, error){
-		r.ensureReset,
-		r.ensureVolume,
-		r.ensureStorageHealth,
-		r.ensureGuestPrepared,
-		r.ensureDomain,
+	for _, step := range []struct {
+		name string
+		fn   func(context.Context, *cloneScope) (bool, error)
+	}{
+		{"reset", r.ensureReset},
+		{"volume", r.ensureVolume},
+		{"storage", r.ensureStorageHealth},
+		{"guest", r.ensureGuestPrepared},
+		{"domain", r.ensureDomain},
 	} {
-		done, err := step(ctx, s)
+		start := time.Now()
+		done, err := step.fn(ctx, s)
+		stepSeconds.WithLabelValues(step.name, result(err)).Observe(time.Since(start).Seconds())
 		if err != nil || !done {
 			return err
 		}

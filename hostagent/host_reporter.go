@@ -134,6 +134,15 @@ func (h *HostReporter) Report(ctx context.Context) error {
 	if err := h.Client.List(ctx, &clones, client.MatchingLabels{vmv1alpha1.NodeNameLabel: h.NodeName}); err != nil {
 		return fmt.Errorf("list clones: %w", err)
 	}
+	phases := map[string]float64{}
+	for _, c := range clones.Items {
+		phases[string(c.Status.Phase)]++
+	}
+	for _, p := range []vmv1alpha1.VMClonePhase{vmv1alpha1.PhasePending, vmv1alpha1.PhaseScheduled, vmv1alpha1.PhaseProvisioning,
+		vmv1alpha1.PhaseStarting, vmv1alpha1.PhaseRunning, vmv1alpha1.PhaseStopping, vmv1alpha1.PhaseStopped,
+		vmv1alpha1.PhaseResetting, vmv1alpha1.PhaseFailed, vmv1alpha1.PhaseUnknown, vmv1alpha1.PhaseTerminating} {
+		clonesByPhase.WithLabelValues(h.NodeName, string(p)).Set(phases[string(p)])
+	}
 	st := h.observe(ctx, templates.Items, len(clones.Items), host.Generation)
 	// Conditions keep their transition times when nothing changed.
 	for i := range st.Conditions {

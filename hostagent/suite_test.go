@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -31,9 +33,62 @@ import (
 // and etcd: what a user sees with kubectl, end to end.
 
 var (
-	k8sClient client.Client
-	hosts     = map[string]*sim.Host{}
+	k8sClient  client.Client
+	restCfg    *rest.Config
+	testScheme *runtime.Scheme
+	hosts      = map[string]*sim.Host{}
+
+	agentsMu sync.Mutex
+	agents   = map[string]*runningAgent{}
 )
+
+// runningAgent is one node agent's manager, which a test can kill like a crashed pod.
+type runningAgent struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startAgent runs a node agent for name on host in its own manager (own cache, only its node's
+// clones), as a DaemonSet pod would.
+func startAgent(ctx context.Context, name string, host hostagent.Host) error {
+	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{Scheme: testScheme, Metrics: metricsserver.Options{BindAddress: "0"},
+		Cache: hostagent.CacheOptions(name)})
+	if err != nil {
+		return err
+	}
+	if err := hostagent.SetupWithManager(mgr, hostagent.Options{
+		NodeName: name, Host: host, LeaseNamespace: leaseNamespace,
+		RenewInterval: time.Second, ShutdownGrace: 3 * time.Second, UsageResync: 2 * time.Second,
+		OrphanInterval: 500 * time.Millisecond, OrphanGrace: 2 * time.Second,
+	}); err != nil {
+		return err
+	}
+	actx, cancel := context.WithCancel(ctx)
+	a := &runningAgent{cancel: cancel, done: make(chan struct{})}
+	go func() { defer close(a.done); _ = mgr.Start(actx) }()
+	agentsMu.Lock()
+	agents[name] = a
+	agentsMu.Unlock()
+	return nil
+}
+
+// killAgent stops node name's agent and waits until it is gone.
+func killAgent(name string) {
+	agentsMu.Lock()
+	a := agents[name]
+	delete(agents, name)
+	agentsMu.Unlock()
+	if a != nil {
+		a.cancel()
+		<-a.done
+	}
+}
+
+func stopAgents() {
+	for _, n := range []string{"xen-a", "xen-b"} {
+		killAgent(n)
+	}
+}
 
 const leaseNamespace = "xenclone-system"
 
@@ -79,6 +134,7 @@ func run(m *testing.M) int {
 	scheme := runtime.NewScheme()
 	_ = clientgoscheme.AddToScheme(scheme)
 	_ = vmv1alpha1.AddToScheme(scheme)
+	restCfg, testScheme = cfg, scheme
 	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -112,21 +168,12 @@ func run(m *testing.M) int {
 			return 1
 		}
 		hosts[name] = h
-		amgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: noMetrics, Cache: hostagent.CacheOptions(name)})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		if err := hostagent.SetupWithManager(amgr, hostagent.Options{
-			NodeName: name, Host: h.AgentHost(), LeaseNamespace: leaseNamespace,
-			RenewInterval: time.Second, ShutdownGrace: 3 * time.Second, UsageResync: 2 * time.Second,
-			OrphanInterval: 500 * time.Millisecond, OrphanGrace: 2 * time.Second,
-		}); err != nil {
+		if err := startAgent(ctx, name, h.AgentHost()); err != nil {
 			fmt.Fprintln(os.Stderr, "agent:", err)
 			return 1
 		}
-		go func() { _ = amgr.Start(ctx) }()
 	}
+	defer stopAgents()
 	return m.Run()
 }
 

@@ -24,13 +24,28 @@ type Guest struct {
 	Dir     string
 	Latency time.Duration
 
-	mu       sync.Mutex
-	prepared map[string]int
-	fail     []error
+	mu            sync.Mutex
+	prepared      map[string]int
+	fail          []error
+	beforePrepare func()
+}
+
+// BeforePrepare runs fn at the start of the next Prepare (a test can kill the agent there).
+func (g *Guest) BeforePrepare(fn func()) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.beforePrepare = fn
 }
 
 // Prepare implements hostagent.Guest.
 func (g *Guest) Prepare(ctx context.Context, device string, req hostagent.PrepareRequest) (hostagent.PrepareReport, error) {
+	g.mu.Lock()
+	hook := g.beforePrepare
+	g.beforePrepare = nil
+	g.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
 	if err := sleep(ctx, g.Latency); err != nil {
 		return hostagent.PrepareReport{}, err
 	}
