@@ -86,6 +86,16 @@ build: ## Build bin/xenclone.
 run: envtest ## Start the playground: embedded kube-apiserver + etcd, CRDs, controller (or a real cluster: make run KUBECONFIG=...).
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" $(GO) run . playground $(RUNFLAGS)
 
+IMG ?= ghcr.io/xenclone/xenclone:latest
+
+.PHONY: deploy
+deploy: manifests ## Install CRDs, RBAC, the manager and the hostagent DaemonSet into the cluster of $$KUBECONFIG (IMG=... to pick the image).
+	kubectl kustomize config/default | sed 's|ghcr.io/xenclone/xenclone:latest|$(IMG)|g' | kubectl apply -f -
+
+.PHONY: undeploy
+undeploy: ## Remove what deploy installed (delete your VMClones first: their finalizers need the agents).
+	kubectl kustomize config/default | kubectl delete --ignore-not-found -f -
+
 ##@ Dependencies
 
 $(LOCALBIN):
