@@ -346,3 +346,26 @@ func TestHostLive(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkPlaceFleet is one placement decision at the design's fleet size: 500 hosts and
+// 100,000 bound clones.
+func BenchmarkPlaceFleet(b *testing.B) {
+	hosts := make([]vmv1alpha1.XenHost, 500)
+	leases := map[string]*coordinationv1.Lease{}
+	for i := range hosts {
+		hosts[i] = testHost(fmt.Sprintf("h%03d", i), 1<<20)
+		leases[hosts[i].Name] = lease(hosts[i].Name, testNow)
+	}
+	bindings := make([]Binding, 100_000)
+	for i := range bindings {
+		bindings[i] = Binding{Host: hosts[i%500].Name, MemoryMiB: 512, COWBytes: 1 << 30, MemoryInFlight: i%10 == 0, StorageInFlight: i%10 == 0}
+	}
+	in := PlacementInput{Clone: testClone("x"), Template: testTemplate("512Mi"), Hosts: hosts, Leases: leases,
+		Bindings: bindings, Now: testNow, HeartbeatGrace: testGrace}
+	b.ResetTimer()
+	for range b.N {
+		if Place(in).Host == "" {
+			b.Fatal("no host")
+		}
+	}
+}
