@@ -1,0 +1,461 @@
+//go:build lab
+
+package e2e
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
+	"github.com/xenclone/xenclone/controllers"
+	"github.com/xenclone/xenclone/hostagent"
+)
+
+const (
+	node           = "lab-xen"
+	leaseNamespace = "xenclone-system"
+	// Waits sized for TCG: xl create alone takes 10-15 s, the guest boots in ~7 s more.
+	stepTimeout = 5 * time.Minute
+)
+
+// The template guest's machine-specific data (hack/lab/lab.sh build_guest_disk).
+const (
+	templateHostname  = "golden-template"
+	templateMachineID = "7e3b5c1d9a2f4e6b8c0d1a2b3c4d5e6f"
+	templateHWADDR    = "52:54:00:de:ad:01"
+)
+
+type env struct {
+	t   *testing.T
+	k   client.Client
+	lab *Lab
+	ns  string
+}
+
+// TestClonesOnRealXen is the lab end to end: the controller here, the agent in dom0 on real
+// Xen 4.17 and real LVM; every identity claim is checked from inside the booted guest.
+func TestClonesOnRealXen(t *testing.T) {
+	images := labImages(t)
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("KUBEBUILDER_ASSETS is not set")
+		}
+		t.Skip("SKIP (loudly): KUBEBUILDER_ASSETS is not set")
+	}
+	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(false)))
+	total := time.Now()
+
+	testEnv := &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "..", "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+	}
+	cfg, err := testEnv.Start()
+	if err != nil {
+		t.Fatalf("start envtest: %v", err)
+	}
+	t.Cleanup(func() { _ = testEnv.Stop() })
+	u, err := url.Parse(cfg.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var apiPort int
+	if _, err := fmt.Sscan(u.Port(), &apiPort); err != nil {
+		t.Fatalf("API server address %q: %v", cfg.Host, err)
+	}
+
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = vmv1alpha1.AddToScheme(scheme)
+	k, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	for _, ns := range []string{leaseNamespace, "lab"} {
+		if err := k.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := controllers.SetupWithManager(mgr, controllers.Options{LeaseNamespace: leaseNamespace, HeartbeatGrace: 60 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = mgr.Start(ctx) }()
+
+	// The agent: the static binary and a kubeconfig that reaches the API server through
+	// QEMU's guestfwd (10.0.2.100:6443 → 127.0.0.1:apiPort) with the certificate's name.
+	share := t.TempDir()
+	start := time.Now()
+	build := exec.Command("go", "build", "-o", filepath.Join(share, "xenclone"), ".")
+	build.Dir = filepath.Join("..", "..", "..")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build static xenclone: %v\n%s", err, out)
+	}
+	t.Logf("static xenclone built in %s", time.Since(start).Round(time.Second))
+	if err := os.WriteFile(filepath.Join(share, "kubeconfig"), kubeconfig(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, filepath.Join(images, "guest.img"), filepath.Join(share, "guest.img"))
+
+	start = time.Now()
+	lab := Boot(t, BootOptions{APIPort: apiPort, Share: share, Timeout: 35 * time.Minute})
+	e := &env{t: t, k: k, lab: lab, ns: "lab"}
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := lab.Try("tail -n 80 /var/log/xenclone-agent.log; xl list; lvs -a; ls /var/log/xen/console; tail -n 30 /var/log/xen/console/*.log")
+			t.Logf("dom0 on failure:\n%s", out)
+		}
+	})
+
+	// dom0: the VG on the lab's data disk, the templates written from the guest disk image.
+	lab.Sh(t, `set -e
+D=/dev/disk/by-id/virtio-labdata
+pvcreate -y -ff $D >/dev/null && vgcreate vg0 $D >/dev/null
+lvcreate -y -L 64M -n golden vg0 >/dev/null
+dd if=/lab/guest.img of=/dev/vg0/golden bs=1M oflag=direct status=none
+lvcreate -y -L 256M -T vg0/pool >/dev/null
+lvcreate -y -V 64M -T vg0/pool -n golden-thin >/dev/null
+dd if=/lab/guest.img of=/dev/vg0/golden-thin bs=1M oflag=direct status=none
+sync`)
+	sumBefore := lab.Sh(t, "sha256sum /dev/vg0/golden /dev/vg0/golden-thin | cut -d' ' -f1")
+	lab.Sh(t, `mkdir -p /var/lib/xenclone
+KUBECONFIG=/lab/kubeconfig setsid /lab/xenclone hostagent --node-name `+node+` --command-prefix '' --host-root '' \
+  --lease-namespace `+leaseNamespace+` --shutdown-grace 60s --max-concurrent 2 \
+  >/var/log/xenclone-agent.log 2>&1 </dev/null &
+echo started`)
+	e.waitHost()
+
+	classic := e.template("lab-classic", "golden", func(s *vmv1alpha1.VMTemplateSpec) {
+		cow := resource.MustParse("32Mi")
+		s.Snapshot = vmv1alpha1.SnapshotSpec{Mode: vmv1alpha1.SnapshotClassic, COWSize: &cow}
+	})
+
+	// 1. A clone boots with the template's data scrubbed and its own identity.
+	c := e.clone("web-1", classic, "web-one", vmv1alpha1.RunStrategyAlways)
+	c = e.waitRunning(c)
+	mac := c.Status.Interfaces[0].MAC
+	id := e.guestIdentity(c, 1)
+	e.expectPersonalized(id, c, "web-one", mac)
+	lv := e.lvOf(c)
+	if !strings.HasPrefix(lv.attr, "s") || lv.origin != "golden" {
+		t.Fatalf("clone disk is not a classic snapshot of golden: %+v", lv)
+	}
+
+	// 2. Halted: the domain goes away, the disk stays; Always again boots the same disk.
+	c = e.setRunStrategy(c, vmv1alpha1.RunStrategyHalted)
+	e.waitPhase(c, vmv1alpha1.PhaseStopped)
+	if out := lab.Sh(t, "xl list"); strings.Contains(out, hostagent.DomainName(c)) {
+		t.Fatalf("domain still listed after Halted:\n%s", out)
+	}
+	c = e.setRunStrategy(c, vmv1alpha1.RunStrategyAlways)
+	c = e.waitRunning(c)
+	id = e.guestIdentity(c, 2)
+	e.expectPersonalized(id, c, "web-one", mac)
+	if got := e.lvOf(c); got.uuid != lv.uuid {
+		t.Fatalf("restart must keep the disk: LV %s became %s", lv.uuid, got.uuid)
+	}
+
+	// 3. Reset: a fresh snapshot (boot counter back to 1), same identity.
+	c = e.reset(c)
+	id = e.guestIdentity(c, 1)
+	e.expectPersonalized(id, c, "web-one", mac)
+	if got := e.lvOf(c); got.uuid == lv.uuid {
+		t.Fatalf("reset must take a fresh snapshot, LV %s kept", lv.uuid)
+	}
+
+	// 4. Thin, from a thin template and from the thick one (external origin).
+	thin := e.template("lab-thin", "golden-thin", func(s *vmv1alpha1.VMTemplateSpec) {
+		s.Snapshot = vmv1alpha1.SnapshotSpec{Mode: vmv1alpha1.SnapshotThin}
+	})
+	ext := e.template("lab-thin-ext", "golden", func(s *vmv1alpha1.VMTemplateSpec) {
+		s.Snapshot = vmv1alpha1.SnapshotSpec{Mode: vmv1alpha1.SnapshotThin, ThinPool: "pool"}
+	})
+	ct := e.waitRunning(e.clone("thin-1", thin, "thin-one", vmv1alpha1.RunStrategyAlways))
+	e.expectPersonalized(e.guestIdentity(ct, 1), ct, "thin-one", ct.Status.Interfaces[0].MAC)
+	ce := e.waitRunning(e.clone("ext-1", ext, "ext-one", vmv1alpha1.RunStrategyAlways))
+	e.expectPersonalized(e.guestIdentity(ce, 1), ce, "ext-one", ce.Status.Interfaces[0].MAC)
+	if l := e.lvOf(ct); !strings.HasPrefix(l.attr, "V") || l.origin != "golden-thin" {
+		t.Fatalf("thin clone disk is not a thin snapshot of golden-thin: %+v", l)
+	}
+	if l := e.lvOf(ce); !strings.HasPrefix(l.attr, "V") || l.origin != "golden" {
+		t.Fatalf("thin-from-thick clone disk is not a thin snapshot with external origin golden: %+v", l)
+	}
+
+	// 5. Delete everything: dom0 is left with the templates only.
+	for _, x := range []*vmv1alpha1.VMClone{c, ct, ce} {
+		e.delete(x)
+	}
+	e.expectNoLeftovers()
+	if sumAfter := lab.Sh(t, "sha256sum /dev/vg0/golden /dev/vg0/golden-thin | cut -d' ' -f1"); sumAfter != sumBefore {
+		t.Fatalf("template checksums changed:\nbefore %s\nafter  %s", sumBefore, sumAfter)
+	}
+	t.Logf("template checksums unchanged: %s", strings.ReplaceAll(sumBefore, "\n", " "))
+	t.Logf("e2e done in %s", time.Since(total).Round(time.Second))
+}
+
+func kubeconfig(cfg *rest.Config) []byte {
+	b64 := func(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+	return []byte(`apiVersion: v1
+kind: Config
+clusters:
+- name: envtest
+  cluster:
+    server: https://10.0.2.100:6443
+    tls-server-name: localhost
+    certificate-authority-data: ` + b64(cfg.CAData) + `
+users:
+- name: admin
+  user:
+    client-certificate-data: ` + b64(cfg.CertData) + `
+    client-key-data: ` + b64(cfg.KeyData) + `
+contexts:
+- name: lab
+  context: {cluster: envtest, user: admin}
+current-context: lab
+`)
+}
+
+func (e *env) waitHost() {
+	e.t.Helper()
+	start := time.Now()
+	NewWithT(e.t).Eventually(func(g Gomega) {
+		h := &vmv1alpha1.XenHost{}
+		g.Expect(e.k.Get(context.Background(), client.ObjectKey{Name: node}, h)).To(Succeed())
+	}, stepTimeout, 2*time.Second).Should(Succeed(), "the agent in dom0 never reported its XenHost; agent log:\n%s", e.agentLog())
+	e.t.Logf("agent in dom0 reported XenHost %s after %s", node, time.Since(start).Round(100*time.Millisecond))
+}
+
+func (e *env) agentLog() string {
+	out, _ := e.lab.Try("tail -n 40 /var/log/xenclone-agent.log")
+	return out
+}
+
+func (e *env) template(name, lv string, mutate func(*vmv1alpha1.VMTemplateSpec)) string {
+	e.t.Helper()
+	mem := resource.MustParse("128Mi")
+	vcpus := int32(1)
+	cloudInit := true
+	tpl := &vmv1alpha1.VMTemplate{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: vmv1alpha1.VMTemplateSpec{
+			Origin: vmv1alpha1.Origin{VolumeGroup: "vg0", LogicalVolume: vmv1alpha1.LVName(lv)},
+			Domain: vmv1alpha1.DomainSpec{Type: vmv1alpha1.DomainTypePV, Memory: &mem, VCPUs: &vcpus,
+				Boot: &vmv1alpha1.BootSpec{Kernel: "/boot/vmlinuz-domu", Ramdisk: "/var/lib/xclab/domu-initrd.gz",
+					Cmdline: "console=hvc0 rdinit=/init quiet"},
+				NICs: []vmv1alpha1.NIC{{Bridge: "xenbr0"}}},
+			Guest: vmv1alpha1.GuestSpec{RootPartition: 1, RootFilesystem: "ext4", CloudInit: &cloudInit},
+		},
+	}
+	mutate(&tpl.Spec)
+	if err := e.k.Create(context.Background(), tpl); err != nil {
+		e.t.Fatal(err)
+	}
+	return name
+}
+
+func (e *env) clone(name, tpl, hostname string, rs vmv1alpha1.RunStrategy) *vmv1alpha1.VMClone {
+	e.t.Helper()
+	c := &vmv1alpha1.VMClone{
+		ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: name},
+		Spec: vmv1alpha1.VMCloneSpec{TemplateRef: vmv1alpha1.LocalObjectReference{Name: tpl},
+			RunStrategy: rs, Hostname: hostname, Placement: &vmv1alpha1.Placement{NodeName: node}},
+	}
+	if err := e.k.Create(context.Background(), c); err != nil {
+		e.t.Fatal(err)
+	}
+	return c
+}
+
+func (e *env) get(g Gomega, c *vmv1alpha1.VMClone) *vmv1alpha1.VMClone {
+	out := &vmv1alpha1.VMClone{}
+	g.Expect(e.k.Get(context.Background(), client.ObjectKeyFromObject(c), out)).To(Succeed())
+	return out
+}
+
+func (e *env) waitPhase(c *vmv1alpha1.VMClone, phase vmv1alpha1.VMClonePhase) *vmv1alpha1.VMClone {
+	e.t.Helper()
+	start := time.Now()
+	var got *vmv1alpha1.VMClone
+	NewWithT(e.t).Eventually(func(g Gomega) {
+		got = e.get(g, c)
+		g.Expect(got.Status.Phase).To(Equal(phase), "message: %s; conditions: %+v", got.Status.Message, got.Status.Conditions)
+	}, stepTimeout, time.Second).Should(Succeed(), func() string { return "agent log:\n" + e.agentLog() })
+	e.t.Logf("%s/%s %s after %s", c.Namespace, c.Name, phase, time.Since(start).Round(100*time.Millisecond))
+	return got
+}
+
+func (e *env) waitRunning(c *vmv1alpha1.VMClone) *vmv1alpha1.VMClone {
+	e.t.Helper()
+	got := e.waitPhase(c, vmv1alpha1.PhaseRunning)
+	if len(got.Status.Interfaces) == 0 || got.Status.Domain == nil {
+		e.t.Fatalf("running clone without interfaces or domain: %+v", got.Status)
+	}
+	return got
+}
+
+func (e *env) setRunStrategy(c *vmv1alpha1.VMClone, rs vmv1alpha1.RunStrategy) *vmv1alpha1.VMClone {
+	e.t.Helper()
+	var got *vmv1alpha1.VMClone
+	NewWithT(e.t).Eventually(func(g Gomega) {
+		got = e.get(g, c)
+		patch := client.MergeFrom(got.DeepCopy())
+		got.Spec.RunStrategy = rs
+		g.Expect(e.k.Patch(context.Background(), got, patch)).To(Succeed())
+	}, 30*time.Second).Should(Succeed())
+	e.t.Logf("%s/%s runStrategy %s", c.Namespace, c.Name, rs)
+	return got
+}
+
+func (e *env) reset(c *vmv1alpha1.VMClone) *vmv1alpha1.VMClone {
+	e.t.Helper()
+	start := time.Now()
+	var got *vmv1alpha1.VMClone
+	g := NewWithT(e.t)
+	g.Eventually(func(g Gomega) {
+		got = e.get(g, c)
+		patch := client.MergeFrom(got.DeepCopy())
+		got.Spec.ResetRequests++
+		g.Expect(e.k.Patch(context.Background(), got, patch)).To(Succeed())
+	}, 30*time.Second).Should(Succeed())
+	want := got.Spec.ResetRequests
+	g.Eventually(func(g Gomega) {
+		got = e.get(g, c)
+		g.Expect(got.Status.ObservedResetRequests).To(Equal(want))
+		g.Expect(got.Status.Phase).To(Equal(vmv1alpha1.PhaseRunning))
+	}, stepTimeout, time.Second).Should(Succeed(), func() string { return "agent log:\n" + e.agentLog() })
+	e.t.Logf("%s/%s reset and Running after %s", c.Namespace, c.Name, time.Since(start).Round(100*time.Millisecond))
+	return got
+}
+
+func (e *env) delete(c *vmv1alpha1.VMClone) {
+	e.t.Helper()
+	start := time.Now()
+	if err := e.k.Delete(context.Background(), c); err != nil && !apierrors.IsNotFound(err) {
+		e.t.Fatal(err)
+	}
+	NewWithT(e.t).Eventually(func() bool {
+		return apierrors.IsNotFound(e.k.Get(context.Background(), client.ObjectKeyFromObject(c), &vmv1alpha1.VMClone{}))
+	}, stepTimeout, time.Second).Should(BeTrue(), func() string { return "agent log:\n" + e.agentLog() })
+	e.t.Logf("%s/%s deleted after %s", c.Namespace, c.Name, time.Since(start).Round(100*time.Millisecond))
+}
+
+// identity is what the guest printed about itself on one boot (XCID lines, hack/lab/guest/init).
+type identity map[string]string
+
+var xcid = regexp.MustCompile(`XCID ([a-z-]+(?: [a-z0-9]+)?)=(.*)`)
+
+// guestIdentity waits for boot number `boot` of the clone's domain to print "XCID ready" on its
+// console (xenconsoled's log in dom0) and returns that boot's lines.
+func (e *env) guestIdentity(c *vmv1alpha1.VMClone, boot int) identity {
+	e.t.Helper()
+	log := "/var/log/xen/console/guest-" + hostagent.DomainName(c) + ".log"
+	start := time.Now()
+	var id identity
+	var lines []string
+	NewWithT(e.t).Eventually(func(g Gomega) {
+		out, err := e.lab.Try("cat " + log + " 2>/dev/null | tr -d '\\r' | grep XCID || true")
+		g.Expect(err).NotTo(HaveOccurred())
+		id, lines = nil, nil
+		for _, l := range strings.Split(out, "\n") {
+			if i := strings.Index(l, "XCID "); i >= 0 {
+				l = l[i:]
+			} else {
+				continue
+			}
+			if strings.HasPrefix(l, "XCID boot=") {
+				id, lines = identity{}, nil
+			}
+			if id == nil {
+				continue
+			}
+			lines = append(lines, l)
+			if m := xcid.FindStringSubmatch(l); m != nil {
+				id[m[1]] = strings.TrimSpace(m[2])
+			} else if strings.TrimSpace(l) == "XCID ready" {
+				id["ready"] = "yes"
+			}
+		}
+		g.Expect(id).To(HaveKeyWithValue("boot", fmt.Sprint(boot)), "console so far:\n%s", out)
+		g.Expect(id).To(HaveKey("ready"), "console so far:\n%s", out)
+	}, stepTimeout, 2*time.Second).Should(Succeed())
+	e.t.Logf("guest console of %s (boot %d, ready %s after Running):\n    %s", hostagent.DomainName(c), boot,
+		time.Since(start).Round(100*time.Millisecond), strings.Join(lines, "\n    "))
+	return id
+}
+
+// expectPersonalized: the template's machine data is gone and the clone's identity is there,
+// as the booted guest sees it.
+func (e *env) expectPersonalized(id identity, c *vmv1alpha1.VMClone, hostname, mac string) {
+	e.t.Helper()
+	g := NewWithT(e.t)
+	g.Expect(id["hostname"]).To(Equal(hostname), "hostname")
+	g.Expect(id["machine-id"]).NotTo(ContainSubstring(templateMachineID), "machine-id must be scrubbed")
+	g.Expect(id["hwaddr"]).To(Equal("absent"), "ifcfg-eth0 HWADDR= must be scrubbed")
+	g.Expect(id["ssh-host-keys"]).To(Equal("0"), "ssh host keys must be scrubbed")
+	g.Expect(id["udev-net-rules"]).To(Equal("0"), "udev persistent-net rules must be scrubbed")
+	g.Expect(id["mac eth0"]).To(Equal(mac), "the guest's NIC must carry the clone's MAC")
+	g.Expect(id["cidata"]).To(HavePrefix("yes instance-id="+string(c.UID)), "cloud-init seed")
+}
+
+type lvInfo struct{ name, uuid, attr, origin string }
+
+func (e *env) lvOf(c *vmv1alpha1.VMClone) lvInfo {
+	e.t.Helper()
+	out := e.lab.Sh(e.t, "lvs --noheadings --separator '|' -o lv_name,lv_uuid,lv_attr,origin,lv_tags vg0")
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Split(strings.TrimSpace(l), "|")
+		if len(f) == 5 && strings.Contains(f[4], "owner-uid="+string(c.UID)) {
+			return lvInfo{name: f[0], uuid: f[1], attr: f[2], origin: f[3]}
+		}
+	}
+	e.t.Fatalf("no LV owned by %s/%s:\n%s", c.Namespace, c.Name, out)
+	return lvInfo{}
+}
+
+// expectNoLeftovers: no LV but the templates and pool, no domain but dom0, no mount or loop
+// device, no domain config or seed.
+func (e *env) expectNoLeftovers() {
+	e.t.Helper()
+	out := e.lab.Sh(e.t, `echo "lvs: $(lvs --noheadings -o lv_name vg0 | tr -s ' \n' ' ')"
+echo "domains: $(xl list | awk 'NR>1 {print $1}' | tr '\n' ' ')"
+echo "mounts: $(findmnt -rn -o TARGET | grep -c /var/lib/xenclone)"
+echo "loops: $(losetup -n -l | wc -l)"
+echo "configs: $(find /var/lib/xenclone -type f | wc -l)"
+find /var/lib/xenclone -type f | head`)
+	e.t.Logf("dom0 after delete:\n%s", out)
+	g := NewWithT(e.t)
+	g.Expect(out).To(ContainSubstring("domains: Domain-0 \n"))
+	g.Expect(out).To(ContainSubstring("mounts: 0\n"))
+	g.Expect(out).To(ContainSubstring("loops: 0\n"))
+	g.Expect(out).To(ContainSubstring("configs: 0"))
+	lvs := strings.Fields(strings.TrimPrefix(strings.SplitN(out, "\n", 2)[0], "lvs:"))
+	g.Expect(lvs).To(ConsistOf("golden", "golden-thin", "pool"), "LVs left in vg0")
+}
