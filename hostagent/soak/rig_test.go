@@ -1,0 +1,143 @@
+package soak
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/xenclone/xenclone/controllers"
+	"github.com/xenclone/xenclone/hostagent"
+	"github.com/xenclone/xenclone/hostagent/sim"
+)
+
+// proc is one manager process as the soak sees it: started with its own context, killed by
+// cancelling it. A killed manager leaves whatever it was doing half done, like a SIGKILLed pod
+// (its in-flight host commands are cancelled too).
+type proc struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (p *proc) kill() {
+	if p == nil {
+		return
+	}
+	p.cancel()
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+	}
+}
+
+func managerOptions() ctrl.Options {
+	return ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		// Several generations of the same controllers live in one test process.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	}
+}
+
+// Timings shortened so a soak sees many heartbeats, losses and orphan passes.
+const (
+	heartbeatGrace  = 6 * time.Second
+	rescheduleAfter = 8 * time.Second
+	renewInterval   = time.Second
+	orphanGrace     = 3 * time.Second
+)
+
+func startController() (*proc, error) {
+	mgr, err := ctrl.NewManager(cfg, managerOptions())
+	if err != nil {
+		return nil, fmt.Errorf("controller manager: %w", err)
+	}
+	if err := controllers.SetupWithManager(mgr, controllers.Options{
+		LeaseNamespace: leaseNamespace, HeartbeatGrace: heartbeatGrace, NodeLostRescheduleAfter: rescheduleAfter,
+	}); err != nil {
+		return nil, fmt.Errorf("controller: %w", err)
+	}
+	return startManager(mgr), nil
+}
+
+func startManager(mgr ctrl.Manager) *proc {
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &proc{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		_ = mgr.Start(ctx)
+	}()
+	return p
+}
+
+// host is one simulated dom0 and its agent.
+type host struct {
+	name string
+	sim  *sim.Host
+
+	mu    sync.Mutex
+	agent *proc
+	// awayUntil is set while the host has "disappeared": no agent, no lease renewal.
+	awayUntil time.Time
+}
+
+func newHost(ctx context.Context, name string) (*host, error) {
+	h, err := sim.NewHost(ctx, name, filepath.Join(workDir, name), sim.HostOptions{
+		MemoryMiB: 64 << 10, VGSize: 512 << 30,
+		Templates: map[string]uint64{"debian12": 4 << 30}, XL: []string{xlBinary},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &host{name: name, sim: h}, nil
+}
+
+func (h *host) startAgent() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.agent != nil {
+		return nil
+	}
+	mgr, err := ctrl.NewManager(cfg, func() ctrl.Options {
+		o := managerOptions()
+		o.Cache = hostagent.CacheOptions(h.name)
+		return o
+	}())
+	if err != nil {
+		return fmt.Errorf("agent manager %s: %w", h.name, err)
+	}
+	if err := hostagent.SetupWithManager(mgr, hostagent.Options{
+		NodeName: h.name, Host: h.sim.AgentHost(), LeaseNamespace: leaseNamespace,
+		RenewInterval: renewInterval, ShutdownGrace: 2 * time.Second, UsageResync: 2 * time.Second,
+		OrphanInterval: 500 * time.Millisecond, OrphanGrace: orphanGrace,
+	}); err != nil {
+		return fmt.Errorf("agent %s: %w", h.name, err)
+	}
+	h.agent = startManager(mgr)
+	return nil
+}
+
+func (h *host) killAgent() {
+	h.mu.Lock()
+	p := h.agent
+	h.agent = nil
+	h.mu.Unlock()
+	p.kill()
+}
+
+func (h *host) configFiles() []string {
+	entries, _ := os.ReadDir(h.sim.AgentHost().ConfigDir)
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	return out
+}
