@@ -152,9 +152,6 @@ func eventuallyHealth(t *testing.T, kind string, o client.Object, status string,
 	NewWithT(t).Eventually(func(g Gomega) {
 		g.Expect(k8sClient.Get(context.Background(), client.ObjectKeyFromObject(o), o)).To(Succeed())
 		h = healthOf(t, kind, o)
-		if cc, ok := o.(*vmv1alpha1.VMClone); ok && os.Getenv("ARGO_DEBUG") != "" {
-			t.Logf("DEBUG %s gen=%d obs=%d %s %q", cc.Status.Phase, cc.Generation, cc.Status.ObservedGeneration, h.Status, h.Message)
-		}
 		g.Expect(h.Status).To(Equal(status), "message: %s", h.Message)
 		if check != nil {
 			check(g, o)
@@ -432,6 +429,25 @@ status:
   conditions:
   - {type: Expired, status: "True", reason: LifetimeEnded, message: ended}
   - {type: Ready, status: "True", reason: StoppedOnExpiry, message: kept stopped, observedGeneration: 1}`},
+		// As the playground showed it: the guest powered off when asked, the agent reported
+		// Restarting/Starting for the run strategy Always, and the domain stays off.
+		{"stopped on expiry, reported as Starting", "VMClone", "Healthy", "Stopped on expiry (onExpiry: Stop): disk kept on xen-02", `
+metadata: {name: demo-ttl, generation: 1}
+spec: {templateRef: {name: debian12}, lifetime: {expireAfter: 1m, onExpiry: Stop}}
+status:
+  phase: Starting
+  message: the guest stopped (poweroff, state ---s--)
+  nodeName: xen-02
+  observedGeneration: 1
+  domain: {name: xc-default-demo-ttl}
+  conditions:
+  - {type: Scheduled, status: "True", reason: Scheduled, message: placed on xen-02, observedGeneration: 1}
+  - {type: Ready, status: "True", reason: StoppedOnExpiry, message: "lifetime ended and the clone is kept stopped (onExpiry: Stop); delete it to free its disk", observedGeneration: 1}
+  - {type: Expired, status: "True", reason: LifetimeEnded, message: lifetime ended, observedGeneration: 1}
+  - {type: VolumeReady, status: "True", reason: SnapshotCreated, message: disk, observedGeneration: 1}
+  - {type: GuestPrepared, status: "True", reason: Prepared, message: scrubbed, observedGeneration: 1}
+  - {type: DomainRunning, status: "False", reason: Restarting, message: "the guest stopped (poweroff, state ---s--)", observedGeneration: 1}
+  - {type: StorageAtRisk, status: "False", reason: StorageOK, message: "COW 0.00% used", observedGeneration: 1}`},
 		{"once, powered off", "VMClone", "Healthy", "The guest powered off and stays off (runStrategy: Once)", `
 metadata: {name: a, generation: 1}
 spec: {templateRef: {name: t}, runStrategy: Once}

@@ -148,6 +148,14 @@ end
 local transitional = {
   Pending = true, Scheduled = true, Provisioning = true, Starting = true, Stopping = true, Resetting = true,
 }
+-- A clone off by design is done once its domain is gone, whatever phase the agent last
+-- wrote (a guest that powered off on request may be reported as Starting/Restarting).
+local dom = condition(conds, "DomainRunning")
+local offByDesign = ready ~= nil and (ready.reason == "Halted" or ready.reason == "StoppedOnExpiry")
+local domainGone = dom == nil or (dom.status == "False" and dom.reason ~= "ShuttingDown")
+if offByDesign and domainGone and phase ~= "Resetting" then
+  transitional[phase] = nil
+end
 if ready ~= nil and ready.status == "True" and not transitional[phase] then
   hs.status = "Healthy"
   if ready.reason == "Halted" then
@@ -165,7 +173,6 @@ end
 
 -- A guest that ended by itself where the run strategy does not restart it: powered off is
 -- the end the user asked for; a crash is not.
-local dom = condition(conds, "DomainRunning")
 if phase == "Stopped" and dom ~= nil and (strategy == "Once" or strategy == "RerunOnFailure") then
   if dom.reason == "GuestPoweredOff" then
     hs.status = "Healthy"
