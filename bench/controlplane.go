@@ -1,0 +1,498 @@
+package main
+
+// The control-plane run: a real kube-apiserver + etcd (envtest), the real `xenclone manager`
+// in one process, K node agents on simulated hosts in another, and this process as the user —
+// N clones created by parallel clients (a burst of kubectl apply), each timed from its create
+// call to the watch event that shows it Running; then all deleted and timed until gone.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
+)
+
+// ControlPlane is the result of the N-clone run.
+type ControlPlane struct {
+	Clones int `json:"clones"`
+	Hosts  int `json:"hosts"`
+	// Running is how many clones reached Running before the timeout.
+	Running int `json:"running"`
+	// ApplySeconds is how long the creators took to issue every create.
+	ApplySeconds float64 `json:"applySeconds"`
+	// CreateWallSeconds: first create call → last clone Running.
+	CreateWallSeconds float64   `json:"createWallSeconds"`
+	ApplyToScheduled  Quantiles `json:"applyToScheduled"`
+	ApplyToRunning    Quantiles `json:"applyToRunning"`
+	// DeleteWallSeconds: first delete call → last clone gone (finalizer released).
+	DeleteWallSeconds float64   `json:"deleteWallSeconds"`
+	DeleteLatency     Quantiles `json:"deleteLatency"`
+	Create            Phase     `json:"create"`
+	Delete            Phase     `json:"delete"`
+}
+
+// Phase is what the processes spent during one phase.
+type Phase struct {
+	Controller ProcSample `json:"controller"`
+	Agents     ProcSample `json:"agents"`
+	// Requests are API requests by verb: the controller's (its client-go metrics), the agents'
+	// (counted on their transport), the bench's own (creates/deletes/its watch), and the API
+	// server's total (apiserver_request_total, every client).
+	ControllerRequests RequestCounts    `json:"controllerRequests"`
+	AgentRequests      RequestCounts    `json:"agentRequests"`
+	BenchRequests      RequestCounts    `json:"benchRequests"`
+	APIServerRequests  RequestCounts    `json:"apiserverRequests"`
+	HostOps            map[string]OpSum `json:"hostOps"`
+	// Reconciles of the controller, by controller.
+	Reconciles map[string]float64 `json:"controllerReconciles"`
+}
+
+// cluster is everything the control-plane run started, stopped on every path by close.
+type cluster struct {
+	env        *envtest.Environment
+	cfg        *rest.Config
+	kubeconfig string
+	c          client.Client
+	benchReqs  *requestCounter
+	apiserver  *kubernetes.Clientset
+
+	controller   *child
+	metricsAddr  string
+	agents       *child
+	agentsStats  string
+	benchCache   cache.Cache
+	cancelCache  context.CancelFunc
+	cloneEvents  *cloneWatch
+	work         string
+	controllerPS ProcSample
+}
+
+func (cl *cluster) close() {
+	if cl.cancelCache != nil {
+		cl.cancelCache()
+	}
+	cl.agents.stop(20 * time.Second)
+	cl.controller.stop(15 * time.Second)
+	if cl.env != nil {
+		if err := cl.env.Stop(); err != nil {
+			logf("stop control plane: %v", err)
+		}
+	}
+}
+
+func xlSimulator(o Options) string { return filepath.Join(filepath.Dir(o.Xenclone), "xl") }
+
+func startCluster(ctx context.Context, o Options, work string) (*cluster, error) {
+	cl := &cluster{work: work, benchReqs: &requestCounter{}}
+	cl.env = &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join("config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
+	cfg, err := cl.env.Start()
+	if err != nil {
+		cl.env = nil
+		return cl, fmt.Errorf("start kube-apiserver + etcd: %w", err)
+	}
+	cfg.QPS, cfg.Burst = -1, -1
+	cl.cfg = cfg
+	user, err := cl.env.AddUser(envtest.User{Name: "bench-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return cl, err
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		return cl, err
+	}
+	cl.kubeconfig = filepath.Join(work, "kubeconfig")
+	if err := os.WriteFile(cl.kubeconfig, kc, 0o600); err != nil {
+		return cl, err
+	}
+	if cl.apiserver, err = kubernetes.NewForConfig(cfg); err != nil {
+		return cl, err
+	}
+	counted := rest.CopyConfig(cfg)
+	counted.Wrap(cl.benchReqs.wrap)
+	if cl.c, err = client.New(counted, client.Options{Scheme: newScheme()}); err != nil {
+		return cl, err
+	}
+	for _, ns := range []string{leaseNamespace, benchNS} {
+		if err := cl.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return cl, err
+		}
+	}
+	tpl, err := loadTemplate()
+	if err != nil {
+		return cl, err
+	}
+	if err := cl.c.Create(ctx, tpl); err != nil {
+		return cl, fmt.Errorf("create template: %w", err)
+	}
+
+	// The controller: the real binary, its own process.
+	if cl.metricsAddr, err = freePort(); err != nil {
+		return cl, err
+	}
+	cl.controller, err = startChild("manager", filepath.Join(work, "manager.log"), []string{o.Xenclone, "manager",
+		"--kubeconfig", cl.kubeconfig, "--metrics-bind-address", cl.metricsAddr, "--health-probe-bind-address", "0",
+		"--zap-log-level", "error"}, nil)
+	if err != nil {
+		return cl, err
+	}
+	// The agents: this binary's agents role.
+	self, err := os.Executable()
+	if err != nil {
+		return cl, err
+	}
+	pr, pw := io.Pipe()
+	lat := o.Latency
+	cl.agents, err = startChild("agents", filepath.Join(work, "agents.log"), []string{self, "agents",
+		"--kubeconfig", cl.kubeconfig, "--dir", filepath.Join(work, "hosts"), "--xl", xlSimulator(o),
+		"--hosts", fmt.Sprint(o.Hosts), "--concurrency", fmt.Sprint(o.AgentConc),
+		"--lvm-report", lat.Report.String(), "--lvm-create", lat.Create.String(), "--lvm-change", lat.Change.String(),
+		"--lvm-remove", lat.Remove.String(), "--guest-prepare", lat.Prepare.String(), "--xl-create", lat.XLCreate.String(),
+		"--xl-shutdown", lat.XLShutdown.String()}, pw)
+	if err != nil {
+		return cl, err
+	}
+	if cl.agentsStats, err = statsLine(pr, 2*time.Minute); err != nil {
+		return cl, err
+	}
+
+	// The bench's own view of the clones: one informer, like `kubectl get -w`.
+	cctx, cancel := context.WithCancel(ctx)
+	cl.cancelCache = cancel
+	watchCfg := rest.CopyConfig(cfg)
+	watchCfg.Wrap(cl.benchReqs.wrap)
+	if cl.benchCache, err = cache.New(watchCfg, cache.Options{Scheme: newScheme()}); err != nil {
+		return cl, err
+	}
+	cl.cloneEvents = newCloneWatch()
+	inf, err := cl.benchCache.GetInformer(cctx, &vmv1alpha1.VMClone{})
+	if err != nil {
+		return cl, err
+	}
+	if _, err := inf.AddEventHandler(cl.cloneEvents.handler()); err != nil {
+		return cl, err
+	}
+	go func() { _ = cl.benchCache.Start(cctx) }()
+	if !cl.benchCache.WaitForCacheSync(cctx) {
+		return cl, errors.New("bench cache did not sync")
+	}
+	return cl, cl.waitForHosts(ctx, o.Hosts)
+}
+
+// waitForHosts waits until every simulated host has reported its XenHost with the template
+// read-only and a heartbeat Lease.
+func (cl *cluster) waitForHosts(ctx context.Context, n int) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		if !cl.agents.alive() || !cl.controller.alive() {
+			return fmt.Errorf("a bench process died (see %s/agents.log and manager.log)", cl.work)
+		}
+		var hosts vmv1alpha1.XenHostList
+		var leases coordinationv1.LeaseList
+		ready := 0
+		if cl.c.List(ctx, &hosts) == nil && cl.c.List(ctx, &leases, client.InNamespace(leaseNamespace)) == nil {
+			for _, h := range hosts.Items {
+				for _, t := range h.Status.Templates {
+					if t.Name == "debian12" && t.ReadOnly {
+						ready++
+					}
+				}
+			}
+			if ready >= n && len(leases.Items) >= n {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("the %d simulated hosts did not all report in 2 minutes", n)
+}
+
+// cloneWatch records, per clone name, when the watch first showed it scheduled, Running and
+// gone.
+type cloneWatch struct {
+	mu                        sync.Mutex
+	scheduled, running, gone  map[string]time.Time
+	runningCount, deleteCount atomic.Int64
+	changed                   chan struct{}
+}
+
+func newCloneWatch() *cloneWatch {
+	return &cloneWatch{scheduled: map[string]time.Time{}, running: map[string]time.Time{}, gone: map[string]time.Time{},
+		changed: make(chan struct{}, 1)}
+}
+
+func (w *cloneWatch) see(obj any) {
+	c, ok := obj.(*vmv1alpha1.VMClone)
+	if !ok {
+		return
+	}
+	now := time.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.scheduled[c.Name]; !ok && c.Status.NodeName != "" {
+		w.scheduled[c.Name] = now
+	}
+	if _, ok := w.running[c.Name]; !ok && c.Status.Phase == vmv1alpha1.PhaseRunning {
+		w.running[c.Name] = now
+		w.runningCount.Add(1)
+		w.poke()
+	}
+}
+
+func (w *cloneWatch) poke() {
+	select {
+	case w.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (w *cloneWatch) handler() toolscache.ResourceEventHandler {
+	return toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { w.see(obj) },
+		UpdateFunc: func(_, obj any) { w.see(obj) },
+		DeleteFunc: func(obj any) {
+			if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			if c, ok := obj.(*vmv1alpha1.VMClone); ok {
+				w.mu.Lock()
+				w.gone[c.Name] = time.Now()
+				w.mu.Unlock()
+				w.deleteCount.Add(1)
+				w.poke()
+			}
+		},
+	}
+}
+
+// waitFor waits until count() reaches n or the timeout passes.
+func (w *cloneWatch) waitFor(ctx context.Context, n int64, count func() int64, timeout time.Duration, alive func() error) error {
+	deadline := time.After(timeout)
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	for count() < n {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline:
+			return fmt.Errorf("timed out after %s: %d of %d", timeout, count(), n)
+		case <-w.changed:
+		case <-tick.C:
+			logf("  … %d of %d", count(), n)
+			if err := alive(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (cl *cluster) alive() error {
+	if !cl.agents.alive() {
+		return fmt.Errorf("the agents process died (see %s/agents.log)", cl.work)
+	}
+	if !cl.controller.alive() {
+		return fmt.Errorf("the manager process died (see %s/manager.log)", cl.work)
+	}
+	return nil
+}
+
+// phaseMark is the counters at a phase boundary.
+type phaseMark struct {
+	ctrl, agents  ProcSample
+	ctrlReqs      RequestCounts
+	agentStats    AgentStats
+	benchReqs     RequestCounts
+	apiserverReqs RequestCounts
+	reconciles    map[string]float64
+}
+
+func (cl *cluster) mark(ctx context.Context) phaseMark {
+	var m phaseMark
+	m.ctrl, _ = sampleProc(cl.controller.pid())
+	if cl.agents.alive() {
+		m.agents, _ = sampleProc(cl.agents.pid())
+		m.agentStats, _ = getAgentStats(ctx, cl.agentsStats)
+	}
+	if text, err := promText(ctx, "http://"+cl.metricsAddr+"/metrics"); err == nil {
+		m.ctrlReqs = countsOf(promSum(text, "rest_client_requests_total", "method"))
+		m.reconciles = promSum(text, "controller_runtime_reconcile_total", "controller")
+	}
+	m.benchReqs = cl.benchReqs.snapshot()
+	m.apiserverReqs = cl.apiserverRequests(ctx)
+	return m
+}
+
+// apiserverRequests is apiserver_request_total by verb, from the API server's own metrics.
+func (cl *cluster) apiserverRequests(ctx context.Context) RequestCounts {
+	raw, err := cl.apiserver.RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return nil
+	}
+	return countsOf(promSum(string(raw), "apiserver_request_total", "verb"))
+}
+
+func phaseBetween(a, b phaseMark) Phase {
+	p := Phase{
+		Controller: delta(a.ctrl, b.ctrl), Agents: delta(a.agents, b.agents),
+		ControllerRequests: b.ctrlReqs.Sub(a.ctrlReqs), AgentRequests: b.agentStats.Requests.Sub(a.agentStats.Requests),
+		BenchRequests: b.benchReqs.Sub(a.benchReqs), APIServerRequests: b.apiserverReqs.Sub(a.apiserverReqs),
+		HostOps: subOps(b.agentStats.HostOps, a.agentStats.HostOps), Reconciles: map[string]float64{},
+	}
+	for k, v := range b.reconciles {
+		if d := v - a.reconciles[k]; d != 0 {
+			p.Reconciles[k] = d
+		}
+	}
+	return p
+}
+
+func runControlPlane(ctx context.Context, o Options, work string) (*ControlPlane, *ScaleResult, error) {
+	logf("control plane: starting kube-apiserver + etcd, the manager and %d simulated hosts", o.Hosts)
+	cl, err := startCluster(ctx, o, work)
+	defer cl.close()
+	if err != nil {
+		return nil, nil, err
+	}
+	cp := &ControlPlane{Clones: o.Clones, Hosts: o.Hosts}
+
+	// Create: every clone from o.Creators parallel clients.
+	resetPeakRSS(cl.controller.pid())
+	resetPeakRSS(cl.agents.pid())
+	before := cl.mark(ctx)
+	applied := make([]time.Time, o.Clones)
+	start := time.Now()
+	if err := parallel(ctx, o.Clones, o.Creators, func(i int) error {
+		c := &vmv1alpha1.VMClone{
+			ObjectMeta: metav1.ObjectMeta{Namespace: benchNS, Name: fmt.Sprintf("vm-%05d", i)},
+			Spec:       vmv1alpha1.VMCloneSpec{TemplateRef: vmv1alpha1.LocalObjectReference{Name: "debian12"}, RunStrategy: vmv1alpha1.RunStrategyAlways},
+		}
+		applied[i] = time.Now()
+		return cl.c.Create(ctx, c)
+	}); err != nil {
+		return cp, nil, fmt.Errorf("create clones: %w", err)
+	}
+	cp.ApplySeconds = time.Since(start).Seconds()
+	logf("control plane: %d clones applied in %.1fs; waiting for Running", o.Clones, cp.ApplySeconds)
+	werr := cl.cloneEvents.waitFor(ctx, int64(o.Clones), cl.cloneEvents.runningCount.Load, o.Timeout, cl.alive)
+	after := cl.mark(ctx)
+	cp.Create = phaseBetween(before, after)
+	cp.Running = int(cl.cloneEvents.runningCount.Load())
+	var toRun, toSched []float64
+	last := start
+	cl.cloneEvents.mu.Lock()
+	for i := range applied {
+		name := fmt.Sprintf("vm-%05d", i)
+		if t, ok := cl.cloneEvents.running[name]; ok {
+			toRun = append(toRun, t.Sub(applied[i]).Seconds())
+			if t.After(last) {
+				last = t
+			}
+		}
+		if t, ok := cl.cloneEvents.scheduled[name]; ok {
+			toSched = append(toSched, t.Sub(applied[i]).Seconds())
+		}
+	}
+	cl.cloneEvents.mu.Unlock()
+	cp.CreateWallSeconds = last.Sub(start).Seconds()
+	cp.ApplyToRunning, cp.ApplyToScheduled = quantiles(toRun), quantiles(toSched)
+	logf("control plane: %d of %d Running, last after %.1fs (p50 %.2fs p99 %.2fs)", cp.Running, o.Clones, cp.CreateWallSeconds, cp.ApplyToRunning.P50, cp.ApplyToRunning.P99)
+	if werr != nil {
+		return cp, nil, fmt.Errorf("waiting for Running: %w", werr)
+	}
+
+	// Delete: every clone, the same way; gone means the agent released its finalizer.
+	resetPeakRSS(cl.controller.pid())
+	resetPeakRSS(cl.agents.pid())
+	before = cl.mark(ctx)
+	deleted := make([]time.Time, o.Clones)
+	start = time.Now()
+	if err := parallel(ctx, o.Clones, o.Creators, func(i int) error {
+		c := &vmv1alpha1.VMClone{ObjectMeta: metav1.ObjectMeta{Namespace: benchNS, Name: fmt.Sprintf("vm-%05d", i)}}
+		deleted[i] = time.Now()
+		return client.IgnoreNotFound(cl.c.Delete(ctx, c))
+	}); err != nil {
+		return cp, nil, fmt.Errorf("delete clones: %w", err)
+	}
+	werr = cl.cloneEvents.waitFor(ctx, int64(o.Clones), cl.cloneEvents.deleteCount.Load, o.Timeout, cl.alive)
+	after = cl.mark(ctx)
+	cp.Delete = phaseBetween(before, after)
+	var gone []float64
+	last = start
+	cl.cloneEvents.mu.Lock()
+	for i := range deleted {
+		if t, ok := cl.cloneEvents.gone[fmt.Sprintf("vm-%05d", i)]; ok {
+			gone = append(gone, t.Sub(deleted[i]).Seconds())
+			if t.After(last) {
+				last = t
+			}
+		}
+	}
+	cl.cloneEvents.mu.Unlock()
+	cp.DeleteWallSeconds, cp.DeleteLatency = last.Sub(start).Seconds(), quantiles(gone)
+	logf("control plane: %d deleted, last gone after %.1fs", len(gone), cp.DeleteWallSeconds)
+	if werr != nil {
+		return cp, nil, fmt.Errorf("waiting for deletion: %w", werr)
+	}
+
+	if o.SkipScale || o.Scale <= 0 {
+		return cp, nil, nil
+	}
+	sc, err := runScale(ctx, o, cl)
+	return cp, sc, err
+}
+
+// parallel runs fn(0..n-1) on workers goroutines and returns the first error.
+func parallel(ctx context.Context, n, workers int, fn func(i int) error) error {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				if err := fn(i); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	var all []string
+	for err := range errs {
+		all = append(all, err.Error())
+	}
+	if len(all) > 0 {
+		return errors.New(strings.Join(all, "; "))
+	}
+	return ctx.Err()
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+)
+
+func ms(s float64) string { return fmt.Sprintf("%.0f ms", s*1000) }
+func sec(s float64) string { return fmt.Sprintf("%.1f s", s) }
+func mib(b int64) string   { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "**missed**"
+}
+
+func counts(r RequestCounts) string {
+	keys := make([]string, 0, len(r))
+	for k := range r {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, r[k]))
+	}
+	return fmt.Sprintf("%d (%s)", r.Total(), strings.Join(parts, ", "))
+}
+
+func printTables(w io.Writer, r *Results) {
+	m := r.Machine
+	fmt.Fprintf(w, "\n## xenclone bench `%s` — %s\n\n", r.Name, r.Started.Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(w, "Machine: %d CPUs (%s), %s RAM, Linux %s, %s; load average before %s, after %s.\n\n",
+		m.CPUs, m.CPUModel, m.MemTotal, m.Kernel, m.GoVersion, m.LoadBefore, m.LoadAfter)
+	l := r.Options.Latency
+	fmt.Fprintf(w, "Simulated host latencies: lvm report %s, lvcreate -s %s, lvchange %s, lvremove %s, guest prepare %s, xl create %s, guest shutdown %s; agent MaxConcurrent %d.\n\n",
+		l.Report, l.Create, l.Change, l.Remove, l.Prepare, l.XLCreate, l.XLShutdown, r.Options.AgentConc)
+
+	if cp := r.Control; cp != nil {
+		fmt.Fprintf(w, "### Control plane: %d clones on %d simulated hosts\n\n", cp.Clones, cp.Hosts)
+		fmt.Fprintf(w, "| measure | value |\n|---|---|\n")
+		fmt.Fprintf(w, "| clones Running | %d of %d |\n", cp.Running, cp.Clones)
+		fmt.Fprintf(w, "| apply of all clones (%d parallel clients) | %s |\n", r.Options.Creators, sec(cp.ApplySeconds))
+		fmt.Fprintf(w, "| first apply → last Running (target < 60 s) | %s — %s |\n", sec(cp.CreateWallSeconds), verdict(cp.Running == cp.Clones && cp.CreateWallSeconds < 60))
+		q := cp.ApplyToScheduled
+		fmt.Fprintf(w, "| apply → Scheduled p50 / p95 / p99 | %s / %s / %s |\n", ms(q.P50), ms(q.P95), ms(q.P99))
+		q = cp.ApplyToRunning
+		fmt.Fprintf(w, "| apply → Running p50 / p95 / p99 (max) | %s / %s / %s (%s) |\n", sec(q.P50), sec(q.P95), sec(q.P99), sec(q.Max))
+		fmt.Fprintf(w, "| delete of all → last gone | %s |\n", sec(cp.DeleteWallSeconds))
+		q = cp.DeleteLatency
+		fmt.Fprintf(w, "| delete → gone p50 / p95 / p99 | %s / %s / %s |\n\n", sec(q.P50), sec(q.P95), sec(q.P99))
+
+		fmt.Fprintf(w, "| process, phase | CPU s | CPU s of children | peak RSS | API requests |\n|---|---|---|---|---|\n")
+		for _, ph := range []struct {
+			name string
+			p    Phase
+		}{{"create", cp.Create}, {"delete", cp.Delete}} {
+			fmt.Fprintf(w, "| controller (`xenclone manager`), %s | %.1f | – | %.0f MiB | %s |\n", ph.name, ph.p.Controller.CPUSeconds, ph.p.Controller.PeakRSSMiB, counts(ph.p.ControllerRequests))
+			fmt.Fprintf(w, "| %d agents (one process), %s | %.1f | %.1f (xl simulator) | %.0f MiB | %s |\n", cp.Hosts, ph.name, ph.p.Agents.CPUSeconds, ph.p.Agents.ChildCPUSeconds, ph.p.Agents.PeakRSSMiB, counts(ph.p.AgentRequests))
+			fmt.Fprintf(w, "| bench client (creates/deletes + its watch), %s | – | – | – | %s |\n", ph.name, counts(ph.p.BenchRequests))
+			fmt.Fprintf(w, "| API server total (apiserver_request_total), %s | – | – | – | %s |\n", ph.name, counts(ph.p.APIServerRequests))
+		}
+		n := float64(cp.Clones)
+		fmt.Fprintf(w, "\nPer clone (create + delete): controller %.1f requests, agents %.1f requests, controller %.1f ms CPU, agents %.1f ms CPU (+%.1f ms xl simulator).\n\n",
+			float64(cp.Create.ControllerRequests.Total()+cp.Delete.ControllerRequests.Total())/n,
+			float64(cp.Create.AgentRequests.Total()+cp.Delete.AgentRequests.Total())/n,
+			(cp.Create.Controller.CPUSeconds+cp.Delete.Controller.CPUSeconds)/n*1000,
+			(cp.Create.Agents.CPUSeconds+cp.Delete.Agents.CPUSeconds)/n*1000,
+			(cp.Create.Agents.ChildCPUSeconds+cp.Delete.Agents.ChildCPUSeconds)/n*1000)
+
+		fmt.Fprintf(w, "Host operations the agents ran (create phase):\n\n| operation | count | per clone | total s | mean |\n|---|---|---|---|---|\n")
+		keys := make([]string, 0, len(cp.Create.HostOps))
+		for k := range cp.Create.HostOps {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			o := cp.Create.HostOps[k]
+			fmt.Fprintf(w, "| %s | %d | %.2f | %.1f | %s |\n", k, o.Count, float64(o.Count)/n, o.Seconds, ms(o.Seconds/float64(o.Count)))
+		}
+		fmt.Fprintln(w)
+	}
+
+	if b := r.Baseline; b != nil && r.Control != nil {
+		cp := r.Control
+		fmt.Fprintf(w, "### Ours vs the limit (same host operations, no controller)\n\n")
+		fmt.Fprintf(w, "| run | create wall | ours / limit | delete wall | ours / limit | time per clone |\n|---|---|---|---|---|---|\n")
+		fmt.Fprintf(w, "| xenclone (controller + agents, %d per host at a time) | %s | – | %s | – | p50 apply→Running %s |\n", r.Options.AgentConc, sec(cp.CreateWallSeconds), sec(cp.DeleteWallSeconds), sec(cp.ApplyToRunning.P50))
+		for _, lr := range []LimitRun{b.Sequential, b.Parallel} {
+			fmt.Fprintf(w, "| limit, %d per host at a time, hosts in parallel | %s | %.2f | %s | %.2f | %s of operations |\n", lr.PerHost,
+				sec(lr.CreateSeconds), cp.CreateWallSeconds/lr.CreateSeconds, sec(lr.DeleteSeconds), cp.DeleteWallSeconds/lr.DeleteSeconds, ms(lr.PerCloneSeconds))
+		}
+		perHost := float64(cp.Clones) / float64(cp.Hosts)
+		over := (cp.CreateWallSeconds - b.Parallel.CreateSeconds) * float64(r.Options.AgentConc) / perHost
+		pct := (cp.CreateWallSeconds/b.Parallel.CreateSeconds - 1) * 100
+		fmt.Fprintf(w, "\nOverhead vs the limit at the same per-host parallelism: %+.0f%% (target ≤ 10%%: %s), %.0f ms of host-worker time per clone ((ours − limit) × %d workers ÷ %.0f clones per host).\n\n",
+			pct, verdict(pct <= 10), over*1000, r.Options.AgentConc, perHost)
+	}
+
+	if s := r.Scale; s != nil {
+		fmt.Fprintf(w, "### Controller with %d VMClones present (all Pending: their template matches no host)\n\n", s.Clones)
+		fmt.Fprintf(w, "| measure | value |\n|---|---|\n")
+		fmt.Fprintf(w, "| create %d clones (%d clients) | %s |\n", s.Clones, r.Options.Creators, sec(s.CreateSeconds))
+		fmt.Fprintf(w, "| until the controller reconciled each (Scheduled condition written) | %s (%d) |\n", sec(s.ReconciledSeconds), s.Reconciled)
+		fmt.Fprintf(w, "| controller RSS after settling (target < 150 MiB) | %.0f MiB — %s |\n", s.ControllerRSSMiB, verdict(s.ControllerRSSMiB < 150 && s.ControllerPeakRSSMiB < 150))
+		fmt.Fprintf(w, "| controller peak RSS during the phase | %.0f MiB |\n", s.ControllerPeakRSSMiB)
+		fmt.Fprintf(w, "| controller Go heap in use | %.0f MiB |\n", s.ControllerHeapMiB)
+		fmt.Fprintf(w, "| controller CPU for the phase | %.1f s |\n", s.ControllerCPUSeconds)
+		fmt.Fprintf(w, "| controller API requests for the phase | %s |\n", counts(s.Phase.ControllerRequests))
+		fmt.Fprintf(w, "| LIST all (one response, %s) p50 / max | %s / %s |\n", mib(int64(s.ListBytes)), ms(s.List.P50), ms(s.List.Max))
+		fmt.Fprintf(w, "| LIST all in pages of 500 p50 / max | %s / %s |\n", ms(s.ListPaged.P50), ms(s.ListPaged.Max))
+		fmt.Fprintf(w, "| new informer list+watch until synced p50 / max | %s / %s |\n", ms(s.InformerSync.P50), ms(s.InformerSync.Max))
+		fmt.Fprintf(w, "| watch event delivery after a patch p50 / p99 (%d) | %.1f ms / %.1f ms |\n", s.WatchDelivery.N, s.WatchDelivery.P50*1000, s.WatchDelivery.P99*1000)
+		fmt.Fprintf(w, "| DeleteAllOf until all gone | %s |\n\n", sec(s.DeleteSeconds))
+	}
+
+	if c := r.CloneCost; c != nil && len(c.Methods) > 0 {
+		fmt.Fprintf(w, "### Clone cost: one clone of a %s template on %s\n\n", mib(c.TemplateBytes), c.Filesystem)
+		fmt.Fprintf(w, "| method | command | time | bytes allocated | file st_blocks | time vs reflink | bytes vs reflink |\n|---|---|---|---|---|---|---|\n")
+		ref := c.Methods[0]
+		for _, mt := range c.Methods {
+			ratioT, ratioB := "1×", "1×"
+			if mt.Name != ref.Name {
+				ratioT = fmt.Sprintf("%.0f×", mt.Seconds/ref.Seconds)
+				if ref.AllocatedBytes > 0 {
+					ratioB = fmt.Sprintf("%.0f×", float64(mt.AllocatedBytes)/float64(ref.AllocatedBytes))
+				} else {
+					ratioB = "∞"
+				}
+			}
+			fmt.Fprintf(w, "| %s | `%s` | %s | %s | %s | %s | %s |\n", mt.Name, mt.Command, ms(mt.Seconds), mib(mt.AllocatedBytes), mib(mt.FileBlocksBytes), ratioT, ratioB)
+		}
+		fmt.Fprintf(w, "\nAfter a simulated first boot (%s written in 4 KiB blocks at random offsets) the reflink clone allocated %s more (%s).\n%s.\n\n",
+			mib(c.FirstBootBytes), mib(c.AfterWritesAllocated), ms(c.AfterWritesSeconds), c.Note)
+	}
+	for k, v := range r.Errors {
+		fmt.Fprintf(w, "**%s failed:** %s\n\n", k, v)
+	}
+}
