@@ -198,7 +198,9 @@ func (t countingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	return t.rt.RoundTrip(req)
 }
 
-func (c *requestCounter) wrap(rt http.RoundTripper) http.RoundTripper { return countingTransport{c: c, rt: rt} }
+func (c *requestCounter) wrap(rt http.RoundTripper) http.RoundTripper {
+	return countingTransport{c: c, rt: rt}
+}
 
 func (c *requestCounter) snapshot() RequestCounts {
 	c.mu.Lock()

@@ -7,7 +7,7 @@ import (
 	"strings"
 )
 
-func ms(s float64) string { return fmt.Sprintf("%.0f ms", s*1000) }
+func ms(s float64) string  { return fmt.Sprintf("%.0f ms", s*1000) }
 func sec(s float64) string { return fmt.Sprintf("%.1f s", s) }
 func mib(b int64) string   { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
