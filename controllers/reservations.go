@@ -2,8 +2,11 @@ package controllers
 
 import (
 	"sync"
+	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+
+	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
 )
 
 // reservations remember decisions the controller made but its cache does not show yet: a
@@ -11,13 +14,24 @@ import (
 // back to back would all see the same free memory and overcommit a host, or two clones could
 // draw the same MAC (kube-scheduler's "assume" cache solves the same lag). An entry is dropped
 // as soon as the cache shows the clone's own status carrying it, or when the clone is gone.
+//
+// They also keep a clone's own decisions stable: a reconcile woken by an event older than the
+// controller's last status write (its own label write, say) finds the host and MACs decided
+// moments ago here instead of deciding again.
 type reservations struct {
 	mu sync.Mutex
 	// placing serializes placement decisions: read usage, decide, reserve.
 	placing  sync.Mutex
-	bindings map[types.UID]Binding
+	bindings map[types.UID]reservedBinding
+	ifaces   map[types.UID][]vmv1alpha1.InterfaceStatus
 	macs     map[string]reservedMAC
 	byName   map[types.NamespacedName]types.UID
+}
+
+type reservedBinding struct {
+	Binding
+	message string
+	at      time.Time
 }
 
 type reservedMAC struct {
@@ -27,17 +41,40 @@ type reservedMAC struct {
 
 func newReservations() *reservations {
 	return &reservations{
-		bindings: map[types.UID]Binding{},
+		bindings: map[types.UID]reservedBinding{},
+		ifaces:   map[types.UID][]vmv1alpha1.InterfaceStatus{},
 		macs:     map[string]reservedMAC{},
 		byName:   map[types.NamespacedName]types.UID{},
 	}
 }
 
-func (r *reservations) reserveBinding(key types.NamespacedName, uid types.UID, b Binding) {
+func (r *reservations) reserveBinding(key types.NamespacedName, uid types.UID, b Binding, message string, at time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.bindings[uid] = b
+	r.bindings[uid] = reservedBinding{Binding: b, message: message, at: at}
 	r.byName[key] = uid
+}
+
+// bindingFor returns the binding decided for uid that the cache does not show yet.
+func (r *reservations) bindingFor(uid types.UID) (reservedBinding, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b, ok := r.bindings[uid]
+	return b, ok
+}
+
+func (r *reservations) reserveInterfaces(key types.NamespacedName, uid types.UID, ifaces []vmv1alpha1.InterfaceStatus) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ifaces[uid] = ifaces
+	r.byName[key] = uid
+}
+
+// interfacesFor returns the interfaces allocated to uid that the cache does not show yet.
+func (r *reservations) interfacesFor(uid types.UID) []vmv1alpha1.InterfaceStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ifaces[uid]
 }
 
 func (r *reservations) reserveMAC(key types.NamespacedName, uid types.UID, mac string) {
@@ -64,19 +101,22 @@ func (r *reservations) pendingBindings(boundInCache func(types.UID) bool) map[ty
 	out := map[types.UID]Binding{}
 	for uid, b := range r.bindings {
 		if !boundInCache(uid) {
-			out[uid] = b
+			out[uid] = b.Binding
 		}
 	}
 	return out
 }
 
-// observed drops what the cache now shows for clone uid: its binding once bound, its MACs
-// once they are in its status.
-func (r *reservations) observed(uid types.UID, bound bool, macs []string) {
+// observed drops what the cache now shows for clone uid: its binding once bound to the
+// reserved host, its interfaces and MACs once they are in its status.
+func (r *reservations) observed(uid types.UID, node string, macs []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if bound {
+	if b, ok := r.bindings[uid]; ok && node != "" && b.Host == node {
 		delete(r.bindings, uid)
+	}
+	if len(macs) > 0 {
+		delete(r.ifaces, uid)
 	}
 	for _, m := range macs {
 		if r.macs[m].uid == uid {
@@ -95,6 +135,7 @@ func (r *reservations) forget(key types.NamespacedName) {
 	}
 	delete(r.byName, key)
 	delete(r.bindings, uid)
+	delete(r.ifaces, uid)
 	for m, v := range r.macs {
 		if v.uid == uid {
 			delete(r.macs, m)

@@ -4,12 +4,18 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/types"
+
+	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
 )
 
 func TestReservations(t *testing.T) {
 	r := newReservations()
 	a := types.NamespacedName{Namespace: "ns", Name: "a"}
-	r.reserveBinding(a, "uid-a", Binding{Host: "h1", MemoryMiB: 512})
+	r.reserveBinding(a, "uid-a", Binding{Host: "h1", MemoryMiB: 512}, "placed on h1", testNow)
+	if b, ok := r.bindingFor("uid-a"); !ok || b.Host != "h1" || b.message != "placed on h1" {
+		t.Fatalf("bindingFor = %+v, %v", b, ok)
+	}
+	r.reserveInterfaces(a, "uid-a", []vmv1alpha1.InterfaceStatus{{MAC: "00:16:3e:00:00:01"}})
 	r.reserveMAC(a, "uid-a", "00:16:3e:00:00:01")
 
 	notBound := func(types.UID) bool { return false }
@@ -26,7 +32,15 @@ func TestReservations(t *testing.T) {
 	if got := r.pendingBindings(func(u types.UID) bool { return u == "uid-a" }); len(got) != 0 {
 		t.Errorf("bound clone still pending: %v", got)
 	}
-	r.observed("uid-a", true, []string{"00:16:3e:00:00:01"})
+	// A stale cache still showing a on another host does not drop the new binding.
+	r.observed("uid-a", "h0", nil)
+	if _, ok := r.bindingFor("uid-a"); !ok {
+		t.Fatal("binding dropped on a stale observation")
+	}
+	r.observed("uid-a", "h1", []string{"00:16:3e:00:00:01"})
+	if got := r.interfacesFor("uid-a"); got != nil {
+		t.Errorf("observed interfaces kept: %v", got)
+	}
 	if got := r.pendingBindings(notBound); len(got) != 0 {
 		t.Errorf("observed binding kept: %v", got)
 	}
@@ -35,7 +49,7 @@ func TestReservations(t *testing.T) {
 	}
 
 	b := types.NamespacedName{Namespace: "ns", Name: "b"}
-	r.reserveBinding(b, "uid-b", Binding{Host: "h2"})
+	r.reserveBinding(b, "uid-b", Binding{Host: "h2"}, "", testNow)
 	r.reserveMAC(b, "uid-b", "00:16:3e:00:00:02")
 	r.forget(b)
 	if got := r.pendingBindings(notBound); len(got) != 0 {

@@ -230,5 +230,8 @@ func applyObject(scheme *runtime.Scheme, obj client.Object) (*unstructured.Unstr
 	u.SetGroupVersionKind(schema.GroupVersionKind{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind})
 	u.SetName(obj.GetName())
 	u.SetNamespace(obj.GetNamespace())
+	// The UID makes the apply a precondition on this very object: it never creates one, and
+	// never lands on a namesake recreated meanwhile (a pool member reusing its index).
+	u.SetUID(obj.GetUID())
 	return u, nil
 }

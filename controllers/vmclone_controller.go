@@ -88,6 +88,9 @@ type cloneScope struct {
 	// forceApply is set when the controller takes the phase back from the agent (a clone
 	// rescheduled off a lost host).
 	forceApply bool
+	// stale is set when a write showed this reconcile read an old version: it applies
+	// nothing, and the newer version's event reconciles the clone again.
+	stale bool
 }
 
 // +kubebuilder:rbac:groups=vm.xenclone.dev,resources=vmclones,verbs=get;list;watch;patch;delete
@@ -109,7 +112,7 @@ func (r *VMCloneReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 		return ctrl.Result{}, fmt.Errorf("get VMClone %s: %w", req.NamespacedName, err)
 	}
 	ctx = log.IntoContext(ctx, log.FromContext(ctx).WithValues("vmclone", req.NamespacedName, "node", clone.Status.NodeName))
-	r.reserved.observed(clone.UID, clone.Status.NodeName != "", cloneMACs(clone))
+	r.reserved.observed(clone.UID, clone.Status.NodeName, cloneMACs(clone))
 
 	if !clone.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, clone)
@@ -117,7 +120,7 @@ func (r *VMCloneReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 
 	s := &cloneScope{clone: clone, key: req.NamespacedName, status: controllerStatus(clone)}
 	defer func() {
-		if s.deleted || equality.Semantic.DeepEqual(s.status, controllerStatus(clone)) {
+		if s.deleted || s.stale || equality.Semantic.DeepEqual(s.status, controllerStatus(clone)) {
 			return
 		}
 		var opts []client.SubResourceApplyOption
@@ -129,8 +132,9 @@ func (r *VMCloneReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 				return // deleted meanwhile (scale-down, expiry): nothing to record
 			}
 			if apierrors.IsConflict(err) {
-				// The agent took over a field this reconcile saw stale (the phase); its write
-				// is already on its way to the cache and reconciles the clone again.
+				// The agent took over a field this reconcile saw stale (the phase), or a
+				// namesake replaced the clone (UID precondition): the newer object's event
+				// reconciles it again.
 				log.FromContext(ctx).V(1).Info("status apply conflicts with the host agent; waiting for the fresh clone", "error", err.Error())
 				return
 			}
@@ -168,7 +172,7 @@ func (r *VMCloneReconciler) reconcileNormal(ctx context.Context, s *cloneScope) 
 	requeueWithin(expiresIn)
 
 	placed, err := r.ensureHost(ctx, s, requeueWithin)
-	if err != nil {
+	if err != nil || s.stale {
 		return ctrl.Result{}, err
 	}
 	if !placed {
@@ -193,7 +197,7 @@ func (r *VMCloneReconciler) ensureHost(ctx context.Context, s *cloneScope, reque
 		return false, err
 	}
 	rescheduleIn, err := r.ensureRescheduleOnNodeLoss(ctx, s)
-	if err != nil {
+	if err != nil || s.stale {
 		return false, err
 	}
 	requeueWithin(rescheduleIn)
@@ -287,7 +291,12 @@ func (r *VMCloneReconciler) ensureIdentity(ctx context.Context, s *cloneScope) (
 	nics := cloneNICs(s.clone, s.tmpl)
 	r.reserved.placing.Lock()
 	defer r.reserved.placing.Unlock()
-	ifaces, err := AllocateInterfaces(nics, s.status.Interfaces, r.macInUse(ctx, s.clone.UID),
+	current := s.status.Interfaces
+	if len(current) == 0 {
+		// Allocated moments ago by a reconcile whose write the cache does not show yet.
+		current = r.reserved.interfacesFor(s.clone.UID)
+	}
+	ifaces, err := AllocateInterfaces(nics, current, r.macInUse(ctx, s.clone.UID),
 		drawRandom, func(mac string) { r.reserved.reserveMAC(s.key, s.clone.UID, mac) })
 	var conflict *MACConflictError
 	if errors.As(err, &conflict) {
@@ -301,6 +310,9 @@ func (r *VMCloneReconciler) ensureIdentity(ctx context.Context, s *cloneScope) (
 	}
 	if err != nil {
 		return false, fmt.Errorf("allocate MACs: %w", err)
+	}
+	if len(s.status.Interfaces) == 0 {
+		r.reserved.reserveInterfaces(s.key, s.clone.UID, ifaces)
 	}
 	s.status.Interfaces = ifaces
 	return true, nil
@@ -354,10 +366,17 @@ func (r *VMCloneReconciler) ensureRescheduleOnNodeLoss(ctx context.Context, s *c
 	if live {
 		return 0, nil
 	}
-	if !staleAt.IsZero() {
-		if wait := staleAt.Add(r.Opts.NodeLostRescheduleAfter).Sub(now); wait > 0 {
-			return wait, nil
+	lostSince := staleAt
+	if lostSince.IsZero() {
+		// No Lease at all: count from when this clone was marked NodeLost.
+		ready := meta.FindStatusCondition(s.clone.Status.Conditions, vmv1alpha1.ConditionReady)
+		if ready == nil || ready.Reason != ReasonNodeLost {
+			return r.Opts.NodeLostRescheduleAfter, nil
 		}
+		lostSince = ready.LastTransitionTime.Time
+	}
+	if wait := lostSince.Add(r.Opts.NodeLostRescheduleAfter).Sub(now); wait > 0 {
+		return wait, nil
 	}
 	// The agent's report describes the lost host: drop it, so Ready and the pool see a clone
 	// that waits for its new host rather than one "running" nowhere.
@@ -375,6 +394,12 @@ func (r *VMCloneReconciler) ensureRescheduleOnNodeLoss(ctx context.Context, s *c
 	}
 	s.clone.Status.Conditions = keep
 	if err := r.Status().Patch(ctx, s.clone, patch, client.FieldOwner(FieldManager)); err != nil {
+		if apierrors.IsConflict(err) {
+			// Our cache is behind (often: this very move was already made): apply nothing
+			// from this old version; the newer version's event brings the clone back.
+			s.stale = true
+			return 0, nil
+		}
 		return 0, fmt.Errorf("reset status of clone leaving lost host %s: %w", node, err)
 	}
 	r.Recorder.Eventf(s.clone, nil, corev1.EventTypeWarning, ReasonRescheduled, "Reschedule",
@@ -405,8 +430,16 @@ func (r *VMCloneReconciler) lease(ctx context.Context, node string) (*coordinati
 func (r *VMCloneReconciler) ensurePlacement(ctx context.Context, s *cloneScope) (bool, error) {
 	if s.status.NodeName != "" {
 		if c := meta.FindStatusCondition(s.status.Conditions, vmv1alpha1.ConditionScheduled); c == nil || c.Status != metav1.ConditionTrue {
-			r.setScheduled(s, s.status.NodeName, fmt.Sprintf("bound to %s", s.status.NodeName))
+			r.setScheduled(s, s.status.NodeName, fmt.Sprintf("bound to %s", s.status.NodeName), true)
 		}
+		return true, nil
+	}
+	if b, ok := r.reserved.bindingFor(s.clone.UID); ok {
+		// Decided moments ago by a reconcile whose write the cache does not show yet:
+		// keep that decision rather than place twice.
+		s.status.NodeName = b.Host
+		r.setScheduled(s, b.Host, b.message, false)
+		s.status.Timestamps = &vmv1alpha1.CloneTimestamps{Scheduled: &metav1.Time{Time: b.at}}
 		return true, nil
 	}
 	r.reserved.placing.Lock()
@@ -421,13 +454,13 @@ func (r *VMCloneReconciler) ensurePlacement(ctx context.Context, s *cloneScope) 
 		return false, nil
 	}
 	req := RequestFor(s.clone, s.tmpl)
+	now := r.Opts.Clock.Now()
 	r.reserved.reserveBinding(s.key, s.clone.UID, Binding{
 		Clone: s.key.String(), Host: res.Host, MemoryMiB: req.MemoryMiB, COWBytes: req.COWBytes,
 		MemoryInFlight: true, StorageInFlight: true,
-	})
+	}, res.Message, now)
 	s.status.NodeName = res.Host
-	r.setScheduled(s, res.Host, res.Message)
-	now := r.Opts.Clock.Now()
+	r.setScheduled(s, res.Host, res.Message, true)
 	s.status.Timestamps = &vmv1alpha1.CloneTimestamps{Scheduled: &metav1.Time{Time: now}}
 	schedulingSeconds.Observe(now.Sub(s.clone.CreationTimestamp.Time).Seconds())
 	log.FromContext(ctx).V(1).Info("placed clone", "host", res.Host, "why", res.Message)
@@ -520,7 +553,12 @@ func (r *VMCloneReconciler) ensureLabels(ctx context.Context, s *cloneScope) err
 	if same {
 		return nil
 	}
-	return applyLabels(ctx, r.Client, r.Scheme, s.clone, want)
+	err := applyLabels(ctx, r.Client, r.Scheme, s.clone, want)
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		// Deleted or replaced by a namesake meanwhile: its own events bring it back.
+		return nil
+	}
+	return err
 }
 
 // ensureLifetime records status.expiresAt and, at expiry, deletes the clone or marks it
@@ -595,15 +633,16 @@ func (r *VMCloneReconciler) ensureReady(ctx context.Context, s *cloneScope) erro
 	if cond.Status == metav1.ConditionTrue && (prev == nil || prev.Status != metav1.ConditionTrue) {
 		readySeconds.Observe(r.Opts.Clock.Now().Sub(s.clone.CreationTimestamp.Time).Seconds())
 	}
+	cond.LastTransitionTime = metav1.NewTime(r.Opts.Clock.Now())
 	meta.SetStatusCondition(&s.status.Conditions, cond)
 	return nil
 }
 
 // setScheduled records a binding: Scheduled True, phase Scheduled while the controller still
 // owns the phase.
-func (r *VMCloneReconciler) setScheduled(s *cloneScope, host, message string) {
+func (r *VMCloneReconciler) setScheduled(s *cloneScope, host, message string, announce bool) {
 	prev := meta.FindStatusCondition(s.clone.Status.Conditions, vmv1alpha1.ConditionScheduled)
-	if prev == nil || prev.Status != metav1.ConditionTrue {
+	if announce && (prev == nil || prev.Status != metav1.ConditionTrue) {
 		r.Recorder.Eventf(s.clone, nil, corev1.EventTypeNormal, ReasonScheduled, "Bind", "%s", message)
 	}
 	r.setCondition(s, vmv1alpha1.ConditionScheduled, metav1.ConditionTrue, ReasonScheduled, message)
@@ -623,15 +662,15 @@ func (r *VMCloneReconciler) setUnscheduled(s *cloneScope, reason, message string
 	r.setCondition(s, vmv1alpha1.ConditionScheduled, metav1.ConditionFalse, reason, message)
 	s.status.Phase = vmv1alpha1.PhasePending
 	s.status.Message = message
-	meta.SetStatusCondition(&s.status.Conditions, metav1.Condition{
-		Type: vmv1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: reason, Message: message,
-		ObservedGeneration: s.clone.Generation,
-	})
+	r.setCondition(s, vmv1alpha1.ConditionReady, metav1.ConditionFalse, reason, message)
 }
 
+// setCondition sets one of the controller's conditions; a transition is stamped with the
+// controller's clock (kept when the status does not change).
 func (r *VMCloneReconciler) setCondition(s *cloneScope, typ string, status metav1.ConditionStatus, reason, message string) {
 	meta.SetStatusCondition(&s.status.Conditions, metav1.Condition{
 		Type: typ, Status: status, Reason: reason, Message: message, ObservedGeneration: s.clone.Generation,
+		LastTransitionTime: metav1.NewTime(r.Opts.Clock.Now()),
 	})
 }
 

@@ -109,7 +109,11 @@ func (r *VMTemplateReconciler) reconcileDelete(ctx context.Context, tmpl *vmv1al
 	}
 	patch := client.MergeFromWithOptions(tmpl.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	controllerutil.RemoveFinalizer(tmpl, vmv1alpha1.TemplateFinalizer)
-	if err := r.Patch(ctx, tmpl, patch); err != nil && !apierrors.IsNotFound(err) {
+	if err := r.Patch(ctx, tmpl, patch); err != nil {
+		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+			// Gone already, or our cache is behind: the newer version's event brings us back.
+			return nil
+		}
 		return fmt.Errorf("remove finalizer %s: %w", vmv1alpha1.TemplateFinalizer, err)
 	}
 	log.FromContext(ctx).Info("no clones left, released template for deletion")
@@ -123,6 +127,9 @@ func (r *VMTemplateReconciler) ensureFinalizer(ctx context.Context, tmpl *vmv1al
 	patch := client.MergeFromWithOptions(tmpl.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	controllerutil.AddFinalizer(tmpl, vmv1alpha1.TemplateFinalizer)
 	if err := r.Patch(ctx, tmpl, patch); err != nil {
+		if apierrors.IsConflict(err) {
+			return nil // our cache is behind: the newer version's event brings us back
+		}
 		return fmt.Errorf("add finalizer %s: %w", vmv1alpha1.TemplateFinalizer, err)
 	}
 	return nil
