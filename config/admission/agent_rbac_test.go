@@ -1,0 +1,145 @@
+package admission
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
+	"github.com/xenclone/xenclone/hostagent"
+	"github.com/xenclone/xenclone/hostagent/sim"
+)
+
+// TestAgentRunsUnderItsGeneratedRBAC runs the real node agent as its service account, with only
+// the generated ClusterRole and the admission policy: it must renew its Lease, report its
+// XenHost and bring a clone with cloud-init user data to Running. This is what a DaemonSet pod
+// gets in a cluster; the other envtest suites run the agent as cluster admin.
+func TestAgentRunsUnderItsGeneratedRBAC(t *testing.T) {
+	const node = "xen-r"
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir := t.TempDir()
+	xl := filepath.Join(dir, "xl")
+	if out, err := exec.Command("go", "build", "-o", xl, "../../hostagent/xen/xlsim/cmd/xl").CombinedOutput(); err != nil {
+		t.Fatalf("build xl simulator: %v\n%s", err, out)
+	}
+	h, err := sim.NewHost(ctx, node, filepath.Join(dir, node), sim.HostOptions{
+		MemoryMiB: 8192, Templates: map[string]uint64{"debian12": 4 << 30}, XL: []string{xl}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	agentCfg := rest.CopyConfig(cfg)
+	agentCfg.Impersonate = rest.ImpersonationConfig{
+		UserName: agentSA,
+		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:xenclone-system", "system:authenticated"},
+		Extra:    map[string][]string{nodeExtra: {node}},
+	}
+	mgr, err := ctrl.NewManager(agentCfg, ctrl.Options{
+		Scheme: scheme, Cache: hostagent.CacheOptions(node),
+		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hostagent.SetupWithManager(mgr, hostagent.Options{
+		NodeName: node, Host: h.AgentHost(), LeaseNamespace: leaseNS, RenewInterval: time.Second,
+		ShutdownGrace: time.Second, OrphanInterval: time.Second, OrphanGrace: time.Hour,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = mgr.Start(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	within := func(what string, d time.Duration, ok func() bool) bool {
+		t.Helper()
+		for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
+			if ok() {
+				return true
+			}
+		}
+		t.Errorf("agent under its own RBAC: %s did not happen within %s", what, d)
+		return false
+	}
+	if !within("heartbeat Lease "+leaseNS+"/"+node+" renewed", 20*time.Second, func() bool {
+		var l coordinationv1.Lease
+		return admin.Get(ctx, types.NamespacedName{Namespace: leaseNS, Name: node}, &l) == nil
+	}) {
+		// Known bug (found by this test): the agent reads its Lease (and cloud-init Secrets)
+		// through the manager's cache, which starts a cluster-wide informer that needs
+		// list+watch; the generated role grants get only, so the informer never syncs, the
+		// Get blocks, and the manager's controllers wait behind it. Fix in hostagent/agent.go:
+		// read Lease and Secret with mgr.GetAPIReader() (or DisableFor them in the client).
+		t.Fatal("the agent cannot renew its heartbeat under its generated RBAC: every host would count as lost")
+	}
+	within("XenHost "+node+" reported", 20*time.Second, func() bool {
+		var x vmv1alpha1.XenHost
+		return admin.Get(ctx, types.NamespacedName{Name: node}, &x) == nil && x.Status.Memory.TotalMiB > 0
+	})
+
+	// A clone bound to this node by the controller (done here by hand), with user data.
+	mem, cow := resource.MustParse("256Mi"), resource.MustParse("64Mi")
+	tpl := &vmv1alpha1.VMTemplate{ObjectMeta: metav1.ObjectMeta{Name: "debian12-rbac"}, Spec: vmv1alpha1.VMTemplateSpec{
+		Origin:   vmv1alpha1.Origin{VolumeGroup: "vg0", LogicalVolume: "debian12"},
+		Snapshot: vmv1alpha1.SnapshotSpec{Mode: vmv1alpha1.SnapshotClassic, COWSize: &cow},
+		Domain:   vmv1alpha1.DomainSpec{Memory: &mem, Boot: &vmv1alpha1.BootSpec{Bootloader: "pygrub"}, NICs: []vmv1alpha1.NIC{{Bridge: "xenbr0"}}},
+	}}
+	if err := admin.Create(ctx, tpl); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = admin.Delete(context.Background(), tpl) })
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "web-userdata"},
+		StringData: map[string]string{"user-data": "#cloud-config\n"}}
+	if err := admin.Create(ctx, sec); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = admin.Delete(context.Background(), sec) })
+	c := &vmv1alpha1.VMClone{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "web-rbac-1", Labels: map[string]string{vmv1alpha1.NodeNameLabel: node}},
+		Spec: vmv1alpha1.VMCloneSpec{TemplateRef: vmv1alpha1.LocalObjectReference{Name: tpl.Name},
+			CloudInit: &vmv1alpha1.CloudInitSpec{UserData: &vmv1alpha1.SecretKeyReference{Name: sec.Name, Key: "user-data"}}},
+	}
+	if err := admin.Create(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cur := &vmv1alpha1.VMClone{}
+		if admin.Get(context.Background(), client.ObjectKeyFromObject(c), cur) == nil {
+			p := client.MergeFrom(cur.DeepCopy())
+			cur.Finalizers = nil
+			_ = admin.Patch(context.Background(), cur, p)
+			_ = admin.Delete(context.Background(), cur)
+		}
+		_ = h.XL(context.Background(), "sim-init")
+		_ = os.RemoveAll(dir)
+	})
+	p := client.MergeFrom(c.DeepCopy())
+	c.Status.NodeName, c.Status.UUID = node, "0c1d2e3f-0000-4000-8000-000000000abc"
+	c.Status.Interfaces = []vmv1alpha1.InterfaceStatus{{Index: 0, MAC: "00:16:3e:00:0a:bc", Bridge: "xenbr0"}}
+	if err := admin.Status().Patch(ctx, c, p); err != nil {
+		t.Fatal(err)
+	}
+	var got vmv1alpha1.VMClone
+	if !within("clone Running", 30*time.Second, func() bool {
+		return admin.Get(ctx, client.ObjectKeyFromObject(c), &got) == nil && got.Status.Phase == vmv1alpha1.PhaseRunning
+	}) {
+		t.Logf("clone status: phase %q message %q conditions %+v", got.Status.Phase, got.Status.Message, got.Status.Conditions)
+	}
+}
