@@ -45,7 +45,7 @@ func TestHostileLVMOutput(t *testing.T) {
 			wantMsg: "lvm report vg0",
 		},
 		{
-			name: "report: size overflows uint64",
+			name:    "report: size overflows uint64",
 			replies: []fakeReply{{Stdout: `{"report":[{"vg":[{"vg_name":"vg0","vg_size":"18446744073709551616","vg_free":"0","vg_extent_size":"4194304","vg_extent_count":"1","vg_free_count":"0"}],"lv":[]}]}`}},
 			call:    func(c *Client) error { _, err := c.Report(context.Background(), "vg0"); return err },
 			wantMsg: "vg_size",
@@ -105,7 +105,7 @@ func TestHostileLVMOutput(t *testing.T) {
 			wantMsg: "lookup vg0/c1",
 		},
 		{
-			name: "create: lvcreate ok, read back is garbage → clear error (the LV carries our tags for the orphan collector)",
+			name:    "create: lvcreate ok, read back is garbage → clear error (the LV carries our tags for the orphan collector)",
 			replies: []fakeReply{ok(""), {Stdout: "{"}},
 			call: func(c *Client) error {
 				_, err := c.CreateClassicSnapshot(context.Background(), Ref{VG: "vg0", Name: "tmpl"}, "c1", 1<<30, ownerA)
