@@ -43,7 +43,8 @@ type VMClonePoolReconciler struct {
 	Opts     Options
 }
 
-// +kubebuilder:rbac:groups=vm.xenclone.dev,resources=vmclonepools,verbs=get;list;watch
+// +kubebuilder:rbac:groups=vm.xenclone.dev,resources=vmclonepools,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=vm.xenclone.dev,resources=vmclonepools/finalizers,verbs=update
 // +kubebuilder:rbac:groups=vm.xenclone.dev,resources=vmclonepools/status,verbs=get;patch
 // +kubebuilder:rbac:groups=vm.xenclone.dev,resources=vmclones,verbs=get;list;watch;create;delete
 
@@ -120,11 +121,17 @@ func (r *VMClonePoolReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if err := r.Get(ctx, req.NamespacedName, pool); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if !pool.DeletionTimestamp.IsZero() {
-		// Members go with the pool through their owner references (garbage collector).
-		return ctrl.Result{}, nil
-	}
 	ctx = log.IntoContext(ctx, log.FromContext(ctx).WithValues("vmclonepool", req.NamespacedName))
+	if !pool.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.reconcileDelete(ctx, pool)
+	}
+	if !controllerutil.ContainsFinalizer(pool, vmv1alpha1.PoolFinalizer) {
+		patch := client.MergeFrom(pool.DeepCopy())
+		controllerutil.AddFinalizer(pool, vmv1alpha1.PoolFinalizer)
+		if err := r.Patch(ctx, pool, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
+		}
+	}
 
 	members, err := r.members(ctx, pool)
 	if err != nil {
@@ -140,6 +147,40 @@ func (r *VMClonePoolReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		}
 	}()
 	return ctrl.Result{}, r.ensureMembers(ctx, pool, members)
+}
+
+// reconcileDelete deletes a deleted pool's members itself rather than leaving them to the
+// garbage collector through owner references: the members' VMs go with the pool even where no
+// garbage collector runs (the playground, envtest), and the finalizer shows the pool until
+// they are gone.
+func (r *VMClonePoolReconciler) reconcileDelete(ctx context.Context, pool *vmv1alpha1.VMClonePool) error {
+	if !controllerutil.ContainsFinalizer(pool, vmv1alpha1.PoolFinalizer) {
+		return nil
+	}
+	members, err := r.members(ctx, pool)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, m := range members {
+		if m.Deleting {
+			continue
+		}
+		obj := &vmv1alpha1.VMClone{ObjectMeta: metav1.ObjectMeta{Namespace: pool.Namespace, Name: m.Name}}
+		if err := r.Delete(ctx, obj); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete member %s: %w", m.Name, err))
+		}
+	}
+	if len(members) > 0 || len(errs) > 0 {
+		// Members' deletions come back as events on the watch; the pool is reconciled then.
+		return kerrors.NewAggregate(errs)
+	}
+	patch := client.MergeFrom(pool.DeepCopy())
+	controllerutil.RemoveFinalizer(pool, vmv1alpha1.PoolFinalizer)
+	if err := r.Patch(ctx, pool, patch); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("remove finalizer: %w", err)
+	}
+	return nil
 }
 
 func (r *VMClonePoolReconciler) ensureMembers(ctx context.Context, pool *vmv1alpha1.VMClonePool, members []PoolMember) error {

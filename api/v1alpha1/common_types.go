@@ -25,6 +25,10 @@ const (
 	// snapshot are gone from its host.
 	CloneFinalizer = "vm.xenclone.dev/host-cleanup"
 
+	// PoolFinalizer is held by the controller until a deleted pool's members are gone, so
+	// deleting a pool removes its VMs even where no garbage collector runs.
+	PoolFinalizer = "vm.xenclone.dev/pool-members"
+
 	// TemplateFinalizer is held by the controller while clones of a template exist.
 	TemplateFinalizer = "vm.xenclone.dev/in-use"
 )
