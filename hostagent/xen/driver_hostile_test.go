@@ -116,7 +116,9 @@ func TestHostileXLOutput(t *testing.T) {
 		{
 			name:    "create: exit 1 without the parsing line, odd stderr → error, not a config error",
 			replies: map[string]xlReply{"create": {err: "nsenter: cannot open /proc/1/ns/mnt: Permission denied\n", rc: "1"}},
-			call:    func(d *Driver) error { return d.Create(ctx, "vm-1", "/var/lib/xenclone/domains/vm-1.cfg", CreateOptions{}) },
+			call: func(d *Driver) error {
+				return d.Create(ctx, "vm-1", "/var/lib/xenclone/domains/vm-1.cfg", CreateOptions{})
+			},
 			wantMsg: "Permission denied",
 		},
 		{
