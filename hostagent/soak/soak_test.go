@@ -100,7 +100,14 @@ func TestChaosSoak(t *testing.T) {
 	if apiEvery > 3*time.Minute {
 		apiEvery = 3 * time.Minute
 	}
+	lastProgress := start
 	for ops := 0; time.Now().Before(deadline); ops++ {
+		if time.Since(lastProgress) > time.Minute {
+			lastProgress = time.Now()
+			fmt.Printf("soak: %s in, %d clones seen, %d resets, kills: controller %d agent %d host-away %d apiserver %d\n",
+				time.Since(start).Round(time.Second), len(s.seen), s.counts["reset"], s.counts["kill controller"],
+				s.counts["kill agent"], s.counts["host disappears"], s.counts["restart kube-apiserver"])
+		}
 		s.returnHosts()
 		if time.Since(lastAPIRestart) > apiEvery {
 			s.restartAPI()

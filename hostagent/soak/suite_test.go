@@ -97,6 +97,8 @@ func run(m *testing.M) int {
 	// kube-apiserver drains gracefully for a long time with watches open; past this it is
 	// SIGKILLed, which is as good a restart for the soak.
 	env.ControlPlane.GetAPIServer().StopTimeout = 5 * time.Second
+	// Two shared cores and a busy machine: give a (re)starting API server time.
+	env.ControlPlane.GetAPIServer().StartTimeout = 90 * time.Second
 	cfg, err = env.Start()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start envtest:", err)
@@ -125,8 +127,15 @@ func restartAPIServer(down time.Duration) error {
 		return fmt.Errorf("stop kube-apiserver: %w", err)
 	}
 	time.Sleep(down)
-	if err := api.Start(); err != nil {
-		return fmt.Errorf("start kube-apiserver again: %w", err)
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		// A SIGKILLed server may hold its port a moment longer; a failed start is stopped and
+		// tried again.
+		if err = api.Start(); err == nil {
+			return nil
+		}
+		_ = api.Stop()
+		time.Sleep(2 * time.Second)
 	}
-	return nil
+	return fmt.Errorf("start kube-apiserver again: %w", err)
 }
