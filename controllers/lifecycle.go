@@ -25,6 +25,7 @@ const (
 	ReasonHalted              = "Halted"
 	ReasonStoppedOnExpiry     = "StoppedOnExpiry"
 	ReasonWaitingForHost      = "WaitingForHost"
+	ReasonFailed              = "Failed"
 	ReasonRescheduled         = "RescheduledFromLostHost"
 	ReasonResetting           = "Resetting"
 )
@@ -120,6 +121,13 @@ func ReadyCondition(in ReadyInput) metav1.Condition {
 			c.Spec.ResetRequests, c.Status.NodeName)
 		return cond
 	}
+	if c.Status.Phase == vmv1alpha1.PhaseFailed {
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, ReasonFailed, c.Status.Message
+		if cond.Message == "" {
+			cond.Message = "the clone failed on its host: see its events; reset it (spec.resetRequests) or delete it"
+		}
+		return cond
+	}
 	steps := []string{vmv1alpha1.ConditionVolumeReady, vmv1alpha1.ConditionGuestPrepared}
 	halted := c.Spec.RunStrategy == vmv1alpha1.RunStrategyHalted || in.StoppedOnExpiry
 	if !halted {
@@ -148,4 +156,35 @@ func ReadyCondition(in ReadyInput) metav1.Condition {
 		cond.Reason, cond.Message = ReasonRunning, fmt.Sprintf("domain running on %s", c.Status.NodeName)
 	}
 	return cond
+}
+
+// setKStatusConditions derives kstatus' Reconciling and Stalled from Ready and the phase, so
+// kstatus reads a clone as InProgress while it is provisioned, Current when Ready, and Failed
+// when it failed. They are present only while True, as kstatus expects.
+func setKStatusConditions(st *vmv1alpha1.VMCloneStatus, clone *vmv1alpha1.VMClone) {
+	meta.RemoveStatusCondition(&st.Conditions, vmv1alpha1.ConditionReconciling)
+	meta.RemoveStatusCondition(&st.Conditions, vmv1alpha1.ConditionStalled)
+	ready := meta.FindStatusCondition(st.Conditions, vmv1alpha1.ConditionReady)
+	if ready == nil || ready.Status == metav1.ConditionTrue {
+		return
+	}
+	cond := metav1.Condition{Status: metav1.ConditionTrue, Reason: ready.Reason, Message: ready.Message,
+		ObservedGeneration: clone.Generation, LastTransitionTime: ready.LastTransitionTime}
+	phase := clone.Status.Phase
+	if st.Phase != "" {
+		phase = st.Phase
+	}
+	if phase == vmv1alpha1.PhaseFailed {
+		cond.Type = vmv1alpha1.ConditionStalled
+	} else {
+		cond.Type = vmv1alpha1.ConditionReconciling
+	}
+	if cond.Reason == "" {
+		cond.Reason = "Progressing"
+	}
+	// Keep the transition time of a condition that was already there.
+	if old := meta.FindStatusCondition(clone.Status.Conditions, cond.Type); old != nil {
+		cond.LastTransitionTime = old.LastTransitionTime
+	}
+	st.Conditions = append(st.Conditions, cond)
 }

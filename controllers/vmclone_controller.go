@@ -120,6 +120,7 @@ func (r *VMCloneReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 
 	s := &cloneScope{clone: clone, key: req.NamespacedName, status: controllerStatus(clone)}
 	defer func() {
+		setKStatusConditions(&s.status, clone)
 		if s.deleted || s.stale || equality.Semantic.DeepEqual(s.status, controllerStatus(clone)) {
 			return
 		}
@@ -681,7 +682,8 @@ func ownsPhase(p vmv1alpha1.VMClonePhase) bool {
 }
 
 // controllerConditions are the condition types this controller owns on a VMClone.
-var controllerConditions = []string{vmv1alpha1.ConditionScheduled, vmv1alpha1.ConditionReady, vmv1alpha1.ConditionExpired}
+var controllerConditions = []string{vmv1alpha1.ConditionScheduled, vmv1alpha1.ConditionReady, vmv1alpha1.ConditionExpired,
+	vmv1alpha1.ConditionReconciling, vmv1alpha1.ConditionStalled}
 
 // controllerStatus projects a clone's status onto the fields the controller owns: the
 // starting point of the status this reconcile applies.

@@ -48,6 +48,11 @@ const (
 	// ConditionExpired is True once a clone's lifetime has ended; with onExpiry: Stop the host
 	// agent keeps such a clone stopped (the controller cannot rewrite the user's spec).
 	ConditionExpired = "Expired"
+	// ConditionReconciling and ConditionStalled follow kstatus (sigs.k8s.io/cli-utils), which
+	// Flux, kpt and `kubectl wait` users rely on: Reconciling=True while the object is on its
+	// way, Stalled=True when it cannot get there without help. Present only when True.
+	ConditionReconciling = "Reconciling"
+	ConditionStalled     = "Stalled"
 )
 
 // DomainType is the Xen guest type.
