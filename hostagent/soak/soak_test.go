@@ -61,7 +61,7 @@ func (s *soak) count(k string) { s.counts[k]++ }
 func TestChaosSoak(t *testing.T) {
 	chaos, mode := *soakDuration, "long"
 	if chaos == 0 {
-		chaos, mode = 70*time.Second, "short (CI)"
+		chaos, mode = 60*time.Second, "short (CI)"
 	}
 	seed := *soakSeed
 	if seed == 0 {

@@ -30,7 +30,7 @@ import (
 // managers', the test's) reconnects on its own; etcd is never restarted and keeps the data.
 
 var (
-	soakDuration = flag.Duration("soak.duration", 0, "length of the chaos phase; 0 runs the short CI version (~70s of chaos, under 3 minutes in all)")
+	soakDuration = flag.Duration("soak.duration", 0, "length of the chaos phase; 0 runs the short CI version (~60s of chaos, under 3 minutes in all)")
 	soakSeed     = flag.Int64("soak.seed", 0, "random seed; 0 picks one from the clock (printed, so a run can be replayed)")
 	soakHosts    = flag.Int("soak.hosts", 3, "simulated Xen hosts")
 	soakClones   = flag.Int("soak.clones", 18, "most standalone clones alive at once")
