@@ -50,6 +50,9 @@ type soak struct {
 	seen, running map[types.UID]string
 	// identity violations seen while sampling (same UUID or MAC on two live clones).
 	dupes []string
+	// splitBrain: domains of one clone seen running on two hosts at once (informational: the
+	// opt-in Reschedule moves clones off a host that only looks lost).
+	splitBrain map[string]bool
 	// planted: per host, LVs of other tools and the template origin as first seen.
 	planted map[string]map[string]lvm.LV
 	origins map[string]lvm.LV
@@ -72,7 +75,7 @@ func TestChaosSoak(t *testing.T) {
 	s := &soak{
 		t: t, rng: rand.New(rand.NewSource(seed)), counts: map[string]int{},
 		seen: map[types.UID]string{}, running: map[types.UID]string{},
-		planted: map[string]map[string]lvm.LV{}, origins: map[string]lvm.LV{},
+		planted: map[string]map[string]lvm.LV{}, origins: map[string]lvm.LV{}, splitBrain: map[string]bool{},
 	}
 	t.Cleanup(s.stopAll)
 
@@ -186,6 +189,16 @@ func TestChaosSoak(t *testing.T) {
 			detail = strings.Join(first(r.bad, 6), "; ")
 		}
 		fmt.Fprintf(&b, "  %-62s %8d  %s\n", r.name, len(r.bad), detail)
+	}
+	var split []string
+	for k := range s.splitBrain {
+		split = append(split, k)
+	}
+	sort.Strings(split)
+	fmt.Fprintf(&b, "  %-62s %8d  %s\n", "(info) one clone's domain running on two hosts at once", len(split),
+		"opt-in Reschedule off a host that was only away; removed when it returns")
+	for _, sb := range first(split, 3) {
+		fmt.Fprintf(&b, "      %s\n", sb)
 	}
 	for _, f := range first(failed, 6) {
 		fmt.Fprintf(&b, "  failed clone (accepted, reason shown to the user): %s\n", f)
@@ -526,6 +539,22 @@ func (s *soak) sample(ctx context.Context) {
 		return
 	}
 	uuids, macs := map[string]string{}, map[string]string{}
+	runningOn := map[string]string{}
+	for _, h := range s.hosts {
+		doms, err := h.sim.Xen.List(ctx)
+		if err != nil {
+			continue
+		}
+		for _, d := range doms {
+			if d.Name == "Domain-0" || d.Name == foreignDom || d.State.Dying || d.State.Shutdown {
+				continue
+			}
+			if other, ok := runningOn[d.Name]; ok {
+				s.splitBrain[fmt.Sprintf("%s on %s and %s", d.Name, other, h.name)] = true
+			}
+			runningOn[d.Name] = h.name
+		}
+	}
 	for _, c := range list.Items {
 		key := c.Namespace + "/" + c.Name
 		s.seen[c.UID] = key
