@@ -38,7 +38,7 @@ const (
 	node           = "lab-xen"
 	leaseNamespace = "xenclone-system"
 	// Waits sized for TCG: xl create alone takes 10-15 s, the guest boots in ~7 s more.
-	stepTimeout = 5 * time.Minute
+	stepTimeout = 10 * time.Minute
 )
 
 // The template guest's machine-specific data (hack/lab/lab.sh build_guest_disk).
@@ -144,8 +144,11 @@ dd if=/lab/guest.img of=/dev/vg0/golden bs=1M oflag=direct status=none
 lvcreate -y -L 256M -T vg0/pool >/dev/null
 lvcreate -y -V 64M -T vg0/pool -n golden-thin >/dev/null
 dd if=/lab/guest.img of=/dev/vg0/golden-thin bs=1M oflag=direct status=none
+lvcreate -y -L 64M -n golden-ext vg0 >/dev/null
+dd if=/lab/guest.img of=/dev/vg0/golden-ext bs=1M oflag=direct status=none
 sync`)
-	sumBefore := lab.Sh(t, "sha256sum /dev/vg0/golden /dev/vg0/golden-thin | cut -d' ' -f1")
+	sums := "sha256sum /dev/vg0/golden /dev/vg0/golden-thin /dev/vg0/golden-ext | cut -d' ' -f1"
+	sumBefore := lab.Sh(t, sums)
 	lab.Sh(t, `mkdir -p /var/lib/xenclone
 KUBECONFIG=/lab/kubeconfig setsid /lab/xenclone hostagent --node-name `+node+` --command-prefix '' --host-root '' \
   --lease-namespace `+leaseNamespace+` --shutdown-grace 60s --max-concurrent 2 \
@@ -195,7 +198,9 @@ echo started`)
 	thin := e.template("lab-thin", "golden-thin", func(s *vmv1alpha1.VMTemplateSpec) {
 		s.Snapshot = vmv1alpha1.SnapshotSpec{Mode: vmv1alpha1.SnapshotThin}
 	})
-	ext := e.template("lab-thin-ext", "golden", func(s *vmv1alpha1.VMTemplateSpec) {
+	// A thick LV that is the origin of active classic snapshots cannot become an external
+	// origin (lvm: "Cannot use active LV for the external origin"): its own template LV.
+	ext := e.template("lab-thin-ext", "golden-ext", func(s *vmv1alpha1.VMTemplateSpec) {
 		s.Snapshot = vmv1alpha1.SnapshotSpec{Mode: vmv1alpha1.SnapshotThin, ThinPool: "pool"}
 	})
 	ct := e.waitRunning(e.clone("thin-1", thin, "thin-one", vmv1alpha1.RunStrategyAlways))
@@ -205,7 +210,7 @@ echo started`)
 	if l := e.lvOf(ct); !strings.HasPrefix(l.attr, "V") || l.origin != "golden-thin" {
 		t.Fatalf("thin clone disk is not a thin snapshot of golden-thin: %+v", l)
 	}
-	if l := e.lvOf(ce); !strings.HasPrefix(l.attr, "V") || l.origin != "golden" {
+	if l := e.lvOf(ce); !strings.HasPrefix(l.attr, "V") || l.origin != "golden-ext" {
 		t.Fatalf("thin-from-thick clone disk is not a thin snapshot with external origin golden: %+v", l)
 	}
 
@@ -214,7 +219,7 @@ echo started`)
 		e.delete(x)
 	}
 	e.expectNoLeftovers()
-	if sumAfter := lab.Sh(t, "sha256sum /dev/vg0/golden /dev/vg0/golden-thin | cut -d' ' -f1"); sumAfter != sumBefore {
+	if sumAfter := lab.Sh(t, sums); sumAfter != sumBefore {
 		t.Fatalf("template checksums changed:\nbefore %s\nafter  %s", sumBefore, sumAfter)
 	}
 	t.Logf("template checksums unchanged: %s", strings.ReplaceAll(sumBefore, "\n", " "))
@@ -457,5 +462,5 @@ find /var/lib/xenclone -type f | head`)
 	g.Expect(out).To(ContainSubstring("loops: 0\n"))
 	g.Expect(out).To(ContainSubstring("configs: 0"))
 	lvs := strings.Fields(strings.TrimPrefix(strings.SplitN(out, "\n", 2)[0], "lvs:"))
-	g.Expect(lvs).To(ConsistOf("golden", "golden-thin", "pool"), "LVs left in vg0")
+	g.Expect(lvs).To(ConsistOf("golden", "golden-thin", "golden-ext", "pool"), "LVs left in vg0")
 }

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -111,8 +112,19 @@ lvchange -ay -K vg0/thin-a >/dev/null
 lvcreate -y -s -n thin-b vg0/thintmpl >/dev/null`)
 	save(lvmDir, "lvs-thin-pool.json", lab.Sh(t, "sleep 20 </dev/vg0/thin-a & sleep 1; "+lvs+"; kill %1"))
 	save(lvmDir, "lvs-thin-snapshot-inactive.json", lab.Sh(t, lvs+" -S lv_name=thin-b"))
-	lab.Sh(t, "lvcreate -y -s --thinpool vg0/pool -n ext-a vg0/tmpl >/dev/null")
-	save(lvmDir, "lvs-external-origin.json", lab.Sh(t, lvs+" -S 'lv_name=tmpl||lv_name=ext-a'"))
+	// A thick LV that already is the origin of (active) classic snapshots cannot become an
+	// external origin while active: keep lvm's answer. A fresh thick LV is deactivated first.
+	o, err := lab.Try("lvcreate -y -s --thinpool vg0/pool -n ext-a vg0/tmpl 2>&1")
+	t.Logf("external origin of a snapshot origin: %v\n%s", err, o)
+	save(lvmDir, "lvcreate-external-origin-of-snapshot-origin.txt", fmt.Sprintf("%s\n%v", o, err))
+	lab.Sh(t, `set -e
+lvcreate -y -L 64M -n tmpl2 vg0 >/dev/null
+dd if=/lab/guest.img of=/dev/vg0/tmpl2 bs=1M oflag=direct status=none
+lvchange -pr vg0/tmpl2 >/dev/null
+lvchange -an vg0/tmpl2 >/dev/null
+lvcreate -y -s --thinpool vg0/pool -n ext-a vg0/tmpl2 >/dev/null
+lvchange -ay vg0/tmpl2 >/dev/null`)
+	save(lvmDir, "lvs-external-origin.json", lab.Sh(t, lvs+" -S 'lv_name=tmpl2||lv_name=ext-a'"))
 	save(lvmDir, "fullreport.json", lab.Sh(t, fullreport))
 	save(lvmDir, "versions.txt", lab.Sh(t, "lvm version; uname -r"))
 

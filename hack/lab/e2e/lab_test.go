@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -112,6 +113,8 @@ func Boot(t *testing.T, opts BootOptions) *Lab {
 	}
 	l.cmd = exec.Command("timeout", args...)
 	l.cmd.Stdout, l.cmd.Stderr = os.Stderr, os.Stderr
+	// Own process group: killing it takes QEMU down with `timeout`, never orphaning it.
+	l.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	start := time.Now()
 	if err := l.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -165,7 +168,7 @@ func (l *Lab) Shutdown(t *testing.T) {
 	case <-l.done:
 	case <-time.After(60 * time.Second):
 		t.Logf("lab: QEMU did not exit after poweroff; killing pid %d", l.cmd.Process.Pid)
-		_ = l.cmd.Process.Kill()
+		_ = syscall.Kill(-l.cmd.Process.Pid, syscall.SIGKILL)
 		<-l.done
 	}
 	if t.Failed() {

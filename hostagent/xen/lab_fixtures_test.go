@@ -1,0 +1,113 @@
+package xen
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/xenclone/xenclone/hostagent/command"
+)
+
+// The real-lab fixtures are Xen 4.17's own xl output: captured by `make lab-fixtures`
+// (hack/lab/e2e TestCaptureFixtures) in the QEMU host lab's dom0, with one PV domU (lab-fx1)
+// running from an LVM snapshot. See testdata/real-lab/README.md.
+
+func readLab(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "real-lab", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestLabList(t *testing.T) {
+	doms, err := ParseList(readLab(t, "list.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]DomainInfo{}
+	for _, d := range doms {
+		byName[d.Name] = d
+	}
+	if d0, ok := byName["Domain-0"]; !ok || d0.ID != 0 || d0.VCPUs != 2 || d0.MemoryMiB < 900 || !(d0.State.Running || d0.State.Blocked) {
+		t.Errorf("Domain-0: %+v", d0)
+	}
+	d, ok := byName["lab-fx1"]
+	if !ok || d.ID <= 0 || d.VCPUs != 1 || d.MemoryMiB != 128 || d.State.Shutdown || d.State.Dying || d.State.Paused {
+		t.Errorf("lab-fx1: %+v (found %v)", d, ok)
+	}
+	after, err := ParseList(readLab(t, "list-after-shutdown.txt"))
+	if err != nil || len(after) != 1 || after[0].Name != "Domain-0" {
+		t.Errorf("after shutdown: %+v %v", after, err)
+	}
+}
+
+func TestLabListLong(t *testing.T) {
+	for _, file := range []string{"list-l.json", "list-l-domain.json"} {
+		doms, err := ParseListLong(readLab(t, file))
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		var d *DomainDetail
+		for i := range doms {
+			if doms[i].Name == "lab-fx1" {
+				d = &doms[i]
+			}
+		}
+		if d == nil {
+			t.Fatalf("%s: no lab-fx1 in %+v", file, doms)
+		}
+		if d.DomID <= 0 || d.Type != GuestPV || d.MemoryKiB != 128<<10 || d.Kernel != "/boot/vmlinuz-domu" ||
+			d.Ramdisk != "/var/lib/xclab/domu-initrd.gz" || !strings.Contains(d.Cmdline, "console=hvc0") || len(d.UUID) != 36 {
+			t.Errorf("%s: lab-fx1 %+v", file, *d)
+		}
+		if len(d.Disks) != 1 || d.Disks[0].Target != "/dev/vg0/clone-a" || d.Disks[0].Vdev != "xvda" || d.Disks[0].ReadOnly {
+			t.Errorf("%s: disks %+v", file, d.Disks)
+		}
+		if len(d.VIFs) != 1 || d.VIFs[0].MAC != "00:16:3e:1a:b2:c3" || d.VIFs[0].Bridge != "xenbr0" {
+			t.Errorf("%s: vifs %+v", file, d.VIFs)
+		}
+	}
+}
+
+func TestLabInfo(t *testing.T) {
+	info, err := ParseInfo(readLab(t, "info.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(info.XenVersion, "4.17") || info.NrCPUs != 2 || info.TotalMemoryMiB < 2900 ||
+		info.FreeMemoryMiB <= 0 || info.FreeMemoryMiB >= info.TotalMemoryMiB || info.Host != "labdom0" ||
+		!strings.Contains(info.XenCaps, "xen-3.0-x86_64") {
+		t.Errorf("xl info: %+v", info)
+	}
+}
+
+// TestLabErrors classifies xl's real stderr for each failure, as the driver does.
+func TestLabErrors(t *testing.T) {
+	for _, tc := range []struct {
+		file, op string
+		want     error
+	}{
+		{"create-duplicate-name", "create", ErrDomainExists},
+		{"create-not-enough-memory", "create", ErrNoMemory},
+		{"destroy-unknown-domain", "destroy", ErrNoSuchDomain},
+		{"shutdown-unknown-domain", "shutdown", ErrNoSuchDomain},
+		{"list-unknown-domain", "list", ErrNoSuchDomain},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			stderr := string(readLab(t, tc.file+".stderr.txt"))
+			var rc int
+			if _, err := fmt.Sscanf(string(readLab(t, tc.file+".rc.txt")), "exit status %d", &rc); err != nil || rc == 0 {
+				t.Fatalf("exit status %d (%v): a failure must exit non-zero", rc, err)
+			}
+			err := classify(tc.op, "lab-fx1", &command.Error{Args: []string{"xl", tc.op}, ExitCode: rc, Stderr: stderr, Err: errors.New("exit")})
+			if !errors.Is(err, tc.want) {
+				t.Errorf("classified as %v, want %v; stderr:\n%s", err, tc.want, stderr)
+			}
+		})
+	}
+}
