@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -21,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
 	"github.com/xenclone/xenclone/controllers"
 	"github.com/xenclone/xenclone/hostagent"
 	"github.com/xenclone/xenclone/hostagent/sim"
@@ -104,6 +106,23 @@ func runPlayground(ctx context.Context, o *playgroundOptions) error {
 	for _, s := range o.samples {
 		if err := applyFile(ctx, c, s); err != nil {
 			return err
+		}
+	}
+
+	if o.hosts > 0 {
+		// Hand over once the hosts have reported the sample template, so the first clone a
+		// user applies is placed at once.
+		waitCtx, cancel := context.WithTimeout(ctx, time.Minute)
+		err := wait.PollUntilContextCancel(waitCtx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+			var t vmv1alpha1.VMTemplate
+			if err := c.Get(ctx, client.ObjectKey{Name: "debian12"}, &t); err != nil {
+				return false, nil
+			}
+			return int(t.Status.ReadyHosts) == o.hosts, nil
+		})
+		cancel()
+		if err != nil {
+			log.Info("the simulated hosts have not all reported the sample template yet; carrying on")
 		}
 	}
 

@@ -121,6 +121,8 @@ func (r *CloneReconciler) usageResync() time.Duration {
 }
 
 func (r *CloneReconciler) clonesOfTemplate(ctx context.Context, o client.Object) []reconcile.Request {
+	// A new or changed template changes what the host reports (templates present, VGs).
+	r.capacityChanged()
 	var list vmv1alpha1.VMCloneList
 	if err := r.List(ctx, &list, client.MatchingLabels{vmv1alpha1.NodeNameLabel: r.NodeName}); err != nil {
 		return nil
@@ -563,6 +565,9 @@ func (r *CloneReconciler) startDomain(ctx context.Context, s *cloneScope, name s
 	}
 	s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionTrue, ReasonStarted, fmt.Sprintf("domain %s started", name))
 	s.status.Timestamps.Started = &s.now
+	if dom, found, err := r.Host.Hypervisor.Lookup(ctx, name); err == nil && found {
+		s.status.Domain = &vmv1alpha1.DomainStatus{Name: name, ID: int32(dom.ID), State: dom.State.String()}
+	}
 	r.capacityChanged()
 	r.event(s.clone, corev1.EventTypeNormal, ReasonStarted, "StartDomain", "domain %s started on %s", name, r.NodeName)
 	return true, nil
