@@ -9,6 +9,7 @@ package hostagent_test
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path"
 	"path/filepath"
@@ -368,6 +369,8 @@ func TestArgoCDHealthPool(t *testing.T) {
 
 // TestArgoCDHealthTable covers states the suite cannot produce on demand, and edge cases.
 func TestArgoCDHealthTable(t *testing.T) {
+	update := os.Getenv("XENCLONE_UPDATE_ARGO_TESTDATA") != ""
+	upstream := map[string][]argoHealthTest{}
 	for _, tc := range []struct {
 		name, kind, status, message, object string
 	}{
@@ -604,7 +607,109 @@ status:
 			if hs.Status != tc.status || !strings.HasPrefix(hs.Message, tc.message) {
 				t.Errorf("health = %s %q, want %s %q…", hs.Status, hs.Message, tc.status, tc.message)
 			}
+			if update {
+				file := strings.ToLower(tc.status) + "_" + slug(tc.name) + ".yaml"
+				writeFile(t, filepath.Join(argoHealthDir, tc.kind, "testdata", file), j)
+				upstream[tc.kind] = append(upstream[tc.kind], argoHealthTest{
+					HealthStatus: argoHealthStatus{Status: hs.Status, Message: hs.Message},
+					InputPath:    "testdata/" + file,
+				})
+			}
 		})
+	}
+	if update {
+		for kind, tests := range upstream {
+			b, err := yaml.Marshal(argoHealthTests{Tests: tests})
+			if err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, filepath.Join(argoHealthDir, kind, "health_test.yaml"), b)
+		}
+	}
+}
+
+// Argo CD's own format for testing a health.lua (resource_customizations/<group>/<kind>/
+// health_test.yaml with testdata/), so the checks can be proposed upstream as they are.
+type argoHealthStatus struct {
+	Status  string `json:"status"`
+	Message string `json:"message"`
+}
+
+type argoHealthTest struct {
+	HealthStatus argoHealthStatus `json:"healthStatus"`
+	InputPath    string           `json:"inputPath"`
+}
+
+type argoHealthTests struct {
+	Tests []argoHealthTest `json:"tests"`
+}
+
+func slug(s string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(s) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		case b.Len() > 0 && !strings.HasSuffix(b.String(), "_"):
+			b.WriteByte('_')
+		}
+	}
+	return strings.TrimSuffix(b.String(), "_")
+}
+
+func writeFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if strings.HasSuffix(path, ".yaml") && json.Valid(data) {
+		y, err := yaml.JSONToYAML(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data = y
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestArgoCDUpstreamTestdata runs each kind's health_test.yaml (Argo CD's format) and wants the
+// exact status and message. Regenerate the files from TestArgoCDHealthTable with
+// XENCLONE_UPDATE_ARGO_TESTDATA=1 after changing a script or a case.
+func TestArgoCDUpstreamTestdata(t *testing.T) {
+	for _, kind := range []string{"VMClone", "VMClonePool", "VMTemplate", "XenHost"} {
+		b, err := os.ReadFile(filepath.Join(argoHealthDir, kind, "health_test.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tests argoHealthTests
+		if err := yaml.UnmarshalStrict(b, &tests); err != nil {
+			t.Fatal(err)
+		}
+		if len(tests.Tests) == 0 {
+			t.Fatalf("%s/health_test.yaml has no tests", kind)
+		}
+		for _, tc := range tests.Tests {
+			t.Run(kind+"/"+tc.InputPath, func(t *testing.T) {
+				in, err := os.ReadFile(filepath.Join(argoHealthDir, kind, tc.InputPath))
+				if err != nil {
+					t.Fatal(err)
+				}
+				u := &unstructured.Unstructured{}
+				j, err := yaml.YAMLToJSON(in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := u.UnmarshalJSON(j); err != nil {
+					t.Fatal(err)
+				}
+				hs := runHealth(t, kind, u.Object)
+				if hs.Status != tc.HealthStatus.Status || hs.Message != tc.HealthStatus.Message {
+					t.Errorf("health = %s %q, want %s %q", hs.Status, hs.Message, tc.HealthStatus.Status, tc.HealthStatus.Message)
+				}
+			})
+		}
 	}
 }
 
