@@ -6,7 +6,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -15,16 +14,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
+	"github.com/xenclone/xenclone/hack/testenv"
 )
 
 // The envtest suite: a real kube-apiserver + etcd with the generated CRDs, the controller's
@@ -44,15 +41,8 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		// Unit tests (placement, MACs, expiry, pools) run without the control plane; only
-		// the envtest ones need it, so run just the unit tests here.
-		msg := "KUBEBUILDER_ASSETS is not set: the controller envtest suite needs kube-apiserver and etcd; run `make test` or KUBEBUILDER_ASSETS=$(hack/envtest-assets.sh) go test ./controllers/..."
-		if os.Getenv("CI") == "true" {
-			fmt.Fprintln(os.Stderr, "FAIL:", msg)
-			os.Exit(1)
-		}
-		fmt.Fprintln(os.Stderr, "SKIP (loudly): envtest tests skipped:", msg)
+	if !testenv.Available("the controller envtest suite") {
+		// Unit tests (placement, MACs, expiry, pools) run without the control plane.
 		os.Exit(m.Run())
 	}
 	os.Exit(runSuite(m))
@@ -76,28 +66,14 @@ func runSuite(m *testing.M) int {
 		logTo = os.Stderr
 	}
 	ctrl.SetLogger(zap.New(zap.WriteTo(logTo), zap.UseDevMode(true)))
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
-	cfg, err := env.Start()
+	env, err := testenv.Start()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "start envtest:", err)
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer func() {
-		if err := env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stop envtest:", err)
-		}
-	}()
-	scheme := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(scheme)
-	_ = vmv1alpha1.AddToScheme(scheme)
-	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "client:", err)
-		return 1
-	}
+	defer env.Stop()
+	cfg, scheme := env.Config, env.Scheme
+	k8sClient = env.Client
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if err := k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: testLeaseNamespace}}); err != nil {

@@ -14,16 +14,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
 	"github.com/xenclone/xenclone/controllers"
+	"github.com/xenclone/xenclone/hack/testenv"
 	"github.com/xenclone/xenclone/hostagent"
 	"github.com/xenclone/xenclone/hostagent/sim"
 )
@@ -93,13 +91,7 @@ func stopAgents() {
 const leaseNamespace = "xenclone-system"
 
 func TestMain(m *testing.M) {
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		msg := "KUBEBUILDER_ASSETS is not set: the agent suite needs kube-apiserver and etcd; run it with `make test`"
-		if os.Getenv("CI") == "true" {
-			fmt.Fprintln(os.Stderr, "FAIL:", msg)
-			os.Exit(1)
-		}
-		fmt.Fprintln(os.Stderr, "SKIP (loudly):", msg)
+	if !testenv.Available("the agent suite") {
 		os.Exit(0)
 	}
 	os.Exit(run(m))
@@ -120,26 +112,15 @@ func run(m *testing.M) int {
 		return 1
 	}
 
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "start envtest:", err)
-		return 1
-	}
-	defer func() { _ = env.Stop() }()
-
-	scheme := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(scheme)
-	_ = vmv1alpha1.AddToScheme(scheme)
-	restCfg, testScheme = cfg, scheme
-	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
+	env, err := testenv.Start()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	defer env.Stop()
+	cfg, scheme := env.Config, env.Scheme
+	k8sClient = env.Client
+	restCfg, testScheme = cfg, scheme
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if err := k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: leaseNamespace}}); err != nil {

@@ -1,18 +1,13 @@
 package v1alpha1_test
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
+	"github.com/xenclone/xenclone/hack/testenv"
 )
 
 // k8sClient talks to a real kube-apiserver + etcd with the generated CRDs installed, so the
@@ -20,38 +15,16 @@ import (
 var k8sClient client.Client
 
 func TestMain(m *testing.M) {
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		msg := "KUBEBUILDER_ASSETS is not set: the API validation tests need kube-apiserver and etcd; run them with `make test`"
-		if os.Getenv("CI") == "true" {
-			fmt.Fprintln(os.Stderr, "FAIL:", msg)
-			os.Exit(1)
-		}
-		fmt.Fprintln(os.Stderr, "SKIP (loudly):", msg)
+	if !testenv.Available("the API validation suite") {
 		os.Exit(0)
 	}
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
-	cfg, err := env.Start()
+	env, err := testenv.Start()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "start envtest:", err)
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	scheme := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(scheme)
-	_ = vmv1alpha1.AddToScheme(scheme)
-	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "client:", err)
-		_ = env.Stop()
-		os.Exit(1)
-	}
+	k8sClient = env.Client
 	code := m.Run()
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "stop envtest:", err)
-	}
+	env.Stop()
 	os.Exit(code)
 }
-
-var _ = context.Background
