@@ -40,8 +40,10 @@ func TestLabList(t *testing.T) {
 	if !ok || d.ID <= 0 || d.VCPUs != 1 || d.MemoryMiB != 128 || d.State.Shutdown || d.State.Dying || d.State.Paused {
 		t.Errorf("lab-fx1: %+v (found %v)", d, ok)
 	}
+	// Taken right after `xl shutdown -w lab-fx1` returned: the guest was still listed, blocked
+	// (see README.md).
 	after, err := ParseList(readLab(t, "list-after-shutdown.txt"))
-	if err != nil || len(after) != 1 || after[0].Name != "Domain-0" {
+	if err != nil || len(after) != 2 || after[0].Name != "Domain-0" || after[1].Name != "lab-fx1" || !after[1].State.Blocked {
 		t.Errorf("after shutdown: %+v %v", after, err)
 	}
 }
