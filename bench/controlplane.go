@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -77,6 +78,9 @@ type cluster struct {
 
 	controller   *child
 	metricsAddr  string
+	pprofAddr    string
+	results      string
+	name         string
 	agents       *child
 	agentsStats  string
 	benchCache   cache.Cache
@@ -102,7 +106,7 @@ func (cl *cluster) close() {
 func xlSimulator(o Options) string { return filepath.Join(filepath.Dir(o.Xenclone), "xl") }
 
 func startCluster(ctx context.Context, o Options, work string) (*cluster, error) {
-	cl := &cluster{work: work, benchReqs: &requestCounter{}}
+	cl := &cluster{work: work, benchReqs: &requestCounter{}, results: o.Results, name: o.Name}
 	cl.env = &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join("config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
 	cfg, err := cl.env.Start()
 	if err != nil {
@@ -148,17 +152,23 @@ func startCluster(ctx context.Context, o Options, work string) (*cluster, error)
 	if cl.metricsAddr, err = freePort(); err != nil {
 		return cl, err
 	}
-	cl.controller, err = startChild("manager", filepath.Join(work, "manager.log"), []string{o.Xenclone, "manager",
-		"--kubeconfig", cl.kubeconfig, "--metrics-bind-address", cl.metricsAddr, "--health-probe-bind-address", "0",
-		"--zap-log-level", "error"}, nil)
-	if err != nil {
-		return cl, err
-	}
-	// The agents: this binary's agents role.
 	self, err := os.Executable()
 	if err != nil {
 		return cl, err
 	}
+	argv := []string{o.Xenclone, "manager", "--kubeconfig", cl.kubeconfig, "--metrics-bind-address", cl.metricsAddr,
+		"--health-probe-bind-address", "0", "--zap-log-level", "error"}
+	if o.Profile {
+		if cl.pprofAddr, err = freePort(); err != nil {
+			return cl, err
+		}
+		argv = []string{self, "controller", "--kubeconfig", cl.kubeconfig, "--metrics-bind-address", cl.metricsAddr,
+			"--pprof-bind-address", cl.pprofAddr, fmt.Sprintf("--strip-managed-fields=%t", o.Strip)}
+	}
+	if cl.controller, err = startChild("manager", filepath.Join(work, "manager.log"), argv, nil); err != nil {
+		return cl, err
+	}
+	// The agents: this binary's agents role.
 	pr, pw := io.Pipe()
 	lat := o.Latency
 	cl.agents, err = startChild("agents", filepath.Join(work, "agents.log"), []string{self, "agents",
@@ -396,6 +406,7 @@ func runControlPlane(ctx context.Context, o Options, work string) (*ControlPlane
 	}
 	cp.ApplySeconds = time.Since(start).Seconds()
 	logf("control plane: %d clones applied in %.1fs; waiting for Running", o.Clones, cp.ApplySeconds)
+	cl.profile(ctx, "create", "profile?seconds=30")
 	werr := cl.cloneEvents.waitFor(ctx, int64(o.Clones), cl.cloneEvents.runningCount.Load, o.Timeout, cl.alive)
 	after := cl.mark(ctx)
 	cp.Create = phaseBetween(before, after)
@@ -495,4 +506,31 @@ func parallel(ctx context.Context, n, workers int, fn func(i int) error) error {
 		return errors.New(strings.Join(all, "; "))
 	}
 	return ctx.Err()
+}
+
+// profile saves a pprof profile of the controller (only with -profile) in the background.
+func (cl *cluster) profile(ctx context.Context, phase, what string) {
+	if cl.pprofAddr == "" {
+		return
+	}
+	go func() {
+		path := filepath.Join(cl.results, fmt.Sprintf("%s-controller-%s.pprof", cl.name, phase))
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+cl.pprofAddr+"/debug/pprof/"+what, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			logf("profile %s: %v", phase, err)
+			return
+		}
+		defer resp.Body.Close()
+		data, err := io.ReadAll(resp.Body)
+		if err == nil {
+			_ = os.MkdirAll(cl.results, 0o755)
+			err = os.WriteFile(path, data, 0o644)
+		}
+		if err != nil {
+			logf("profile %s: %v", phase, err)
+			return
+		}
+		logf("saved %s", path)
+	}()
 }

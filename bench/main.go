@@ -45,6 +45,8 @@ type Options struct {
 	SkipCP    bool
 	Work      string
 	Keep      bool
+	Profile   bool
+	Strip     bool
 }
 
 // Latency is what each simulated host operation takes. Defaults are the simulator's realistic
@@ -92,16 +94,22 @@ func (o *Options) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.SkipCP, "skip-control-plane", o.SkipCP, "Skip the control-plane and baseline runs.")
 	fs.StringVar(&o.Work, "work", o.Work, "Work folder (default: a new temp folder, removed at the end).")
 	fs.BoolVar(&o.Keep, "keep", o.Keep, "Keep the work folder (logs of the manager and agents).")
+	fs.BoolVar(&o.Strip, "strip-managed-fields", o.Strip, "Experiment (implies -profile): the controller's cache drops metadata.managedFields (cache.TransformStripManagedFields).")
+	fs.BoolVar(&o.Profile, "profile", o.Profile, "Run the controller as this binary's controller role (same controllers.SetupWithManager) with pprof on, and save 30 s CPU profiles of the create and scale phases and a heap profile at scale to bench/results/<name>-*.pprof.")
 }
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "agents" {
 		os.Exit(agentsMain(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "controller" {
+		os.Exit(controllerMain(os.Args[2:]))
+	}
 	o := defaultOptions()
 	fs := flag.NewFlagSet("bench", flag.ExitOnError)
 	o.flags(fs)
 	_ = fs.Parse(os.Args[1:])
+	o.Profile = o.Profile || o.Strip
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapErrorLevel)))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
@@ -18,6 +19,10 @@ type Machine struct {
 	GoVersion  string `json:"goVersion"`
 	LoadBefore string `json:"loadBefore"`
 	LoadAfter  string `json:"loadAfter"`
+	// Commit is the tree the binaries were built from; Dirty lists uncommitted changes to
+	// the code under test (the worktree is shared, so say so).
+	Commit string   `json:"commit"`
+	Dirty  []string `json:"dirty,omitempty"`
 }
 
 func machine() Machine {
@@ -32,6 +37,16 @@ func machine() Machine {
 	}
 	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
 		m.MemTotal = strings.TrimSpace(strings.TrimPrefix(strings.SplitN(string(data), "\n", 2)[0], "MemTotal:"))
+	}
+	if out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
+		m.Commit = strings.TrimSpace(string(out))
+	}
+	if out, err := exec.Command("git", "status", "--porcelain", "--", "api", "controllers", "hostagent", "main.go", "manager.go", "hostagent.go").Output(); err == nil {
+		for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if l != "" && !strings.HasSuffix(l, "_test.go") {
+				m.Dirty = append(m.Dirty, strings.TrimSpace(l))
+			}
+		}
 	}
 	if data, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = strings.TrimSpace(string(data))

@@ -36,6 +36,11 @@ func printTables(w io.Writer, r *Results) {
 	fmt.Fprintf(w, "\n## xenclone bench `%s` — %s\n\n", r.Name, r.Started.Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(w, "Machine: %d CPUs (%s), %s RAM, Linux %s, %s; load average before %s, after %s.\n\n",
 		m.CPUs, m.CPUModel, m.MemTotal, m.Kernel, m.GoVersion, m.LoadBefore, m.LoadAfter)
+	fmt.Fprintf(w, "Built from commit %s", m.Commit)
+	if len(m.Dirty) > 0 {
+		fmt.Fprintf(w, " with uncommitted changes in the shared worktree: %s", strings.Join(m.Dirty, "; "))
+	}
+	fmt.Fprintf(w, ".\n\n")
 	l := r.Options.Latency
 	fmt.Fprintf(w, "Simulated host latencies: lvm report %s, lvcreate -s %s, lvchange %s, lvremove %s, guest prepare %s, xl create %s, guest shutdown %s; agent MaxConcurrent %d.\n\n",
 		l.Report, l.Create, l.Change, l.Remove, l.Prepare, l.XLCreate, l.XLShutdown, r.Options.AgentConc)
@@ -115,7 +120,7 @@ func printTables(w io.Writer, r *Results) {
 		fmt.Fprintf(w, "| LIST all in pages of 500 p50 / max | %s / %s |\n", ms(s.ListPaged.P50), ms(s.ListPaged.Max))
 		fmt.Fprintf(w, "| new informer list+watch until synced p50 / max | %s / %s |\n", ms(s.InformerSync.P50), ms(s.InformerSync.Max))
 		fmt.Fprintf(w, "| watch event delivery after a patch p50 / p99 (%d) | %.1f ms / %.1f ms |\n", s.WatchDelivery.N, s.WatchDelivery.P50*1000, s.WatchDelivery.P99*1000)
-		fmt.Fprintf(w, "| DeleteAllOf until all gone | %s |\n\n", sec(s.DeleteSeconds))
+		fmt.Fprintf(w, "| delete all (one DELETE each, %d clients) until gone | %s |\n\n", r.Options.Creators, sec(s.DeleteSeconds))
 	}
 
 	if c := r.CloneCost; c != nil && len(c.Methods) > 0 {
