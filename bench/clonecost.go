@@ -91,9 +91,8 @@ func runCloneCost(ctx context.Context, dir string, size int64) (cc *CloneCost, e
 	if err := writeRandom(tpl, size); err != nil {
 		return cc, err
 	}
-	measure := func(name, command string, argv ...string) error {
+	measure := func(name, command, target string, argv ...string) error {
 		_ = sh(ctx, "sync")
-		target := argv[len(argv)-1]
 		free0, err := fsFree(mnt)
 		if err != nil {
 			return err
@@ -118,24 +117,17 @@ func runCloneCost(ctx context.Context, dir string, size int64) (cc *CloneCost, e
 		logf("clone cost: %s %.2fs, %d bytes allocated", name, took, free0-free1)
 		return nil
 	}
-	if err := measure("reflink (CoW)", "cp --reflink=always template clone && sync", "cp", "--reflink=always", tpl, filepath.Join(mnt, "reflink.img")); err != nil {
+	if err := measure("reflink (CoW)", "cp --reflink=always template clone && sync", filepath.Join(mnt, "reflink.img"), "cp", "--reflink=always", tpl, filepath.Join(mnt, "reflink.img")); err != nil {
 		return cc, err
 	}
-	if err := measure("full copy, dd direct I/O", "dd bs=4M iflag=direct oflag=direct conv=fsync", "dd", "if="+tpl, "of="+filepath.Join(mnt, "dd.img"),
+	if err := measure("full copy, dd direct I/O", "dd bs=4M iflag=direct oflag=direct conv=fsync", filepath.Join(mnt, "dd.img"), "dd", "if="+tpl, "of="+filepath.Join(mnt, "dd.img"),
 		"bs=4M", "iflag=direct", "oflag=direct", "conv=fsync", "status=none"); err != nil {
 		return cc, err
-	}
-	// dd's last argument is not the target: fix up its file size column.
-	if n := len(cc.Methods); n > 0 {
-		var st syscall.Stat_t
-		if syscall.Stat(filepath.Join(mnt, "dd.img"), &st) == nil {
-			cc.Methods[n-1].FileBlocksBytes = st.Blocks * 512
-		}
 	}
 	if err := os.Remove(filepath.Join(mnt, "dd.img")); err != nil {
 		return cc, err
 	}
-	if err := measure("full copy, cp", "cp --reflink=never template clone && sync", "cp", "--reflink=never", tpl, filepath.Join(mnt, "cp.img")); err != nil {
+	if err := measure("full copy, cp", "cp --reflink=never template clone && sync", filepath.Join(mnt, "cp.img"), "cp", "--reflink=never", tpl, filepath.Join(mnt, "cp.img")); err != nil {
 		return cc, err
 	}
 

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,6 +56,9 @@ type ControlPlane struct {
 type Phase struct {
 	Controller ProcSample `json:"controller"`
 	Agents     ProcSample `json:"agents"`
+	// APIServer and Etcd are envtest's kube-apiserver and etcd processes.
+	APIServer ProcSample `json:"apiserver"`
+	Etcd      ProcSample `json:"etcd"`
 	// Requests are API requests by verb: the controller's (its client-go metrics), the agents'
 	// (counted on their transport), the bench's own (creates/deletes/its watch), and the API
 	// server's total (apiserver_request_total, every client).
@@ -87,7 +91,8 @@ type cluster struct {
 	cancelCache  context.CancelFunc
 	cloneEvents  *cloneWatch
 	work         string
-	controllerPS ProcSample
+	apiserverPid int
+	etcdPid      int
 }
 
 func (cl *cluster) close() {
@@ -115,6 +120,13 @@ func startCluster(ctx context.Context, o Options, work string) (*cluster, error)
 	}
 	cfg.QPS, cfg.Burst = -1, -1
 	cl.cfg = cfg
+	if u, err := url.Parse(cfg.Host); err == nil {
+		cl.apiserverPid = findPid("kube-apiserver", "--secure-port="+u.Port())
+	}
+	if e := cl.env.ControlPlane.Etcd; e != nil && e.URL != nil {
+		cl.etcdPid = findPid("etcd", e.URL.Host)
+	}
+	logf("control plane: kube-apiserver pid %d, etcd pid %d", cl.apiserverPid, cl.etcdPid)
 	user, err := cl.env.AddUser(envtest.User{Name: "bench-admin", Groups: []string{"system:masters"}}, nil)
 	if err != nil {
 		return cl, err
@@ -332,6 +344,7 @@ func (cl *cluster) alive() error {
 // phaseMark is the counters at a phase boundary.
 type phaseMark struct {
 	ctrl, agents  ProcSample
+	api, etcd     ProcSample
 	ctrlReqs      RequestCounts
 	agentStats    AgentStats
 	benchReqs     RequestCounts
@@ -342,6 +355,12 @@ type phaseMark struct {
 func (cl *cluster) mark(ctx context.Context) phaseMark {
 	var m phaseMark
 	m.ctrl, _ = sampleProc(cl.controller.pid())
+	if cl.apiserverPid != 0 {
+		m.api, _ = sampleProc(cl.apiserverPid)
+	}
+	if cl.etcdPid != 0 {
+		m.etcd, _ = sampleProc(cl.etcdPid)
+	}
 	if cl.agents.alive() {
 		m.agents, _ = sampleProc(cl.agents.pid())
 		m.agentStats, _ = getAgentStats(ctx, cl.agentsStats)
@@ -367,6 +386,7 @@ func (cl *cluster) apiserverRequests(ctx context.Context) RequestCounts {
 func phaseBetween(a, b phaseMark) Phase {
 	p := Phase{
 		Controller: delta(a.ctrl, b.ctrl), Agents: delta(a.agents, b.agents),
+		APIServer: delta(a.api, b.api), Etcd: delta(a.etcd, b.etcd),
 		ControllerRequests: b.ctrlReqs.Sub(a.ctrlReqs), AgentRequests: b.agentStats.Requests.Sub(a.agentStats.Requests),
 		BenchRequests: b.benchReqs.Sub(a.benchReqs), APIServerRequests: b.apiserverReqs.Sub(a.apiserverReqs),
 		HostOps: subOps(b.agentStats.HostOps, a.agentStats.HostOps), Reconciles: map[string]float64{},
@@ -389,8 +409,7 @@ func runControlPlane(ctx context.Context, o Options, work string) (*ControlPlane
 	cp := &ControlPlane{Clones: o.Clones, Hosts: o.Hosts}
 
 	// Create: every clone from o.Creators parallel clients.
-	resetPeakRSS(cl.controller.pid())
-	resetPeakRSS(cl.agents.pid())
+	cl.resetPeaks()
 	before := cl.mark(ctx)
 	applied := make([]time.Time, o.Clones)
 	start := time.Now()
@@ -435,8 +454,7 @@ func runControlPlane(ctx context.Context, o Options, work string) (*ControlPlane
 	}
 
 	// Delete: every clone, the same way; gone means the agent released its finalizer.
-	resetPeakRSS(cl.controller.pid())
-	resetPeakRSS(cl.agents.pid())
+	cl.resetPeaks()
 	before = cl.mark(ctx)
 	deleted := make([]time.Time, o.Clones)
 	start = time.Now()
@@ -533,4 +551,13 @@ func (cl *cluster) profile(ctx context.Context, phase, what string) {
 		}
 		logf("saved %s", path)
 	}()
+}
+
+// resetPeaks starts every measured process's peak RSS afresh for the next phase.
+func (cl *cluster) resetPeaks() {
+	for _, pid := range []int{cl.controller.pid(), cl.agents.pid(), cl.apiserverPid, cl.etcdPid} {
+		if pid != 0 {
+			resetPeakRSS(pid)
+		}
+	}
 }

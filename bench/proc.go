@@ -134,3 +134,31 @@ func delta(a, b ProcSample) ProcSample {
 	return ProcSample{CPUSeconds: b.CPUSeconds - a.CPUSeconds, ChildCPUSeconds: b.ChildCPUSeconds - a.ChildCPUSeconds,
 		RSSMiB: b.RSSMiB, PeakRSSMiB: b.PeakRSSMiB}
 }
+
+// findPid returns the first process whose command line contains every fragment, or 0: how the
+// bench finds envtest's kube-apiserver and etcd, which it does not start itself.
+func findPid(fragments ...string) int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		cmd := strings.ReplaceAll(string(data), "\x00", " ")
+		ok := true
+		for _, f := range fragments {
+			ok = ok && strings.Contains(cmd, f)
+		}
+		if ok {
+			return pid
+		}
+	}
+	return 0
+}

@@ -67,7 +67,8 @@ func printTables(w io.Writer, r *Results) {
 			fmt.Fprintf(w, "| controller (`xenclone manager`), %s | %.1f | – | %.0f MiB | %s |\n", ph.name, ph.p.Controller.CPUSeconds, ph.p.Controller.PeakRSSMiB, counts(ph.p.ControllerRequests))
 			fmt.Fprintf(w, "| %d agents (one process), %s | %.1f | %.1f (xl simulator) | %.0f MiB | %s |\n", cp.Hosts, ph.name, ph.p.Agents.CPUSeconds, ph.p.Agents.ChildCPUSeconds, ph.p.Agents.PeakRSSMiB, counts(ph.p.AgentRequests))
 			fmt.Fprintf(w, "| bench client (creates/deletes + its watch), %s | – | – | – | %s |\n", ph.name, counts(ph.p.BenchRequests))
-			fmt.Fprintf(w, "| API server total (apiserver_request_total), %s | – | – | – | %s |\n", ph.name, counts(ph.p.APIServerRequests))
+			fmt.Fprintf(w, "| kube-apiserver (envtest), %s | %.1f | – | %.0f MiB | %s (apiserver_request_total, every client) |\n", ph.name, ph.p.APIServer.CPUSeconds, ph.p.APIServer.PeakRSSMiB, counts(ph.p.APIServerRequests))
+			fmt.Fprintf(w, "| etcd (envtest), %s | %.1f | – | %.0f MiB | – |\n", ph.name, ph.p.Etcd.CPUSeconds, ph.p.Etcd.PeakRSSMiB)
 		}
 		n := float64(cp.Clones)
 		fmt.Fprintf(w, "\nPer clone (create + delete): controller %.1f requests, agents %.1f requests, controller %.1f ms CPU, agents %.1f ms CPU (+%.1f ms xl simulator).\n\n",
@@ -116,6 +117,7 @@ func printTables(w io.Writer, r *Results) {
 		fmt.Fprintf(w, "| controller Go heap in use | %.0f MiB |\n", s.ControllerHeapMiB)
 		fmt.Fprintf(w, "| controller CPU for the phase | %.1f s |\n", s.ControllerCPUSeconds)
 		fmt.Fprintf(w, "| controller API requests for the phase | %s |\n", counts(s.Phase.ControllerRequests))
+		fmt.Fprintf(w, "| kube-apiserver / etcd CPU for the phase | %.1f s / %.1f s |\n", s.Phase.APIServer.CPUSeconds, s.Phase.Etcd.CPUSeconds)
 		fmt.Fprintf(w, "| LIST all (one response, %s) p50 / max | %s / %s |\n", mib(int64(s.ListBytes)), ms(s.List.P50), ms(s.List.Max))
 		fmt.Fprintf(w, "| LIST all in pages of 500 p50 / max | %s / %s |\n", ms(s.ListPaged.P50), ms(s.ListPaged.Max))
 		fmt.Fprintf(w, "| new informer list+watch until synced p50 / max | %s / %s |\n", ms(s.InformerSync.P50), ms(s.InformerSync.Max))

@@ -97,7 +97,7 @@ func runScale(ctx context.Context, o Options, cl *cluster) (*ScaleResult, error)
 	defer func() { _ = inf.RemoveEventHandler(reg) }()
 
 	logf("scale: creating %d VMClones (unplaceable: they stay Pending)", o.Scale)
-	resetPeakRSS(cl.controller.pid())
+	cl.resetPeaks()
 	before := cl.mark(ctx)
 	start := time.Now()
 	name := func(i int) string { return fmt.Sprintf("pending-%05d", i) }
