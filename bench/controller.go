@@ -27,6 +27,7 @@ func controllerMain(args []string) int {
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig of the API server")
 	metrics := fs.String("metrics-bind-address", "0", "metrics address")
 	pprof := fs.String("pprof-bind-address", "0", "pprof address")
+	workers := fs.Int("max-concurrent-reconciles", 0, "controllers.Options.MaxConcurrentReconciles (0: the default, 4)")
 	strip := fs.Bool("strip-managed-fields", false, "Experiment: drop metadata.managedFields from every cached object (cache.TransformStripManagedFields).")
 	_ = fs.Parse(args)
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapErrorLevel)))
@@ -47,7 +48,7 @@ func controllerMain(args []string) int {
 	}
 	mgr, err := ctrl.NewManager(cfg, opts)
 	if err == nil {
-		err = controllers.SetupWithManager(mgr, controllers.Options{LeaseNamespace: leaseNamespace})
+		err = controllers.SetupWithManager(mgr, controllers.Options{LeaseNamespace: leaseNamespace, MaxConcurrentReconciles: *workers})
 	}
 	if err == nil {
 		err = mgr.Start(ctx)

@@ -175,7 +175,8 @@ func startCluster(ctx context.Context, o Options, work string) (*cluster, error)
 			return cl, err
 		}
 		argv = []string{self, "controller", "--kubeconfig", cl.kubeconfig, "--metrics-bind-address", cl.metricsAddr,
-			"--pprof-bind-address", cl.pprofAddr, fmt.Sprintf("--strip-managed-fields=%t", o.Strip)}
+			"--pprof-bind-address", cl.pprofAddr, fmt.Sprintf("--strip-managed-fields=%t", o.Strip),
+			fmt.Sprintf("--max-concurrent-reconciles=%d", o.Workers)}
 	}
 	if cl.controller, err = startChild("manager", filepath.Join(work, "manager.log"), argv, nil); err != nil {
 		return cl, err

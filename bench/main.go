@@ -47,6 +47,8 @@ type Options struct {
 	Keep      bool
 	Profile   bool
 	Strip     bool
+	Workers   int
+	NoLimit   bool
 }
 
 // Latency is what each simulated host operation takes. Defaults are the simulator's realistic
@@ -95,6 +97,8 @@ func (o *Options) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Work, "work", o.Work, "Work folder (default: a new temp folder, removed at the end).")
 	fs.BoolVar(&o.Keep, "keep", o.Keep, "Keep the work folder (logs of the manager and agents).")
 	fs.BoolVar(&o.Strip, "strip-managed-fields", o.Strip, "Experiment (implies -profile): the controller's cache drops metadata.managedFields (cache.TransformStripManagedFields).")
+	fs.IntVar(&o.Workers, "controller-workers", 0, "Experiment (implies -profile): the controller's MaxConcurrentReconciles (the manager binary has no flag for it; default 4).")
+	fs.BoolVar(&o.NoLimit, "skip-limit", false, "Skip the limit (bare host operations) runs.")
 	fs.BoolVar(&o.Profile, "profile", o.Profile, "Run the controller as this binary's controller role (same controllers.SetupWithManager) with pprof on, and save 30 s CPU profiles of the create and scale phases and a heap profile at scale to bench/results/<name>-*.pprof.")
 }
 
@@ -109,7 +113,7 @@ func main() {
 	fs := flag.NewFlagSet("bench", flag.ExitOnError)
 	o.flags(fs)
 	_ = fs.Parse(os.Args[1:])
-	o.Profile = o.Profile || o.Strip
+	o.Profile = o.Profile || o.Strip || o.Workers > 0
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapErrorLevel)))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -151,12 +155,14 @@ func run(ctx context.Context, o Options) error {
 			return fmt.Errorf("-xenclone is empty: run through hack/bench.sh, which builds the binary")
 		}
 		// The limit first, on an idle control plane: the same host operations, no controller.
-		b, err := runBaseline(ctx, o, filepath.Join(work, "baseline"))
-		if err != nil {
-			res.Errors["baseline"] = err.Error()
-			logf("baseline: %v", err)
+		if !o.NoLimit {
+			b, err := runBaseline(ctx, o, filepath.Join(work, "baseline"))
+			if err != nil {
+				res.Errors["baseline"] = err.Error()
+				logf("baseline: %v", err)
+			}
+			res.Baseline = b
 		}
-		res.Baseline = b
 		cp, sc, err := runControlPlane(ctx, o, work)
 		if err != nil {
 			res.Errors["controlPlane"] = err.Error()
