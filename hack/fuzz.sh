@@ -50,7 +50,7 @@ for entry in "${TARGETS[@]}"; do
   fi
   took=$(( $(date +%s) - start ))
   execs=$(grep -Eo 'execs: [0-9]+' "$log" | tail -1 | awk '{print $2}')
-  rows+=("$(printf '%-34s %-24s %-5s %6ss %10s' "$dir" "$name" "$result" "$took" "${execs:-?}")")
+  rows+=("$(printf '%-34s %-24s %-5s %6ss %10s' "$dir" "$name" "$result" "$took" "${execs:--}")")
   if [ "$result" = FAIL ]; then
     echo "---- $dir $name ----"
     tail -40 "$log"
