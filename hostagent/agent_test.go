@@ -21,7 +21,8 @@ import (
 	"github.com/xenclone/xenclone/hostagent/xen"
 )
 
-const timeout = 30 * time.Second
+// timeout is generous: CI machines have 2 cores, and the suite shares them with the API server.
+const timeout = 60 * time.Second
 
 func newNamespace(t *testing.T) string {
 	t.Helper()
@@ -409,4 +410,28 @@ func TestCOWExtendedBeforeItFills(t *testing.T) {
 	h.Storage.SetUsage("vg0", lv.Name, 100) // the kernel invalidates a full classic snapshot
 	got := waitPhase(t, c, vmv1alpha1.PhaseFailed)
 	g.Expect(got.Status.Message).To(ContainSubstring("reset the clone"))
+}
+
+// TestRunOnce: runStrategy Once keeps the domain running until the guest powers itself off,
+// then leaves it off.
+func TestRunOnce(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	template(t, "tpl-once")
+	c := clone(t, ns, "once", "tpl-once", func(c *vmv1alpha1.VMClone) { c.Spec.RunStrategy = vmv1alpha1.RunStrategyOnce })
+	c = waitPhase(t, c, vmv1alpha1.PhaseRunning)
+	// Still running a while later: nothing stops a Once domain but its guest.
+	g.Consistently(func(g Gomega) {
+		_, found := domainOf(t, c)
+		g.Expect(found).To(BeTrue())
+	}, 3*time.Second, 200*time.Millisecond).Should(Succeed())
+
+	g.Expect(hosts[c.Status.NodeName].XL(context.Background(), "sim-guest", hostagent.DomainName(c), "poweroff")).To(Succeed())
+	got := waitPhase(t, c, vmv1alpha1.PhaseStopped)
+	cond := meta.FindStatusCondition(got.Status.Conditions, vmv1alpha1.ConditionDomainRunning)
+	g.Expect(cond.Reason).To(Equal(hostagent.ReasonGuestPoweredOff))
+	g.Consistently(func(g Gomega) {
+		_, found := domainOf(t, got)
+		g.Expect(found).To(BeFalse(), "a Once domain must not be started again")
+	}, 3*time.Second, 200*time.Millisecond).Should(Succeed())
 }

@@ -17,9 +17,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -90,6 +92,40 @@ type CloneReconciler struct {
 
 	// changed tells the host reporter that capacity moved (a domain or disk came or went).
 	changed func()
+
+	// written remembers, per clone UID, the status this agent last wrote, so a reconcile that
+	// reads a cache still behind that write waits instead of acting on the old state (which
+	// would, e.g., reset a disk twice or restart a Once domain that just stopped).
+	written sync.Map // types.UID -> writtenStatus
+}
+
+type writtenStatus struct {
+	status vmv1alpha1.VMCloneStatus
+	at     time.Time
+}
+
+// cacheBehind reports whether the clone read from the cache predates this agent's last status
+// write. Past a few seconds the cache is trusted anyway: a write by someone else (an admin's
+// patch) must not block the clone forever.
+func (r *CloneReconciler) cacheBehind(c *vmv1alpha1.VMClone) bool {
+	v, ok := r.written.Load(c.UID)
+	if !ok {
+		return false
+	}
+	w := v.(writtenStatus)
+	if time.Since(w.at) > 5*time.Second {
+		r.written.Delete(c.UID)
+		return false
+	}
+	cur := agentStatus(c)
+	if cur.Timestamps != nil && *cur.Timestamps == (vmv1alpha1.CloneTimestamps{}) {
+		cur.Timestamps = nil
+	}
+	if equality.Semantic.DeepEqual(cur, w.status) {
+		r.written.Delete(c.UID)
+		return false
+	}
+	return true
 }
 
 // SetupWithManager registers the reconciler. The manager's cache holds only this node's clones
@@ -145,8 +181,12 @@ type cloneScope struct {
 	vg       lvm.VG
 	pool     *lvm.LV
 	failed   bool
-	now      metav1.Time
-	requeue  time.Duration
+	// applied is the agent's status as last written (nil: as read); stale is set when the
+	// server holds a newer clone than this reconcile read.
+	applied *vmv1alpha1.VMCloneStatus
+	stale   bool
+	now     metav1.Time
+	requeue time.Duration
 }
 
 func (s *cloneScope) setCondition(t string, st metav1.ConditionStatus, reason, msg string) {
@@ -174,6 +214,9 @@ func (r *CloneReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res 
 	}
 	log := log.FromContext(ctx).WithValues("node", r.NodeName)
 	ctx = ctrl.LoggerInto(ctx, log)
+	if r.cacheBehind(clone) {
+		return ctrl.Result{RequeueAfter: 200 * time.Millisecond}, nil
+	}
 
 	s := &cloneScope{clone: clone, now: metav1.NewTime(r.Clock.Now())}
 	s.status = agentStatus(clone)
@@ -187,6 +230,7 @@ func (r *CloneReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res 
 			return ctrl.Result{RequeueAfter: s.requeue}, err
 		}
 		r.capacityChanged()
+		r.written.Delete(clone.UID) // the clone's last reconcile here
 		return ctrl.Result{}, r.removeFinalizer(ctx, clone)
 	}
 
@@ -199,12 +243,15 @@ func (r *CloneReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res 
 	}
 
 	defer func() {
-		s.status.Phase, s.status.Message = phaseOf(s)
-		if err := r.applyStatus(ctx, s); err != nil {
+		if err := r.flush(ctx, s); err != nil {
 			retErr = errors.Join(retErr, err)
 		}
 		if retErr == nil {
 			res.RequeueAfter = s.requeue
+		}
+		if s.stale && retErr == nil && res.RequeueAfter == 0 {
+			// The newer clone's event brings us back; this is a backstop.
+			res.RequeueAfter = time.Second
 		}
 	}()
 	return ctrl.Result{}, r.reconcileNormal(ctx, s)
@@ -243,6 +290,15 @@ func (r *CloneReconciler) reconcileNormal(ctx context.Context, s *cloneScope) er
 		stepSeconds.WithLabelValues(step.name, result(err)).Observe(time.Since(start).Seconds())
 		if err != nil || !done {
 			return err
+		}
+		if step.name == "volume" || step.name == "guest" {
+			// Show the progress before the next slow step (scrub, xl create).
+			if err := r.flush(ctx, s); err != nil {
+				return err
+			}
+			if s.stale {
+				return nil
+			}
 		}
 	}
 	return nil
@@ -441,19 +497,32 @@ func (r *CloneReconciler) ensureGuestPrepared(ctx context.Context, s *cloneScope
 	return true, nil
 }
 
-// wantRunning says whether the domain should run now, from the run strategy, the controller's
-// Expired condition (onExpiry: Stop), and what the guest did last.
-func wantRunning(c *vmv1alpha1.VMClone) bool {
+// effectiveStrategy is the run strategy in force: the user's, or Halted once the controller
+// marked the clone Expired with onExpiry: Stop.
+func effectiveStrategy(c *vmv1alpha1.VMClone) vmv1alpha1.RunStrategy {
 	if exp := meta.FindStatusCondition(c.Status.Conditions, vmv1alpha1.ConditionExpired); exp != nil &&
 		exp.Status == metav1.ConditionTrue && c.Spec.Lifetime != nil && c.Spec.Lifetime.OnExpiry == vmv1alpha1.ExpiryStop {
-		return false
+		return vmv1alpha1.RunStrategyHalted
 	}
+	if c.Spec.RunStrategy == "" {
+		return vmv1alpha1.RunStrategyAlways
+	}
+	return c.Spec.RunStrategy
+}
+
+// wantRunning says whether the domain should run now, from the run strategy in force and what
+// the guest did last (all of it read from the clone's status, so it survives agent restarts).
+func wantRunning(c *vmv1alpha1.VMClone) bool {
 	last := meta.FindStatusCondition(c.Status.Conditions, vmv1alpha1.ConditionDomainRunning)
-	switch c.Spec.RunStrategy {
+	switch effectiveStrategy(c) {
 	case vmv1alpha1.RunStrategyHalted:
 		return false
 	case vmv1alpha1.RunStrategyOnce:
-		return c.Status.Timestamps == nil || c.Status.Timestamps.Started == nil
+		// Run until the guest stops by itself for good; a reboot keeps it going.
+		if c.Status.Timestamps == nil || c.Status.Timestamps.Started == nil {
+			return true
+		}
+		return last == nil || last.Status == metav1.ConditionTrue || last.Reason == ReasonRestarting
 	case vmv1alpha1.RunStrategyRerunOnFailure:
 		return last == nil || last.Reason != ReasonGuestPoweredOff
 	}
@@ -482,7 +551,7 @@ func (r *CloneReconciler) ensureDomain(ctx context.Context, s *cloneScope) (bool
 	// The agent is the domain's monitor (xl create -e): a guest that stopped by itself is
 	// still listed as shut down, with its reason, until we act on it.
 	if found && dom.State.Shutdown {
-		step := xen.DecideStep(dom.State, PolicyFor(s.template, s.clone.Spec.RunStrategy))
+		step := xen.DecideStep(dom.State, PolicyFor(s.template, effectiveStrategy(s.clone)))
 		if step == xen.StepNone || step == xen.StepWait {
 			s.requeueAfter(2 * time.Second)
 			return false, nil
@@ -515,9 +584,11 @@ func (r *CloneReconciler) ensureDomain(ctx context.Context, s *cloneScope) (bool
 		if err != nil || !stopped {
 			return false, err
 		}
+		// Keep the guest's own reason (powered off, crashed) when it says more than "off".
 		last := meta.FindStatusCondition(s.status.Conditions, vmv1alpha1.ConditionDomainRunning)
-		if last == nil || last.Status == metav1.ConditionTrue || last.Reason == ReasonShuttingDown {
-			s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionFalse, ReasonHalted, "the domain is off, as the run strategy asks")
+		if last == nil || (last.Reason != ReasonGuestPoweredOff && last.Reason != ReasonGuestCrashed) {
+			s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionFalse, ReasonHalted,
+				fmt.Sprintf("the domain is off, as the run strategy %s asks", effectiveStrategy(s.clone)))
 		}
 		return true, nil
 	}
@@ -539,6 +610,9 @@ func (r *CloneReconciler) startDomain(ctx context.Context, s *cloneScope, name s
 		req, err := r.seedRequest(ctx, s)
 		if err != nil {
 			s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionFalse, ReasonSecretMissing, err.Error())
+			// The agent does not watch Secrets (its cache would hold every Secret of the
+			// cluster): look again soon.
+			s.requeueAfter(10 * time.Second)
 			return false, nil
 		}
 		if seed, err = r.Host.Guest.BuildSeed(ctx, req); err != nil {

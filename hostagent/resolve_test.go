@@ -132,9 +132,20 @@ func TestWantRunning(t *testing.T) {
 		{"always", func(*vmv1alpha1.VMClone) {}, true},
 		{"halted", func(c *vmv1alpha1.VMClone) { c.Spec.RunStrategy = vmv1alpha1.RunStrategyHalted }, false},
 		{"once, never started", func(c *vmv1alpha1.VMClone) { c.Spec.RunStrategy = vmv1alpha1.RunStrategyOnce }, true},
-		{"once, ran", func(c *vmv1alpha1.VMClone) {
+		{"once, running", func(c *vmv1alpha1.VMClone) {
 			c.Spec.RunStrategy = vmv1alpha1.RunStrategyOnce
 			c.Status.Timestamps = &vmv1alpha1.CloneTimestamps{Started: &started}
+			c.Status.Conditions = []metav1.Condition{{Type: vmv1alpha1.ConditionDomainRunning, Status: metav1.ConditionTrue, Reason: ReasonStarted}}
+		}, true},
+		{"once, rebooting", func(c *vmv1alpha1.VMClone) {
+			c.Spec.RunStrategy = vmv1alpha1.RunStrategyOnce
+			c.Status.Timestamps = &vmv1alpha1.CloneTimestamps{Started: &started}
+			c.Status.Conditions = []metav1.Condition{{Type: vmv1alpha1.ConditionDomainRunning, Status: metav1.ConditionFalse, Reason: ReasonRestarting}}
+		}, true},
+		{"once, powered off", func(c *vmv1alpha1.VMClone) {
+			c.Spec.RunStrategy = vmv1alpha1.RunStrategyOnce
+			c.Status.Timestamps = &vmv1alpha1.CloneTimestamps{Started: &started}
+			c.Status.Conditions = []metav1.Condition{{Type: vmv1alpha1.ConditionDomainRunning, Status: metav1.ConditionFalse, Reason: ReasonGuestPoweredOff}}
 		}, false},
 		{"rerun after poweroff", func(c *vmv1alpha1.VMClone) {
 			c.Spec.RunStrategy = vmv1alpha1.RunStrategyRerunOnFailure

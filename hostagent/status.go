@@ -3,8 +3,10 @@ package hostagent
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -96,17 +98,24 @@ func phaseOf(s *cloneScope) (vmv1alpha1.VMClonePhase, string) {
 }
 
 // applyStatus writes the agent's part of the status with server-side apply, and only when it
-// changed: a clone costs a handful of writes over its life, not one per reconcile.
+// changed since the last write: a clone costs a handful of writes over its life, not one per
+// reconcile. The apply carries the resourceVersion the reconcile started from, so a status
+// computed from a stale cache can never remove fields a newer write set (server-side apply
+// drops fields a manager stops sending); a stale reconcile gets a conflict and the fresh
+// object's event runs it again.
 func (r *CloneReconciler) applyStatus(ctx context.Context, s *cloneScope) error {
 	s.status.ObservedGeneration = s.clone.Generation
 	if ts := s.status.Timestamps; ts != nil && *ts == (vmv1alpha1.CloneTimestamps{}) {
 		s.status.Timestamps = nil
 	}
-	before := agentStatus(s.clone)
-	if before.Timestamps != nil && *before.Timestamps == (vmv1alpha1.CloneTimestamps{}) {
-		before.Timestamps = nil
+	if s.applied == nil {
+		before := agentStatus(s.clone)
+		if before.Timestamps != nil && *before.Timestamps == (vmv1alpha1.CloneTimestamps{}) {
+			before.Timestamps = nil
+		}
+		s.applied = &before
 	}
-	if equality.Semantic.DeepEqual(before, s.status) {
+	if equality.Semantic.DeepEqual(*s.applied, s.status) {
 		return nil
 	}
 	st, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&s.status)
@@ -116,13 +125,30 @@ func (r *CloneReconciler) applyStatus(ctx context.Context, s *cloneScope) error 
 	u := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": vmv1alpha1.GroupVersion.String(),
 		"kind":       "VMClone",
-		"metadata":   map[string]any{"name": s.clone.Name, "namespace": s.clone.Namespace},
-		"status":     st,
+		"metadata": map[string]any{"name": s.clone.Name, "namespace": s.clone.Namespace,
+			"uid": string(s.clone.UID), "resourceVersion": s.clone.ResourceVersion},
+		"status": st,
 	}}
 	// Forced: the agent takes the phase over from the controller once it acts on the clone.
 	if err := r.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u),
 		client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+		if apierrors.IsConflict(err) {
+			s.stale = true
+			return nil
+		}
 		return fmt.Errorf("apply status of %s/%s: %w", s.clone.Namespace, s.clone.Name, err)
 	}
+	// Later writes of this reconcile start from what the server now holds.
+	s.clone.ResourceVersion = u.GetResourceVersion()
+	applied := *s.status.DeepCopy()
+	s.applied = &applied
+	r.written.Store(s.clone.UID, writtenStatus{status: applied, at: time.Now()})
 	return nil
+}
+
+// flush writes the status between steps, so `kubectl get -w` shows Provisioning and Starting
+// while the slow host work happens rather than only its end.
+func (r *CloneReconciler) flush(ctx context.Context, s *cloneScope) error {
+	s.status.Phase, s.status.Message = phaseOf(s)
+	return r.applyStatus(ctx, s)
 }
