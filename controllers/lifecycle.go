@@ -26,6 +26,7 @@ const (
 	ReasonStoppedOnExpiry     = "StoppedOnExpiry"
 	ReasonWaitingForHost      = "WaitingForHost"
 	ReasonFailed              = "Failed"
+	ReasonStopping            = "Stopping"
 	ReasonRescheduled         = "RescheduledFromLostHost"
 	ReasonResetting           = "Resetting"
 )
@@ -143,6 +144,16 @@ func ReadyCondition(in ReadyInput) metav1.Condition {
 		if sc.Status != metav1.ConditionTrue {
 			cond.Status, cond.Reason = metav1.ConditionFalse, sc.Reason
 			cond.Message = fmt.Sprintf("%s: %s", t, sc.Message)
+			return cond
+		}
+	}
+	if halted {
+		// Halted is only reached once the domain is actually off, so `kubectl wait
+		// --for=condition=Ready` after switching to Halted waits for the shutdown.
+		if dr := meta.FindStatusCondition(c.Status.Conditions, vmv1alpha1.ConditionDomainRunning); dr != nil &&
+			(dr.Status == metav1.ConditionTrue || dr.Reason == "ShuttingDown") {
+			cond.Status, cond.Reason = metav1.ConditionFalse, ReasonStopping
+			cond.Message = fmt.Sprintf("waiting for the domain on %s to stop (%s)", c.Status.NodeName, dr.Message)
 			return cond
 		}
 	}

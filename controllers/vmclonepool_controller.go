@@ -197,10 +197,12 @@ func (r *VMClonePoolReconciler) ensureMembers(ctx context.Context, pool *vmv1alp
 			errs = append(errs, fmt.Errorf("delete member %s: %w", name, err))
 			continue
 		}
+		// The member is the event's related object: events of one reason and action on the
+		// pool would otherwise merge into one series that keeps only the first member's note.
 		if replacing[name] {
-			r.Recorder.Eventf(pool, nil, corev1.EventTypeWarning, ReasonMemberFailed, "Delete", "member %s failed: deleting it, a new member replaces it (spec.replaceFailed)", name)
+			r.Recorder.Eventf(pool, m, corev1.EventTypeWarning, ReasonMemberFailed, "Delete", "member %s failed: deleting it, a new member replaces it (spec.replaceFailed)", name)
 		} else {
-			r.Recorder.Eventf(pool, nil, corev1.EventTypeNormal, ReasonMemberDeleted, "Delete", "scaled down: deleted member %s", name)
+			r.Recorder.Eventf(pool, m, corev1.EventTypeNormal, ReasonMemberDeleted, "Delete", "scaled down: deleted member %s", name)
 		}
 	}
 	for _, idx := range plan.Create {
@@ -216,7 +218,7 @@ func (r *VMClonePoolReconciler) ensureMembers(ctx context.Context, pool *vmv1alp
 			errs = append(errs, fmt.Errorf("create member %s: %w", m.Name, err))
 			continue
 		}
-		r.Recorder.Eventf(pool, nil, corev1.EventTypeNormal, ReasonMemberCreated, "Create", "created member %s", m.Name)
+		r.Recorder.Eventf(pool, m, corev1.EventTypeNormal, ReasonMemberCreated, "Create", "created member %s", m.Name)
 	}
 	return kerrors.NewAggregate(errs)
 }
