@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
+	"github.com/xenclone/xenclone/controllers"
 )
 
 // Minimal repros of what the soak found, one test each, so a fix can be checked in seconds.
@@ -110,6 +111,115 @@ func cleanupNamespace(nsName string) {
 			tpl.Finalizers = nil
 			_ = k8s.Patch(ctx, &tpl, patch)
 			_ = k8s.Delete(ctx, &tpl)
+		}
+	}
+}
+
+// TestRescheduledCloneThatFindsNoHostCanBeDeleted is what the long soak found (seed
+// 1795636250330968818: 10 clones stuck Terminating, their LVs, domains, configs and seeds left
+// on the old hosts, both templates stuck in-use). A clone with the opt-in Reschedule annotation
+// whose host is lost is unbound (status.nodeName cleared) even when no other host can take it —
+// in the soak, right after a kube-apiserver restart left every host's lease stale at once. Then:
+//
+//  1. its node label keeps the old host (controllers/vmclone_controller.go ensureLabels only
+//     adds labels: with nodeName empty it wants no node label but never removes the stale one),
+//     so the old host's orphan collector counts the clone as present and keeps its disk, domain,
+//     config and seed; while the old host's agent ignores it (status.nodeName is not its own);
+//  2. once deleted, nobody releases the agent's finalizer vm.xenclone.dev/host-cleanup: the
+//     controller's reconcileDelete does nothing and no agent owns an unbound clone. It stays
+//     Terminating for good, and its template keeps its in-use finalizer.
+//
+// Fix (controllers/vmclone_controller.go): in ensureRescheduleOnNodeLoss drop the node label
+// together with status.nodeName (or make ensureLabels remove a node label that status no longer
+// names); in reconcileDelete remove CloneFinalizer from a clone with an empty status.nodeName
+// (no host holds anything for it any more: the old host's orphan collector removes what it left).
+// And do not reschedule while every host looks lost at once (a control-plane outage, not host
+// losses), like the node lifecycle controller's full-disruption mode.
+func TestRescheduledCloneThatFindsNoHostCanBeDeleted(t *testing.T) {
+	ctx := context.Background()
+	h, err := newHost(ctx, "lost-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.startAgent(); err != nil {
+		t.Fatal(err)
+	}
+	ctl, err := startController()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nsName := "lost"
+	t.Cleanup(func() {
+		h.killAgent()
+		ctl.kill()
+		cleanupNamespace(nsName)
+		_ = k8s.Delete(context.Background(), &vmv1alpha1.VMTemplate{ObjectMeta: metav1.ObjectMeta{Name: "lost-tpl"}})
+		_ = h.sim.XL(context.Background(), "sim-init")
+	})
+	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: nsName}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	mem, cow := resource.MustParse("256Mi"), resource.MustParse("64Mi")
+	if err := k8s.Create(ctx, &vmv1alpha1.VMTemplate{ObjectMeta: metav1.ObjectMeta{Name: "lost-tpl"}, Spec: vmv1alpha1.VMTemplateSpec{
+		Origin:   vmv1alpha1.Origin{VolumeGroup: "vg0", LogicalVolume: "debian12"},
+		Snapshot: vmv1alpha1.SnapshotSpec{Mode: vmv1alpha1.SnapshotClassic, COWSize: &cow},
+		Domain:   vmv1alpha1.DomainSpec{Memory: &mem, Boot: &vmv1alpha1.BootSpec{Bootloader: "pygrub"}},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	c := &vmv1alpha1.VMClone{ObjectMeta: metav1.ObjectMeta{Namespace: nsName, Name: "movable",
+		Annotations: map[string]string{controllers.OnNodeLostAnnotation: "Reschedule"}},
+		Spec: vmv1alpha1.VMCloneSpec{TemplateRef: vmv1alpha1.LocalObjectReference{Name: "lost-tpl"}}}
+	if err := k8s.Create(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	var got vmv1alpha1.VMClone
+	waitFor := func(what string, d time.Duration, ok func() bool) bool {
+		t.Helper()
+		for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
+			if k8s.Get(ctx, client.ObjectKeyFromObject(c), &got) == nil && ok() {
+				return true
+			}
+		}
+		return false
+	}
+	if !waitFor("Running on lost-a", 30*time.Second, func() bool {
+		return got.Status.Phase == vmv1alpha1.PhaseRunning && got.Status.NodeName == "lost-a"
+	}) {
+		t.Fatalf("clone never ran on lost-a: %s %q", got.Status.Phase, got.Status.Message)
+	}
+
+	// The only host disappears; the clone is unbound and finds no other host.
+	h.killAgent()
+	if !waitFor("unbound", heartbeatGrace+rescheduleAfter+20*time.Second, func() bool { return got.Status.NodeName == "" }) {
+		t.Fatalf("clone was not rescheduled off the lost host: %s %q", got.Status.Phase, got.Status.Message)
+	}
+	if l := got.Labels[vmv1alpha1.NodeNameLabel]; l != "" {
+		t.Errorf("BUG: the unbound clone still carries %s=%s, so the old host's orphan collector keeps its disk", vmv1alpha1.NodeNameLabel, l)
+	}
+
+	// The host comes back, the user deletes the clone: it must go, and the host must be clean.
+	if err := h.startAgent(); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8s.Delete(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	gone := false
+	for end := time.Now().Add(20 * time.Second); time.Now().Before(end) && !gone; time.Sleep(250 * time.Millisecond) {
+		gone = apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(c), &got))
+	}
+	if !gone {
+		t.Errorf("BUG: the deleted, unbound clone stays Terminating with finalizers %v (phase %s: %s)", got.Finalizers, got.Status.Phase, got.Status.Message)
+	}
+	time.Sleep(orphanGrace + 2*time.Second)
+	rep, err := h.sim.Storage.Report(ctx, "vg0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, lv := range rep.LVs {
+		if lv.Managed() {
+			t.Errorf("BUG: LV %s of the deleted clone left on lost-a", lv.Name)
 		}
 	}
 }

@@ -57,6 +57,8 @@ type soak struct {
 	planted map[string]map[string]lvm.LV
 	origins map[string]lvm.LV
 	next    int
+	// reschedule: some clones opt in to moving off a lost host.
+	reschedule bool
 }
 
 func (s *soak) count(k string) { s.counts[k]++ }
@@ -70,12 +72,21 @@ func TestChaosSoak(t *testing.T) {
 	if seed == 0 {
 		seed = time.Now().UnixNano()
 	}
-	fmt.Printf("soak: %s run, chaos phase %s, %d hosts, seed %d (replay with -soak.seed=%d)\n", mode, chaos, *soakHosts, seed, seed)
+	// The short (CI) run leaves the opt-in Reschedule out until the bug reproduced by
+	// TestRescheduledCloneThatFindsNoHostCanBeDeleted is fixed: a kube-apiserver restart makes
+	// every host look lost at once, and the clones it unbinds then leak (an intermittent red CI
+	// for everyone). The long run keeps it; -soak.reschedule forces either way.
+	reschedule := mode == "long"
+	if *soakReschedule != "" {
+		reschedule = *soakReschedule == "true"
+	}
+	fmt.Printf("soak: %s run, chaos phase %s, %d hosts, reschedule %v, seed %d (replay with -soak.seed=%d)\n", mode, chaos, *soakHosts, reschedule, seed, seed)
 	ctx := context.Background()
 	s := &soak{
 		t: t, rng: rand.New(rand.NewSource(seed)), counts: map[string]int{},
 		seen: map[types.UID]string{}, running: map[types.UID]string{},
 		planted: map[string]map[string]lvm.LV{}, origins: map[string]lvm.LV{}, splitBrain: map[string]bool{},
+		reschedule: reschedule,
 	}
 	t.Cleanup(s.stopAll)
 
@@ -337,7 +348,7 @@ func (s *soak) step(ctx context.Context) {
 		if s.rng.Intn(5) == 0 {
 			c.Spec.RunStrategy = vmv1alpha1.RunStrategyHalted
 		}
-		if s.rng.Intn(3) == 0 {
+		if s.reschedule && s.rng.Intn(3) == 0 {
 			c.Annotations = map[string]string{controllers.OnNodeLostAnnotation: "Reschedule"}
 		}
 		apiErr(k8s.Create(ctx, c))

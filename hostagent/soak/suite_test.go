@@ -34,6 +34,8 @@ var (
 	soakSeed     = flag.Int64("soak.seed", 0, "random seed; 0 picks one from the clock (printed, so a run can be replayed)")
 	soakHosts    = flag.Int("soak.hosts", 3, "simulated Xen hosts")
 	soakClones   = flag.Int("soak.clones", 18, "most standalone clones alive at once")
+	// "" = on in long runs, off in the short one (see TestChaosSoak).
+	soakReschedule = flag.String("soak.reschedule", "", "true/false: some clones opt in to Reschedule off a lost host")
 )
 
 var (
