@@ -148,6 +148,9 @@ func run(ctx context.Context, o Options) error {
 			defer os.RemoveAll(work)
 		}
 	}
+	if err := os.MkdirAll(work, 0o700); err != nil {
+		return err
+	}
 	logf("work folder %s; load %s", work, res.Machine.LoadBefore)
 
 	if !o.SkipCP {
