@@ -42,7 +42,6 @@ on_crash = "destroy"
 `
 }
 
-
 // TestCaptureFixtures boots the lab and writes real lvm and xl outputs into
 // $XENCLONE_LAB_FIXTURES/{lvm,xen}/testdata/real-lab/ (lab.sh fixtures points it at hostagent/).
 func TestCaptureFixtures(t *testing.T) {
