@@ -36,6 +36,7 @@ type hostagentOptions struct {
 	seedFormat     string
 	leaseNamespace string
 	shutdownGrace  time.Duration
+	commandTimeout time.Duration
 	maxConcurrent  int
 }
 
@@ -53,6 +54,7 @@ func hostagentFlags(fs *flag.FlagSet) *hostagentOptions {
 	fs.StringVar(&o.seedFormat, "seed-format", string(seed.VFAT), "Filesystem of the cloud-init seed images: vfat or iso9660.")
 	leaseFlags(fs, &o.leaseNamespace)
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 60*time.Second, "How long a guest may take to shut down before its domain is destroyed.")
+	fs.DurationVar(&o.commandTimeout, "command-timeout", 5*time.Minute, "Bound on each slow host operation (snapshot, guest preparation, xl create); a hung tool then fails the step instead of holding the clone.")
 	fs.IntVar(&o.maxConcurrent, "max-concurrent", 4, "Clones prepared in parallel on this host.")
 	return o
 }
@@ -98,7 +100,7 @@ func runHostAgent(ctx context.Context, o *hostagentOptions) error {
 	}
 	if err := hostagent.SetupWithManager(mgr, hostagent.Options{
 		NodeName: o.nodeName, Host: host, LeaseNamespace: o.leaseNamespace,
-		ShutdownGrace: o.shutdownGrace, MaxConcurrent: o.maxConcurrent, AgentVersion: version,
+		ShutdownGrace: o.shutdownGrace, CommandTimeout: o.commandTimeout, MaxConcurrent: o.maxConcurrent, AgentVersion: version,
 	}); err != nil {
 		return fmt.Errorf("set up agent: %w", err)
 	}

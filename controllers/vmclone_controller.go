@@ -49,6 +49,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -147,9 +148,23 @@ func (r *VMCloneReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 
 // reconcileDelete only drops what the controller holds in memory: the host agent's finalizer
 // removes the domain and disk, and a clone that was never bound has no finalizer at all.
-func (r *VMCloneReconciler) reconcileDelete(_ context.Context, clone *vmv1alpha1.VMClone) (ctrl.Result, error) {
-	if clone.Status.NodeName == "" {
-		r.reserved.forget(client.ObjectKeyFromObject(clone))
+func (r *VMCloneReconciler) reconcileDelete(ctx context.Context, clone *vmv1alpha1.VMClone) (ctrl.Result, error) {
+	if clone.Status.NodeName != "" {
+		return ctrl.Result{}, nil // its host's agent cleans up and releases the finalizer
+	}
+	r.reserved.forget(client.ObjectKeyFromObject(clone))
+	// Bound to no host (never placed, or moved off a lost one): no agent will release the
+	// host-cleanup finalizer, and no host holds anything for the clone any more — what a lost
+	// host left is collected by its orphan collector once it returns.
+	if controllerutil.ContainsFinalizer(clone, vmv1alpha1.CloneFinalizer) {
+		patch := client.MergeFromWithOptions(clone.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		controllerutil.RemoveFinalizer(clone, vmv1alpha1.CloneFinalizer)
+		if err := r.Patch(ctx, clone, patch); err != nil && !apierrors.IsNotFound(err) {
+			if apierrors.IsConflict(err) {
+				return ctrl.Result{RequeueAfter: time.Second}, nil
+			}
+			return ctrl.Result{}, fmt.Errorf("release finalizer of unbound clone: %w", err)
+		}
 	}
 	return ctrl.Result{}, nil
 }
@@ -550,6 +565,11 @@ func (r *VMCloneReconciler) ensureLabels(ctx context.Context, s *cloneScope) err
 		if have[k] != v {
 			same = false
 		}
+	}
+	if _, bound := want[vmv1alpha1.NodeNameLabel]; !bound && have[vmv1alpha1.NodeNameLabel] != "" {
+		// Unbound (moved off a lost host): the stale label would keep the old host's agent and
+		// orphan collector treating the clone as theirs. Applying without it removes it.
+		same = false
 	}
 	if same {
 		return nil

@@ -10,6 +10,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
 )
@@ -24,6 +25,11 @@ type Options struct {
 	RenewInterval time.Duration
 	// ShutdownGrace bounds a graceful domain stop before destroy.
 	ShutdownGrace time.Duration
+	// CommandTimeout bounds each slow host operation (snapshot, guest preparation, xl create):
+	// a hung xl or lvm must not hold a worker, or the clone's deletion, for good.
+	CommandTimeout time.Duration
+	// DomainPoll is how often one `xl list` looks for domains that stopped by themselves.
+	DomainPoll time.Duration
 	// UsageResync is how often a running clone's COW usage is looked at.
 	UsageResync   time.Duration
 	MaxConcurrent int
@@ -61,7 +67,7 @@ func SetupWithManager(mgr ctrl.Manager, o Options) error {
 		return fmt.Errorf("create domain config folder: %w", err)
 	}
 	reporter := &HostReporter{
-		Client: mgr.GetClient(), NodeName: o.NodeName, Host: o.Host, LeaseNamespace: o.LeaseNamespace,
+		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), NodeName: o.NodeName, Host: o.Host, LeaseNamespace: o.LeaseNamespace,
 		RenewInterval: o.RenewInterval, AgentVersion: o.AgentVersion, Clock: o.Clock,
 		poke: make(chan struct{}, 1),
 	}
@@ -81,11 +87,21 @@ func SetupWithManager(mgr ctrl.Manager, o Options) error {
 	if err := mgr.Add(collector); err != nil {
 		return fmt.Errorf("add orphan collector: %w", err)
 	}
+	if o.DomainPoll == 0 {
+		o.DomainPoll = 5 * time.Second
+	}
+	watcher := &domainWatcher{client: mgr.GetClient(), nodeName: o.NodeName, hyp: o.Host.Hypervisor,
+		interval: o.DomainPoll, events: make(chan event.GenericEvent, 256)}
+	if err := mgr.Add(watcher); err != nil {
+		return fmt.Errorf("add domain watcher: %w", err)
+	}
 	r := &CloneReconciler{
-		Client: mgr.GetClient(), NodeName: o.NodeName, Host: o.Host,
+		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), NodeName: o.NodeName, Host: o.Host,
 		Recorder: mgr.GetEventRecorder("xenclone-hostagent"), Clock: o.Clock,
 		ShutdownGrace: o.ShutdownGrace, UsageResync: o.UsageResync, MaxConcurrent: o.MaxConcurrent,
-		changed: reporter.Poke,
+		CommandTimeout: o.CommandTimeout,
+		changed:        reporter.Poke,
+		domainEvents:   watcher.events,
 	}
 	return r.SetupWithManager(mgr)
 }

@@ -30,12 +30,16 @@ import (
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
 	"github.com/xenclone/xenclone/hostagent/guest/scrub"
@@ -78,12 +82,16 @@ const (
 // CloneReconciler reconciles the VMClones bound to one host.
 type CloneReconciler struct {
 	client.Client
+	// Reader reads uncached (cloud-init Secrets).
+	Reader   client.Reader
 	NodeName string
 	Host     Host
 	Recorder events.EventRecorder
 	Clock    clock.PassiveClock
 	// ShutdownGrace bounds a graceful stop before the domain is destroyed.
 	ShutdownGrace time.Duration
+	// CommandTimeout bounds each slow host operation (default 5 minutes).
+	CommandTimeout time.Duration
 	// UsageResync is how often a running clone's COW and pool usage is looked at again.
 	UsageResync time.Duration
 	// MaxConcurrent bounds parallel reconciles: lvm serializes metadata changes anyway and
@@ -92,6 +100,8 @@ type CloneReconciler struct {
 
 	// changed tells the host reporter that capacity moved (a domain or disk came or went).
 	changed func()
+	// domainEvents wakes the clones whose domain changed state by itself (domainWatcher).
+	domainEvents chan event.GenericEvent
 
 	// written remembers, per clone UID, the status this agent last wrote, so a reconcile that
 	// reads a cache still behind that write waits instead of acting on the old state (which
@@ -140,13 +150,36 @@ func (r *CloneReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.MaxConcurrent == 0 {
 		r.MaxConcurrent = 4
 	}
+	if r.CommandTimeout == 0 {
+		r.CommandTimeout = 5 * time.Minute
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("hostagent-vmclone").
-		For(&vmv1alpha1.VMClone{}).
+		For(&vmv1alpha1.VMClone{}, builder.WithPredicates(predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+			return updateMatters(e.ObjectOld.(*vmv1alpha1.VMClone), e.ObjectNew.(*vmv1alpha1.VMClone))
+		}})).
 		Watches(&vmv1alpha1.VMTemplate{}, handler.EnqueueRequestsFromMapFunc(r.clonesOfTemplate)).
+		WatchesRawSource(source.Channel(r.domainEvents, &handler.EnqueueRequestForObject{})).
 		// Several agents share one process in the playground and the tests.
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrent, SkipNameValidation: ptr.To(true)}).
 		Complete(r)
+}
+
+// updateMatters filters the clone updates that can change what the agent does: the spec, the
+// labels (binding), deletion and finalizers, and the controller's decisions in status (host,
+// identity, expiry). The agent's own status writes — several per clone — and the controller's
+// Ready updates would otherwise each cost a full read of the host (lvs, xl list).
+func updateMatters(old, cur *vmv1alpha1.VMClone) bool {
+	if old.Generation != cur.Generation || !equality.Semantic.DeepEqual(old.Labels, cur.Labels) ||
+		!old.DeletionTimestamp.Equal(cur.DeletionTimestamp) || !equality.Semantic.DeepEqual(old.Finalizers, cur.Finalizers) {
+		return true
+	}
+	o, c := old.Status, cur.Status
+	if o.NodeName != c.NodeName || o.UUID != c.UUID || !equality.Semantic.DeepEqual(o.Interfaces, c.Interfaces) {
+		return true
+	}
+	oe, ce := meta.FindStatusCondition(o.Conditions, vmv1alpha1.ConditionExpired), meta.FindStatusCondition(c.Conditions, vmv1alpha1.ConditionExpired)
+	return (oe == nil) != (ce == nil) || oe != nil && oe.Status != ce.Status
 }
 
 func (r *CloneReconciler) usageResync() time.Duration {
@@ -387,7 +420,9 @@ func (r *CloneReconciler) ensureVolume(ctx context.Context, s *cloneScope) (bool
 			return false, fmt.Errorf("make origin %s read-only: %w", origin.Ref(), err)
 		}
 	}
-	lv, err := r.Host.Storage.CreateSnapshot(ctx, req)
+	opCtx, cancel := context.WithTimeout(ctx, r.CommandTimeout)
+	lv, err := r.Host.Storage.CreateSnapshot(opCtx, req)
+	cancel()
 	if err != nil {
 		s.setCondition(vmv1alpha1.ConditionVolumeReady, metav1.ConditionFalse, ReasonStorageError,
 			fmt.Sprintf("snapshot of %s/%s failed: %v", req.VG, req.Origin, err))
@@ -473,7 +508,9 @@ func (r *CloneReconciler) ensureStorageHealth(ctx context.Context, s *cloneScope
 func (r *CloneReconciler) ensureGuestPrepared(ctx context.Context, s *cloneScope) (bool, error) {
 	lv := *s.volume
 	if !lv.HasTag(PreparedTag) {
-		rep, err := r.Host.Guest.Prepare(ctx, VolumePath(lv), PrepareRequest{
+		opCtx, cancel := context.WithTimeout(ctx, r.CommandTimeout)
+		defer cancel()
+		rep, err := r.Host.Guest.Prepare(opCtx, VolumePath(lv), PrepareRequest{
 			Owner: OwnerOf(s.clone), Hostname: Hostname(s.clone), Operations: scrub.Resolve(s.template.Spec.Scrub),
 			RootPartition: int(s.template.Spec.Guest.RootPartition), RootFilesystem: s.template.Spec.Guest.RootFilesystem,
 		})
@@ -628,8 +665,14 @@ func (r *CloneReconciler) startDomain(ctx context.Context, s *cloneScope, name s
 		s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionFalse, ReasonStartFailed, fmt.Sprintf("domain config rejected: %v", err))
 		return false, err
 	}
-	if err := r.Host.Hypervisor.Create(ctx, name, path, xen.CreateOptions{}); err != nil {
+	opCtx, cancel := context.WithTimeout(ctx, r.CommandTimeout)
+	err = r.Host.Hypervisor.Create(opCtx, name, path, xen.CreateOptions{})
+	cancel()
+	if err != nil {
 		msg := fmt.Sprintf("xl create %s failed: %v", name, err)
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			msg = fmt.Sprintf("xl create %s did not return within %s: the host's toolstack (xenstored, a device model) may be stuck; check `xl list` and /var/log/xen on %s", name, r.CommandTimeout, r.NodeName)
+		}
 		if errors.Is(err, xen.ErrNoMemory) {
 			msg = fmt.Sprintf("host %s has not enough free memory for %d MiB: free memory or move the clone (delete it and let it be rescheduled)", r.NodeName, cfg.MemoryMiB)
 		}
@@ -661,7 +704,8 @@ func (r *CloneReconciler) seedRequest(ctx context.Context, s *cloneScope) (SeedR
 			return nil, nil
 		}
 		var sec corev1.Secret
-		if err := r.Get(ctx, types.NamespacedName{Namespace: s.clone.Namespace, Name: ref.Name}, &sec); err != nil {
+		// Uncached: an agent may get the Secret a clone names, never list or watch Secrets.
+		if err := r.Reader.Get(ctx, types.NamespacedName{Namespace: s.clone.Namespace, Name: ref.Name}, &sec); err != nil {
 			return nil, fmt.Errorf("secret %s/%s for cloud-init: %w: create it or fix spec.cloudInit", s.clone.Namespace, ref.Name, err)
 		}
 		v, ok := sec.Data[ref.Key]

@@ -27,7 +27,9 @@ import (
 // status is written only when capacity changes, at most once per RenewInterval, or sooner
 // after the clone reconciler pokes it.
 type HostReporter struct {
-	Client         client.Client
+	Client client.Client
+	// Reader reads uncached (the Lease): the agent's role allows get, not list/watch.
+	Reader         client.Reader
 	NodeName       string
 	Host           Host
 	LeaseNamespace string
@@ -90,7 +92,8 @@ func (h *HostReporter) RenewLease(ctx context.Context) error {
 	secs := int32(h.LeaseDuration / time.Second)
 	holder := h.NodeName
 	var lease coordinationv1.Lease
-	err := h.Client.Get(ctx, types.NamespacedName{Namespace: h.LeaseNamespace, Name: h.NodeName}, &lease)
+	// Read from the API server, not the cache: the agent may get its one Lease, not watch them all.
+	err := h.Reader.Get(ctx, types.NamespacedName{Namespace: h.LeaseNamespace, Name: h.NodeName}, &lease)
 	if apierrors.IsNotFound(err) {
 		lease = coordinationv1.Lease{
 			ObjectMeta: metav1.ObjectMeta{Namespace: h.LeaseNamespace, Name: h.NodeName},

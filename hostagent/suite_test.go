@@ -56,7 +56,7 @@ func startAgent(ctx context.Context, name string, host hostagent.Host) error {
 	}
 	if err := hostagent.SetupWithManager(mgr, hostagent.Options{
 		NodeName: name, Host: host, LeaseNamespace: leaseNamespace,
-		RenewInterval: time.Second, ShutdownGrace: 3 * time.Second, UsageResync: 2 * time.Second,
+		RenewInterval: time.Second, ShutdownGrace: 3 * time.Second, UsageResync: 2 * time.Second, DomainPoll: 300 * time.Millisecond,
 		OrphanInterval: 500 * time.Millisecond, OrphanGrace: 2 * time.Second,
 	}); err != nil {
 		return err

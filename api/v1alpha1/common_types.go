@@ -155,12 +155,14 @@ type BootSpec struct {
 
 	// Kernel is an absolute path in dom0 of the kernel to boot directly.
 	// +kubebuilder:validation:MaxLength=4096
+	// +kubebuilder:validation:XValidation:rule="!self.matches('(^|/)[.][.](/|$)')",message="kernel must not contain '..': give the real absolute path, e.g. /boot/vmlinuz-6.1"
 	// +kubebuilder:validation:XValidation:rule="self.matches('^/[A-Za-z0-9._/+-]+$')",message="kernel must be an absolute path in dom0 made of letters, digits and . _ / + -, e.g. /boot/vmlinuz-6.1"
 	// +optional
 	Kernel string `json:"kernel,omitempty"`
 
 	// Ramdisk is an absolute path in dom0 of the initial ramdisk for Kernel.
 	// +kubebuilder:validation:MaxLength=4096
+	// +kubebuilder:validation:XValidation:rule="!self.matches('(^|/)[.][.](/|$)')",message="ramdisk must not contain '..': give the real absolute path, e.g. /boot/initrd.img-6.1"
 	// +kubebuilder:validation:XValidation:rule="self.matches('^/[A-Za-z0-9._/+-]+$')",message="ramdisk must be an absolute path in dom0 made of letters, digits and . _ / + -, e.g. /boot/initrd.img-6.1"
 	// +optional
 	Ramdisk string `json:"ramdisk,omitempty"`

@@ -117,6 +117,7 @@ func (h *host) startAgent() error {
 	if err := hostagent.SetupWithManager(mgr, hostagent.Options{
 		NodeName: h.name, Host: h.sim.AgentHost(), LeaseNamespace: leaseNamespace,
 		RenewInterval: renewInterval, ShutdownGrace: 2 * time.Second, UsageResync: 2 * time.Second,
+		CommandTimeout: 5 * time.Second,
 		OrphanInterval: 500 * time.Millisecond, OrphanGrace: orphanGrace,
 	}); err != nil {
 		return fmt.Errorf("agent %s: %w", h.name, err)
