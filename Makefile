@@ -27,9 +27,14 @@ help: ## Show the targets.
 ##@ Development
 
 .PHONY: manifests
-manifests: controller-gen ## Generate CRDs and RBAC from the markers.
+manifests: controller-gen ## Generate CRDs and RBAC from the markers, and docs/api-reference.md from the CRDs.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd:allowDangerousTypes=false paths="./api/..." paths="./controllers/..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac/manager
 	$(CONTROLLER_GEN) rbac:roleName=hostagent-role paths="./hostagent/..." output:rbac:artifacts:config=config/rbac/hostagent
+	@$(MAKE) --no-print-directory api-docs
+
+.PHONY: api-docs
+api-docs: ## Generate docs/api-reference.md from the CRDs in config/crd/bases (make manifests does it too).
+	$(GO) run ./hack/apiref -crds config/crd/bases -out docs/api-reference.md
 
 .PHONY: generate
 generate: controller-gen ## Generate deepcopy code.
@@ -46,7 +51,7 @@ vet: ## go vet.
 .PHONY: verify
 verify: generate manifests ## Fail if generated files or formatting are not committed.
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
-	@git diff --exit-code -- api config || { echo "generated files are stale: run 'make generate manifests' and commit"; exit 1; }
+	@git diff --exit-code -- api config docs/api-reference.md || { echo "generated files are stale: run 'make generate manifests' and commit"; exit 1; }
 
 .PHONY: test
 test: envtest host-deps vet ## Run every test: unit, host-real (root) and envtest against a real kube-apiserver + etcd.
