@@ -97,7 +97,9 @@ type cloneScope struct {
 // +kubebuilder:rbac:groups=vm.xenclone.dev,resources=vmclones,verbs=get;list;watch;patch;delete
 // +kubebuilder:rbac:groups=vm.xenclone.dev,resources=vmclones/status,verbs=get;patch
 // +kubebuilder:rbac:groups=vm.xenclone.dev,resources=vmtemplates;xenhosts,verbs=get;list;watch
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch
+// Heartbeats are read only in the lease namespace (a Role there, not a ClusterRole): the
+// controller has no business with node leases or other components' leader election.
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch,namespace=xenclone-system
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 

@@ -282,8 +282,11 @@ func (r *CloneReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res 
 		if retErr == nil {
 			res.RequeueAfter = s.requeue
 		}
-		if s.stale && retErr == nil && res.RequeueAfter == 0 {
-			// The newer clone's event brings us back; this is a backstop.
+		if s.stale && retErr == nil && (res.RequeueAfter == 0 || res.RequeueAfter > time.Second) {
+			// A write lost a race with a newer version: run again from it soon. Its event
+			// need not bring us back (the event filter drops writes that only touch the
+			// controller's share of the status), and a long COW-watch requeue must not
+			// leave the unwritten status waiting for a minute.
 			res.RequeueAfter = time.Second
 		}
 	}()

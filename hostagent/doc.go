@@ -4,18 +4,17 @@
 // (lvm, guest, xen), with a simulated host in sim for tests and the playground.
 package hostagent
 
-// The agent's permissions, rendered into config/rbac/hostagent by `make manifests`. It may read
-// templates, read and update the clones bound to it (status and its finalizer), report its own
-// XenHost and renew its own Lease. Restricting an agent to its own node's objects at admission
-// is described in docs/security.md.
+// The agent's permissions, rendered into config/rbac/hostagent by `make manifests`. Every write
+// is a patch (merge patch for its finalizer, server-side apply for status), so no update verb.
+// It may read templates, patch the clones bound to it, report its own XenHost and renew its own
+// Lease (a Role in the lease namespace only). Restricting an agent to its own node's objects at
+// admission, and why Secrets get is still cluster-wide, is in docs/security.md.
 //
 // +kubebuilder:rbac:groups=vm.xenclone.dev,resources=vmtemplates,verbs=get;list;watch
-// +kubebuilder:rbac:groups=vm.xenclone.dev,resources=vmclones,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=vm.xenclone.dev,resources=vmclones/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups=vm.xenclone.dev,resources=vmclones/finalizers,verbs=update
+// +kubebuilder:rbac:groups=vm.xenclone.dev,resources=vmclones,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=vm.xenclone.dev,resources=vmclones/status,verbs=get;patch
 // +kubebuilder:rbac:groups=vm.xenclone.dev,resources=xenhosts,verbs=get;list;watch;create
-// +kubebuilder:rbac:groups=vm.xenclone.dev,resources=xenhosts/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;create;update
+// +kubebuilder:rbac:groups=vm.xenclone.dev,resources=xenhosts/status,verbs=get;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;create;update,namespace=xenclone-system
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
-// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
 )
@@ -133,6 +134,8 @@ func (r *CloneReconciler) applyStatus(ctx context.Context, s *cloneScope) error 
 	if err := r.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u),
 		client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
 		if apierrors.IsConflict(err) {
+			log.FromContext(ctx).V(1).Info("status write raced a newer version of the clone; retrying from it",
+				"resourceVersion", s.clone.ResourceVersion, "error", err.Error())
 			s.stale = true
 			return nil
 		}
@@ -140,7 +143,14 @@ func (r *CloneReconciler) applyStatus(ctx context.Context, s *cloneScope) error 
 	}
 	// Later writes of this reconcile start from what the server now holds.
 	s.clone.ResourceVersion = u.GetResourceVersion()
-	applied := *s.status.DeepCopy()
+	// Remember the status as the server stores it: times have one-second precision on the
+	// wire, and cacheBehind compares this with what the cache returns. Kept with nanoseconds,
+	// it never matched, and every reconcile after a write waited out cacheBehind's timeout.
+	applied, err := asStored(s.status)
+	if err != nil {
+		return err
+	}
+	s.status = *applied.DeepCopy()
 	s.applied = &applied
 	r.written.Store(s.clone.UID, writtenStatus{status: applied, at: time.Now()})
 	return nil
@@ -151,4 +161,18 @@ func (r *CloneReconciler) applyStatus(ctx context.Context, s *cloneScope) error 
 func (r *CloneReconciler) flush(ctx context.Context, s *cloneScope) error {
 	s.status.Phase, s.status.Message = phaseOf(s)
 	return r.applyStatus(ctx, s)
+}
+
+// asStored returns st as the API server stores and returns it: metav1.Time is serialized with
+// one-second precision.
+func asStored(st vmv1alpha1.VMCloneStatus) (vmv1alpha1.VMCloneStatus, error) {
+	var out vmv1alpha1.VMCloneStatus
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&st)
+	if err == nil {
+		err = runtime.DefaultUnstructuredConverter.FromUnstructured(u, &out)
+	}
+	if err != nil {
+		return out, fmt.Errorf("round-trip status: %w", err)
+	}
+	return out, nil
 }

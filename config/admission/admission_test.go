@@ -33,6 +33,7 @@ import (
 
 const (
 	agentSA   = "system:serviceaccount:xenclone-system:xenclone-hostagent"
+	managerSA = "system:serviceaccount:xenclone-system:xenclone-manager"
 	nodeExtra = "authentication.kubernetes.io/node-name"
 	leaseNS   = "xenclone-system"
 )
@@ -108,22 +109,65 @@ func install(ctx context.Context) error {
 		return fmt.Errorf("create binding: %w", err)
 	}
 
-	roleData, err := os.ReadFile(filepath.Join("..", "rbac", "hostagent", "role.yaml"))
+	if err := installRoles(ctx, "hostagent", "xenclone-hostagent"); err != nil {
+		return err
+	}
+	return installRoles(ctx, "manager", "xenclone-manager")
+}
+
+// installRoles creates the roles generated into config/rbac/<dir>/role.yaml (a ClusterRole and,
+// for namespaced markers, a Role in the lease namespace) and binds them to the service account
+// sa in xenclone-system, as config/rbac/role_bindings.yaml does.
+func installRoles(ctx context.Context, dir, sa string) error {
+	data, err := os.ReadFile(filepath.Join("..", "rbac", dir, "role.yaml"))
 	if err != nil {
 		return err
 	}
-	var role rbacv1.ClusterRole
-	if err := yaml.Unmarshal(bytes.TrimPrefix(roleData, []byte("---\n")), &role); err != nil {
-		return fmt.Errorf("role: %w", err)
+	subjects := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: "xenclone-system", Name: sa}}
+	for _, doc := range bytes.Split(bytes.TrimPrefix(data, []byte("---\n")), []byte("\n---\n")) {
+		var meta metav1.TypeMeta
+		if err := yaml.Unmarshal(doc, &meta); err != nil {
+			return fmt.Errorf("%s/role.yaml: %w", dir, err)
+		}
+		switch meta.Kind {
+		case "ClusterRole":
+			var role rbacv1.ClusterRole
+			if err := yaml.UnmarshalStrict(doc, &role); err != nil {
+				return fmt.Errorf("%s/role.yaml: %w", dir, err)
+			}
+			if err := admin.Create(ctx, &role); err != nil {
+				return err
+			}
+			if err := admin.Create(ctx, &rbacv1.ClusterRoleBinding{
+				ObjectMeta: metav1.ObjectMeta{Name: sa},
+				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+				Subjects:   subjects,
+			}); err != nil {
+				return err
+			}
+		case "Role":
+			var role rbacv1.Role
+			if err := yaml.UnmarshalStrict(doc, &role); err != nil {
+				return fmt.Errorf("%s/role.yaml: %w", dir, err)
+			}
+			if role.Namespace != leaseNS {
+				return fmt.Errorf("%s/role.yaml: Role %s is in namespace %q, expected the lease namespace %s", dir, role.Name, role.Namespace, leaseNS)
+			}
+			if err := admin.Create(ctx, &role); err != nil {
+				return err
+			}
+			if err := admin.Create(ctx, &rbacv1.RoleBinding{
+				ObjectMeta: metav1.ObjectMeta{Namespace: role.Namespace, Name: sa},
+				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
+				Subjects:   subjects,
+			}); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("%s/role.yaml: unexpected kind %q", dir, meta.Kind)
+		}
 	}
-	if err := admin.Create(ctx, &role); err != nil {
-		return err
-	}
-	return admin.Create(ctx, &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "xenclone-hostagent"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: "xenclone-system", Name: "xenclone-hostagent"}},
-	})
+	return nil
 }
 
 // agentClient acts as the host agent of node (node "" = a token without the node-name extra).
@@ -296,7 +340,8 @@ func TestAgentOnlyWritesItsOwnHostAndLease(t *testing.T) {
 			Spec: coordinationv1.LeaseSpec{HolderIdentity: &name, RenewTime: &now}}
 	}
 	wantForbidden(t, "agent xen-a fakes xen-b's heartbeat", agentA.Create(ctx, lease(leaseNS, "xen-b")), "may only write its heartbeat Lease")
-	wantForbidden(t, "agent xen-a writes a Lease in kube-system", agentA.Create(ctx, lease("kube-system", "xen-a")), "may only write its heartbeat Lease")
+	// RBAC already refuses it (the agent's Lease verbs are a Role in the lease namespace).
+	wantForbidden(t, "agent xen-a writes a Lease in kube-system", agentA.Create(ctx, lease("kube-system", "xen-a")), "cannot create resource \"leases\"")
 	l := lease(leaseNS, "xen-a")
 	if err := agentA.Create(ctx, l); err != nil {
 		t.Fatalf("agent xen-a creates its own heartbeat Lease: %v", err)

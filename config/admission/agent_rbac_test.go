@@ -10,6 +10,7 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -21,14 +22,17 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
+	"github.com/xenclone/xenclone/controllers"
 	"github.com/xenclone/xenclone/hostagent"
 	"github.com/xenclone/xenclone/hostagent/sim"
 )
 
-// TestAgentRunsUnderItsGeneratedRBAC runs the real node agent as its service account, with only
-// the generated ClusterRole and the admission policy: it must renew its Lease, report its
-// XenHost and bring a clone with cloud-init user data to Running. This is what a DaemonSet pod
-// gets in a cluster; the other envtest suites run the agent as cluster admin.
+// TestAgentRunsUnderItsGeneratedRBAC runs the real node agent and the real controller as their
+// service accounts, with only the generated roles (ClusterRole + Role in the lease namespace)
+// and the admission policy: the agent must renew its Lease and report its XenHost, the
+// controller must place a clone with cloud-init user data, the agent must bring it to Running,
+// and a delete must leave nothing. This is what the pods get in a cluster; the other envtest
+// suites run both as cluster admin, which would hide a missing verb.
 func TestAgentRunsUnderItsGeneratedRBAC(t *testing.T) {
 	const node = "xen-r"
 	ctx, cancel := context.WithCancel(context.Background())
@@ -94,7 +98,9 @@ func TestAgentRunsUnderItsGeneratedRBAC(t *testing.T) {
 		return admin.Get(ctx, types.NamespacedName{Name: node}, &x) == nil && x.Status.Memory.TotalMiB > 0
 	})
 
-	// A clone bound to this node by the controller (done here by hand), with user data.
+	startController(ctx, t)
+
+	// A clone with user data; the controller places it on the only host.
 	mem, cow := resource.MustParse("256Mi"), resource.MustParse("64Mi")
 	tpl := &vmv1alpha1.VMTemplate{ObjectMeta: metav1.ObjectMeta{Name: "debian12-rbac"}, Spec: vmv1alpha1.VMTemplateSpec{
 		Origin:   vmv1alpha1.Origin{VolumeGroup: "vg0", LogicalVolume: "debian12"},
@@ -112,7 +118,7 @@ func TestAgentRunsUnderItsGeneratedRBAC(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = admin.Delete(context.Background(), sec) })
 	c := &vmv1alpha1.VMClone{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "web-rbac-1", Labels: map[string]string{vmv1alpha1.NodeNameLabel: node}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "web-rbac-1"},
 		Spec: vmv1alpha1.VMCloneSpec{TemplateRef: vmv1alpha1.LocalObjectReference{Name: tpl.Name},
 			CloudInit: &vmv1alpha1.CloudInitSpec{UserData: &vmv1alpha1.SecretKeyReference{Name: sec.Name, Key: "user-data"}}},
 	}
@@ -130,16 +136,48 @@ func TestAgentRunsUnderItsGeneratedRBAC(t *testing.T) {
 		_ = h.XL(context.Background(), "sim-init")
 		_ = os.RemoveAll(dir)
 	})
-	p := client.MergeFrom(c.DeepCopy())
-	c.Status.NodeName, c.Status.UUID = node, "0c1d2e3f-0000-4000-8000-000000000abc"
-	c.Status.Interfaces = []vmv1alpha1.InterfaceStatus{{Index: 0, MAC: "00:16:3e:00:0a:bc", Bridge: "xenbr0"}}
-	if err := admin.Status().Patch(ctx, c, p); err != nil {
-		t.Fatal(err)
-	}
 	var got vmv1alpha1.VMClone
 	if !within("clone Running", 30*time.Second, func() bool {
 		return admin.Get(ctx, client.ObjectKeyFromObject(c), &got) == nil && got.Status.Phase == vmv1alpha1.PhaseRunning
 	}) {
 		t.Logf("clone status: phase %q message %q conditions %+v", got.Status.Phase, got.Status.Message, got.Status.Conditions)
 	}
+	if got.Status.NodeName != node || got.Labels[vmv1alpha1.NodeNameLabel] != node {
+		t.Errorf("clone bound to %q (label %q), want %s", got.Status.NodeName, got.Labels[vmv1alpha1.NodeNameLabel], node)
+	}
+
+	// Delete: the agent tears down and releases its finalizer under its own role.
+	if err := admin.Delete(ctx, &got); err != nil {
+		t.Fatal(err)
+	}
+	within("clone deleted (finalizer released by the agent)", 30*time.Second, func() bool {
+		return apierrors.IsNotFound(admin.Get(ctx, client.ObjectKeyFromObject(c), &vmv1alpha1.VMClone{}))
+	})
+	if lvs := h.Storage.LVs("vg0"); len(lvs) != 1 {
+		t.Errorf("after delete: LVs in vg0 = %v, want only the template", lvs)
+	}
+}
+
+// startController runs the real controller as its service account, under only the generated
+// manager roles, until ctx ends.
+func startController(ctx context.Context, t *testing.T) {
+	t.Helper()
+	c := rest.CopyConfig(cfg)
+	c.Impersonate = rest.ImpersonationConfig{
+		UserName: managerSA,
+		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:xenclone-system", "system:authenticated"},
+	}
+	mgr, err := ctrl.NewManager(c, ctrl.Options{
+		Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := controllers.SetupWithManager(mgr, controllers.Options{LeaseNamespace: leaseNS}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = mgr.Start(ctx) }()
+	t.Cleanup(func() { <-done })
 }
