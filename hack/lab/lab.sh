@@ -3,7 +3,9 @@
 #   lab.sh build     install host packages, build (or reuse) the dom0 rootfs and the images
 #   lab.sh test      build, then run the Go e2e (hack/lab/e2e) against the lab: controller here, agent in dom0
 #   lab.sh fixtures  build, then capture real lvm/xl outputs into hostagent/{lvm,xen}/testdata/real-lab/
-#   lab.sh boot      build, then boot Xen + dom0 and give a shell on the serial console (debugging)
+#   lab.sh stress    build, then run a SIMD/TLS stress program in dom0 (checks the CPU model; XENCLONE_LAB_STRESS=4m)
+#   lab.sh hold DIR  build, then boot and keep dom0 up for debugging: hack/lab/rpc.sh $(cat DIR/port) 'xl list';
+#                    touch DIR/stop to end it (30 min at most)
 # Recipe and traps: docs/host-lab.md (and ../shared/research/host-lab.md).
 set -euo pipefail
 
@@ -155,7 +157,15 @@ main() {
 		log "capturing lvm and xl outputs into hostagent/{lvm,xen}/testdata/real-lab/"
 		cd "$ROOT" && XENCLONE_LAB_IMAGES=$IMAGES XENCLONE_LAB_FIXTURES=$ROOT/hostagent \
 			go test -tags lab -count=1 -timeout 20m -v -run TestCaptureFixtures ./hack/lab/e2e/ ;;
-	*) die "usage: lab.sh build|test|fixtures|boot" ;;
+	stress)
+		host_packages; build_rootfs; build_images
+		cd "$ROOT" && XENCLONE_LAB_IMAGES=$IMAGES go test -tags lab -count=1 -timeout 20m -v -run TestCPUStress ./hack/lab/e2e/ ;;
+	hold)
+		[[ -n ${2:-} ]] || die "usage: lab.sh hold DIR"
+		host_packages; build_rootfs; build_images
+		mkdir -p "$2"
+		cd "$ROOT" && XENCLONE_LAB_IMAGES=$IMAGES XENCLONE_LAB_HOLD=$(cd "$2" && pwd) go test -tags lab -count=1 -timeout 45m -v -run TestLabHold ./hack/lab/e2e/ ;;
+	*) die "usage: lab.sh build|test|fixtures|stress|hold DIR" ;;
 	esac
 }
 main "$@"

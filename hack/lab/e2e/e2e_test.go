@@ -150,9 +150,7 @@ sync`)
 	sums := "sha256sum /dev/vg0/golden /dev/vg0/golden-thin /dev/vg0/golden-ext | cut -d' ' -f1"
 	sumBefore := lab.Sh(t, sums)
 	lab.Sh(t, `mkdir -p /var/lib/xenclone
-# Go's AVX/AVX2 paths off: under TCG + Xen PV the agent died once in runtime.closechan
-# (SIGSEGV) — see docs/host-lab.md.
-GODEBUG=cpu.avx=off,cpu.avx2=off KUBECONFIG=/lab/kubeconfig setsid /lab/xenclone hostagent --node-name `+node+` --command-prefix '' --host-root '' \
+KUBECONFIG=/lab/kubeconfig setsid /lab/xenclone hostagent --node-name `+node+` --command-prefix '' --host-root '' \
   --lease-namespace `+leaseNamespace+` --shutdown-grace 60s --max-concurrent 2 \
   >/var/log/xenclone-agent.log 2>&1 </dev/null &
 echo started`)

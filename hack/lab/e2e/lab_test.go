@@ -59,6 +59,27 @@ func labImages(t *testing.T) string {
 	return dir
 }
 
+// labCPU is QEMU's -cpu model: XENCLONE_LAB_CPU, or max without SMAP/SMEP (with them, Xen
+// crashes dom0 at its first instruction under TCG; docs/host-lab.md).
+func labCPU() string {
+	if c := os.Getenv("XENCLONE_LAB_CPU"); c != "" {
+		return c
+	}
+	return "max,-smap,-smep"
+}
+
+// labXenArgs is appended to Xen's command line: XENCLONE_LAB_XEN_ARGS if set (even empty), else
+// spec-ctrl=eager-fpu. Xen's default on this emulated (AMD) CPU is lazy FPU switching, which
+// relies on CR0.TS and #NM; under QEMU 7.2 TCG that loses user-space XMM state across vCPU
+// switches: TestCPUStress fails within 2 s without it and passes 4 minutes with it
+// (docs/host-lab.md, "CPU model").
+func labXenArgs() string {
+	if a, ok := os.LookupEnv("XENCLONE_LAB_XEN_ARGS"); ok {
+		return a
+	}
+	return "spec-ctrl=eager-fpu"
+}
+
 func freePort(t *testing.T) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -100,10 +121,10 @@ func Boot(t *testing.T, opts BootOptions) *Lab {
 		netdev += fmt.Sprintf(",guestfwd=tcp:10.0.2.100:6443-cmd:socat - TCP:127.0.0.1:%d", opts.APIPort)
 	}
 	args := []string{"-k", "10", strconv.Itoa(int(opts.Timeout.Seconds())), "qemu-system-x86_64",
-		"-accel", "tcg,thread=multi", "-cpu", "max,-smap,-smep", "-smp", "2", "-m", "3072",
+		"-accel", "tcg,thread=multi", "-cpu", labCPU(), "-smp", "2", "-m", "3072",
 		"-display", "none", "-monitor", "none", "-no-reboot", "-serial", "file:" + l.Serial,
 		"-kernel", filepath.Join(images, "xen"),
-		"-append", "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=2 loglvl=all guest_loglvl=all console_timestamps=boot",
+		"-append", strings.TrimSpace("console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=2 loglvl=all guest_loglvl=all console_timestamps=boot " + labXenArgs()),
 		// The dom0 command line must not contain commas: they separate -initrd's modules.
 		"-initrd", filepath.Join(images, "vmlinuz") + " console=hvc0 earlyprintk=xen root=LABEL=labroot rw init=/sbin/lab-init loglevel=4 panic=-1," + filepath.Join(images, "initrd.img"),
 		"-drive", "file=" + root + ",if=none,id=d0,format=qcow2,cache=unsafe", "-device", "virtio-blk-pci,drive=d0",
@@ -115,6 +136,7 @@ func Boot(t *testing.T, opts BootOptions) *Lab {
 	l.cmd.Stdout, l.cmd.Stderr = os.Stderr, os.Stderr
 	// Own process group: killing it takes QEMU down with `timeout`, never orphaning it.
 	l.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	t.Logf("lab: qemu -cpu %s, xen %q", labCPU(), labXenArgs())
 	start := time.Now()
 	if err := l.cmd.Start(); err != nil {
 		t.Fatal(err)
