@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -210,7 +211,10 @@ func startSimulatedHosts(ctx context.Context, cfg *rest.Config, o *playgroundOpt
 	return nil
 }
 
-// applyFile creates (or leaves alone, if present) each object of a multi-document YAML file.
+// applyFile creates (or leaves alone, if present) each object of a multi-document YAML file,
+// as `kubectl apply -f` would create it: with the last-applied-configuration annotation, so a
+// user's own `kubectl apply -f` of the same file later finds it unchanged and does not warn
+// that the annotation is missing.
 func applyFile(ctx context.Context, c client.Client, path string) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -230,6 +234,9 @@ func applyFile(ctx context.Context, c client.Client, path string) error {
 			continue
 		}
 		u := &unstructured.Unstructured{Object: obj}
+		if err := setLastApplied(u); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := c.Create(ctx, u)
 		cancel()
@@ -237,4 +244,23 @@ func applyFile(ctx context.Context, c client.Client, path string) error {
 			return fmt.Errorf("apply %s %s from %s: %w", u.GetKind(), u.GetName(), path, err)
 		}
 	}
+}
+
+// setLastApplied records u, as read from its file, in the annotation kubectl's client-side
+// apply keeps: the object's JSON without that annotation (and with an annotations map, empty
+// if the file has none, as kubectl writes it).
+func setLastApplied(u *unstructured.Unstructured) error {
+	annotations := u.GetAnnotations()
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	delete(annotations, corev1.LastAppliedConfigAnnotation)
+	u.SetAnnotations(annotations)
+	data, err := json.Marshal(u.Object)
+	if err != nil {
+		return fmt.Errorf("encode %s %s: %w", u.GetKind(), u.GetName(), err)
+	}
+	annotations[corev1.LastAppliedConfigAnnotation] = string(data) + "\n"
+	u.SetAnnotations(annotations)
+	return nil
 }

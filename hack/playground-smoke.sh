@@ -1,66 +1,273 @@
 #!/usr/bin/env bash
-# A new user's first minutes, scripted: `make run` in the background, apply the samples, wait for
-# a clone and a 3-member pool to be Ready with plain kubectl, delete them, check the simulated
-# hosts are clean, and shut the playground down with a signal. CI runs it after `make test`.
-set -euo pipefail
+# A new user's first hour, scripted: `make run` in the background, then the commands of
+# README.md, docs/user-guide.md, docs/troubleshooting.md and docs/gitops.md word for word (the
+# `doc` helper below) against it — samples, waits, reset, run strategies, pools and scaling,
+# placement, cordoning, Argo CD health checks, the cluster install — with checks of what they
+# did; then delete everything, check the simulated hosts are clean, shut the playground down
+# with a signal, and let hack/docscheck check that every documented command ran (or is
+# allowlisted with a reason). CI runs it after `make test`.
+set -Eeuo pipefail
 cd "$(dirname "$0")/.."
+repo="$PWD"
 
 dir="$(mktemp -d /tmp/xenclone-smoke.XXXXXX)"
 log="$dir/run.log"
-step() { echo "smoke: $*"; }
-fail() { echo "smoke: FAIL: $*" >&2; echo "--- playground log (tail) ---" >&2; tail -n 60 "$log" >&2 || true; exit 1; }
+trace="$dir/trace" # the documented commands that ran, NUL-separated, for hack/docscheck
+# The user's second shell: a checkout's config/ (a link to this one) and the playground's
+# .playground/ folder, so `export KUBECONFIG=$PWD/.playground/kubeconfig` and
+# `kubectl apply -f config/samples/...` work as printed without touching this checkout's own
+# .playground (a playground you may be running).
+work="$dir/work"
+mkdir -p "$work"
+ln -s "$repo/config" "$work/config"
+t0=$(date +%s)
+step() { echo "smoke: [$(($(date +%s) - t0))s] $*"; }
+fail() {
+  echo "smoke: FAIL: $*" >&2
+  echo "--- playground log (tail) ---" >&2
+  tail -n 60 "$log" >&2 || true
+  exit 1
+}
+trap 'fail "line $LINENO: $BASH_COMMAND"' ERR
+exec 3>&1 # doc echoes the commands here, also when its output is captured
 
-# setsid: the playground gets its own process group, which we signal as Ctrl-C would.
-setsid make run RUNFLAGS="--dir=$dir --hosts=3 --metrics-bind-address=0 --health-probe-bind-address=0" >"$log" 2>&1 &
-pid=$!
+# doc runs a command exactly as the docs print it: one single-quoted argument, or a heredoc
+# ending in a line CMD for commands with single quotes or several lines. WORD=value arguments
+# before it fill in the docs' placeholders (NAME, HOST). hack/docscheck reads these calls and
+# the trace.
+doc() {
+  local c w run
+  local -a subs=()
+  while [ $# -gt 0 ] && [[ "$1" =~ ^[A-Z][A-Z_]*=[^[:space:]]*$ ]]; do
+    subs+=("$1")
+    shift
+  done
+  if [ $# -gt 0 ]; then c="$1"; else c="$(cat)"; fi
+  run="$c"
+  for w in ${subs[@]+"${subs[@]}"}; do run="${run//${w%%=*}/${w#*=}}"; done
+  printf '+ %s\n' "$run" >&3
+  eval "$run" || {
+    local rc=$?
+    echo "smoke: documented command failed (exit $rc): $run" >&2
+    return "$rc"
+  }
+  printf '%s\0' "$c" >>"$trace"
+}
+# doc_bg starts a documented command in the background, in its own process group (signalled
+# as Ctrl-C would be); its pid is the group id.
+doc_bg() {
+  printf '+ %s &\n' "$1" >&3
+  setsid bash -c "$1" >"$log" 2>&1 &
+  pid=$!
+  printf '%s\0' "$1" >>"$trace"
+}
 cleanup() {
-  if kill -0 "$pid" 2>/dev/null; then kill -TERM -- "-$pid" 2>/dev/null || true; sleep 2; kill -KILL -- "-$pid" 2>/dev/null || true; fi
+  if [ -n "${pid:-}" ] && kill -0 "$pid" 2>/dev/null; then
+    kill -TERM -- "-$pid" 2>/dev/null || true
+    sleep 2
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  fi
   rm -rf "$dir"
 }
 trap cleanup EXIT
 
-step "waiting for the playground (first run builds the control plane)"
+# The playground's flags, through make's environment so the command stays `make run`: its own
+# folder, and no fixed metrics/probe ports (CI machines run other things).
+export RUNFLAGS="--dir=$work/.playground --hosts=3 --metrics-bind-address=0 --health-probe-bind-address=0"
+step "make run (the first run builds the control plane)"
+doc_bg 'make run'
 for _ in $(seq 1 1200); do
   grep -q "playground is up" "$log" 2>/dev/null && break
   kill -0 "$pid" 2>/dev/null || fail "make run exited early"
   sleep 1
 done
 grep -q "playground is up" "$log" || fail "playground not up after 20 minutes"
-export KUBECONFIG="$dir/kubeconfig"
+go build -o "$dir/xenclone" . # for xlsim below (the binary make run built; cached)
+domains() { for h in "$work"/.playground/hosts/*/xl; do XLSIM_STATE_DIR="$h" "$dir/xenclone" xlsim xl list | tail -n +3; done | wc -l; }
 
-k() { echo "+ kubectl $*"; kubectl "$@"; }
-k get xenhosts,vmtemplates
-k wait --for=condition=Ready vmtemplate/debian12 --timeout=60s
-k apply -f config/samples/vm_v1alpha1_vmclone.yaml
-k apply -f config/samples/vm_v1alpha1_vmclonepool.yaml
-k scale vmclonepool/ci-runners --replicas=3
-k wait --for=condition=Ready vmclone/web-1 --timeout=120s || fail "clone web-1 not Ready"
-k wait --for=condition=Ready vmclonepool/ci-runners --timeout=120s || fail "pool not Ready"
-# The sample pool starts at 5; scaling to 3 deletes members 3 and 4 (their domains shut down).
-k wait --for=delete vmclone/ci-runners-3 vmclone/ci-runners-4 --timeout=120s 2>/dev/null || true
-k get vmclones -o wide
-n=$(kubectl get vmclones --no-headers | wc -l)
-[ "$n" -eq 4 ] || fail "want 4 clones (1 + 3 pool members), got $n"
-running=$(for h in "$dir"/hosts/*/xl; do XLSIM_STATE_DIR="$h" go run . xlsim xl list | tail -n +3; done | wc -l)
-[ "$running" -eq 4 ] || fail "want 4 domains on the simulated hosts, got $running"
+cd "$work"
+step "README / user guide 1: first clone"
+doc 'export KUBECONFIG=$PWD/.playground/kubeconfig'
+[ "$KUBECONFIG" = "$work/.playground/kubeconfig" ] || fail "KUBECONFIG=$KUBECONFIG"
+doc 'kubectl get xenhosts,vmtemplates'
+kubectl wait --for=condition=Ready vmtemplate/debian12 --timeout=60s
+# The playground created the sample template as kubectl apply does: re-applying it is a no-op
+# without the missing last-applied-configuration warning.
+out=$(doc 'kubectl apply -f config/samples/vm_v1alpha1_vmtemplate.yaml' 2>&1)
+echo "$out"
+[[ "$out" != *Warning* && "$out" != *warning* ]] || fail "kubectl apply of the sample template warned: $out"
+[ "$out" = "vmtemplate.vm.xenclone.dev/debian12 unchanged" ] || fail "re-applying the sample template changed it: $out"
+doc 'kubectl apply -f config/samples/vm_v1alpha1_vmclone.yaml'
+doc 'kubectl wait --for=condition=Ready vmclone/web-1 --timeout=60s'
+doc 'kubectl get vmclones -o wide'
+doc 'kubectl describe vmclone web-1'
 
-k delete -f config/samples/vm_v1alpha1_vmclonepool.yaml --wait=true
-k delete -f config/samples/vm_v1alpha1_vmclone.yaml --wait=true
-k wait --for=delete vmclones --all --timeout=120s || true
+step "user guide 2: hosts and heartbeats"
+doc 'kubectl get xenhosts'
+doc 'kubectl -n xenclone-system get leases'
+n=$(kubectl -n xenclone-system get leases -o name | grep -c '/xen-0') || true
+[ "$n" -eq 3 ] || fail "want a heartbeat Lease per simulated host, got $n"
+
+step "user guide 10 / troubleshooting: reading a clone"
+doc 'kubectl get events --field-selector involvedObject.name=web-1 --sort-by=.lastTimestamp'
+out=$(doc NAME=web-1 <<'CMD'
+kubectl get vmclone NAME -o jsonpath='{range .status.conditions[*]}{.type}={.status} {.reason}: {.message}{"\n"}{end}'
+CMD
+)
+echo "$out"
+grep -q '^Ready=True Running: ' <<<"$out" || fail "no Ready=True line in the conditions"
+doc NAME=web-1 'kubectl describe vmclone NAME'
+out=$(doc NAME=web-1 'kubectl get events --field-selector involvedObject.name=NAME --sort-by=.lastTimestamp')
+echo "$out"
+grep -q Started <<<"$out" || fail "no Started event for web-1"
+
+step "user guide 6: reset"
+uuid=$(kubectl get vmclone web-1 -o jsonpath='{.status.uuid}')
+doc <<'CMD'
+kubectl patch vmclone web-1 --type merge -p '{"spec":{"resetRequests":1}}'
+CMD
+doc 'kubectl wait --for=condition=Ready vmclone/web-1 --timeout=120s'
+out=$(doc <<'CMD'
+kubectl get vmclone web-1 -o jsonpath='{.status.observedResetRequests}{"\n"}'
+CMD
+)
+echo "$out"
+[ "$out" = 1 ] || fail "observedResetRequests=$out after the documented wait, want 1"
+[ "$(kubectl get vmclone web-1 -o jsonpath='{.status.uuid}')" = "$uuid" ] || fail "the reset changed the clone's UUID"
+out=$(kubectl get events --field-selector involvedObject.name=web-1)
+grep -q SnapshotCreated <<<"$out" || fail "no SnapshotCreated event after the reset"
+
+step "user guide 5: run strategies"
+doc <<'CMD'
+kubectl apply -f - <<'EOF'
+apiVersion: vm.xenclone.dev/v1alpha1
+kind: VMClone
+metadata:
+  name: lab-1
+spec:
+  templateRef:
+    name: debian12
+  runStrategy: Halted
+EOF
+CMD
+doc 'kubectl wait --for=condition=Ready vmclone/lab-1'
+out=$(doc 'kubectl get vmclone lab-1')
+echo "$out"
+# Known gap (reported): Ready turns True for a Halted clone once its disk is prepared, a moment
+# before the agent reports the domain off, so the phase may still read Starting here.
+if ! grep -q ' Stopped ' <<<"$out"; then
+  echo "smoke: NOTE: lab-1 is Ready but its phase is not yet Stopped right after the wait"
+  kubectl wait --for=jsonpath='{.status.phase}'=Stopped vmclone/lab-1 --timeout=15s
+fi
+doc <<'CMD'
+kubectl patch vmclone lab-1 --type merge -p '{"spec":{"runStrategy":"Always"}}'
+CMD
+doc <<'CMD'
+kubectl wait --for=jsonpath='{.status.phase}'=Running vmclone/lab-1
+CMD
+kubectl patch vmclone lab-1 --type merge -p '{"spec":{"runStrategy":"Halted"}}'
+doc <<'CMD'
+kubectl wait --for=jsonpath='{.status.phase}'=Stopped vmclone/lab-1
+CMD
+
+step "README / user guide 8: pools"
+doc 'kubectl apply -f config/samples/vm_v1alpha1_vmclonepool.yaml'
+doc 'kubectl wait --for=condition=Ready vmclonepool/ci-runners --timeout=90s'
+doc 'kubectl get vmclonepools'
+doc 'kubectl get vmclones -l vm.xenclone.dev/pool=ci-runners'
+doc 'kubectl scale vmclonepool/ci-runners --replicas=10'
+kubectl wait --for=condition=Ready vmclonepool/ci-runners --timeout=90s
+doc 'kubectl wait --for=condition=Ready vmclonepool/ci-runners --timeout=300s'
+n=$(kubectl get vmclones -l vm.xenclone.dev/pool=ci-runners --no-headers | wc -l)
+[ "$n" -eq 10 ] || fail "want 10 pool members after scaling, got $n"
+doc 'kubectl scale vmclonepool/ci-runners --replicas=2'
+for _ in $(seq 1 120); do
+  n=$(kubectl get vmclones -l vm.xenclone.dev/pool=ci-runners --no-headers | wc -l)
+  [ "$n" -eq 2 ] && break
+  sleep 1
+done
+[ "$n" -eq 2 ] || fail "want 2 pool members after scaling down, got $n"
+kubectl get vmclone ci-runners-0 ci-runners-1 >/dev/null || fail "scaling down should delete the highest indexes"
+
+step "user guide 9: placement and cordoning"
+# The guide's pinned clone, first pinned to a host that does not exist: it waits, then the
+# documented patch fixes the pin and it is placed.
+kubectl apply -f - <<'EOF'
+apiVersion: vm.xenclone.dev/v1alpha1
+kind: VMClone
+metadata:
+  name: pinned
+spec:
+  templateRef:
+    name: debian12
+  placement:
+    nodeName: xen-09
+EOF
+kubectl wait --for=condition=Scheduled=false vmclone/pinned --timeout=30s
+doc <<'CMD'
+kubectl patch vmclone pinned --type merge -p '{"spec":{"placement":{"nodeName":"xen-02"}}}'
+CMD
+kubectl wait --for=condition=Ready vmclone/pinned --timeout=60s
+[ "$(kubectl get vmclone pinned -o jsonpath='{.status.nodeName}')" = xen-02 ] || fail "pinned clone not on xen-02"
+doc <<'CMD'
+kubectl patch xenhost xen-01 --type merge -p '{"spec":{"unschedulable":true}}'
+CMD
+out=$(kubectl get xh xen-01 --no-headers)
+grep -qw true <<<"$out" || fail "CORDONED does not show true for xen-01: $out"
+kubectl patch xenhost xen-01 --type merge -p '{"spec":{"unschedulable":false}}'
+
+step "explain and the API reference's kinds"
+out=$(kubectl explain vmclone.spec)
+grep -q templateRef <<<"$out" || fail "kubectl explain vmclone.spec has no templateRef"
+out=$(kubectl explain vmtemplate.spec.snapshot)
+grep -q cowSize <<<"$out" || fail "kubectl explain vmtemplate.spec.snapshot has no cowSize"
+
+step "gitops: Argo CD health checks"
+# Stand-in for an installed Argo CD: its namespace and (empty) argocd-cm; the documented patch
+# merges the health checks in. The Lua scripts themselves are tested in ./hostagent (make test).
+kubectl create namespace argocd
+kubectl -n argocd create configmap argocd-cm
+doc 'kubectl -n argocd patch configmap argocd-cm --type merge --patch-file config/argocd/argocd-cm-patch.yaml'
+for k in VMClone VMClonePool VMTemplate; do
+  out=$(kubectl -n argocd get configmap argocd-cm -o "jsonpath={.data.resource\.customizations\.health\.vm\.xenclone\.dev_$k}")
+  grep -q 'hs.status' <<<"$out" || fail "argocd-cm has no health check for $k"
+done
+
+step "deleting: clones, pool, hosts clean"
+doc 'kubectl delete vmclone web-1'
+doc 'kubectl wait --for=delete vmclone/web-1 --timeout=120s'
+doc 'kubectl delete -f config/samples/vm_v1alpha1_vmclonepool.yaml'
+kubectl delete vmclone lab-1 pinned --wait=true
+kubectl wait --for=delete vmclones --all --timeout=120s || true
 n=$(kubectl get vmclones --no-headers 2>/dev/null | wc -l)
 [ "$n" -eq 0 ] || fail "clones left after delete: $n"
-left=$(for h in "$dir"/hosts/*/xl; do XLSIM_STATE_DIR="$h" go run . xlsim xl list | tail -n +3; done | wc -l)
+kubectl get vmclonepool ci-runners 2>/dev/null && fail "the pool is still there"
+left=$(domains)
 [ "$left" -eq 0 ] || fail "domains left on the simulated hosts: $left"
-for h in "$dir"/hosts/*; do
+for h in "$work"/.playground/hosts/*; do
   [ -z "$(ls -A "$h/domains" 2>/dev/null)" ] || fail "domain configs left in $h/domains"
   [ -z "$(ls -A "$h/seed" 2>/dev/null)" ] || fail "seeds left in $h/seed"
 done
 
+step "README / user guide 2: the cluster install, against the playground's API server"
+# This proves the kustomization builds and the API server accepts every object, and that
+# make deploy puts IMG into the manager; nothing runs them here (the playground has no nodes).
+doc 'kubectl apply -k config/default'
+(cd "$repo" && doc 'make deploy IMG=ghcr.io/xenclone/xenclone:v0.1.0')
+img=$(kubectl -n xenclone-system get deployment xenclone-manager -o jsonpath='{.spec.template.spec.containers[0].image}')
+[ "$img" = ghcr.io/xenclone/xenclone:v0.1.0 ] || fail "make deploy IMG=... left the manager's image at $img"
+kubectl -n xenclone-system get daemonset xenclone-hostagent >/dev/null
+
 step "stopping the playground (SIGTERM, as Ctrl-C)"
+cd "$repo"
 kill -TERM -- "-$pid"
 # Every process of the playground's group (make, go run, xenclone, kube-apiserver, etcd) must
 # be gone: the group id is $pid (setsid).
 for _ in $(seq 1 60); do pgrep -g "$pid" >/dev/null || break; sleep 1; done
 if pgrep -g "$pid" >/dev/null; then fail "processes left running 60 s after SIGTERM: $(pgrep -ag "$pid")"; fi
 grep -q "stopping control plane" "$log" || fail "the playground did not shut its control plane down"
-step "ok: 1 clone + 3 pool members Ready, deleted, hosts clean, clean shutdown"
+
+step "every documented command ran or is allowlisted (hack/docscheck)"
+DOCSCHECK_TRACE="$trace" go test -count=1 -v -run 'TestSmokeRanEveryDocCommand|TestDocCommandsRunOrAllowed' ./hack/docscheck ||
+  fail "hack/docscheck: see above"
+step "ok: the README's and user guide's walkthrough ran as printed, hosts clean, clean shutdown"
