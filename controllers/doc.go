@@ -27,6 +27,9 @@
 //   - Rescheduled clones (annotation vm.xenclone.dev/on-node-lost: Reschedule, host lost for
 //     Options.NodeLostRescheduleAfter) get a new status.nodeName and label; an agent that comes
 //     back must treat domains and LVs it owns for a clone now bound elsewhere as garbage.
+//     No clone moves while Options.RescheduleMaxLostFraction (default 55%) or more of the
+//     hosts are lost at once: that is an outage on the control plane's side far more often
+//     than that many hosts failing, and moving would start second copies of live guests.
 //
 // # Force-releasing clones of a host that is gone for good
 //

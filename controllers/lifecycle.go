@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -28,6 +29,7 @@ const (
 	ReasonFailed              = "Failed"
 	ReasonStopping            = "Stopping"
 	ReasonRescheduled         = "RescheduledFromLostHost"
+	ReasonReschedulePaused    = "ReschedulePaused"
 	ReasonResetting           = "Resetting"
 )
 
@@ -39,6 +41,36 @@ const (
 	OnNodeLostAnnotation = "vm.xenclone.dev/on-node-lost"
 	OnNodeLostReschedule = "Reschedule"
 )
+
+// Disruption counts how many of the registered hosts (XenHosts) have a stale or missing
+// heartbeat at now.
+type Disruption struct {
+	Lost, Total int
+}
+
+// HostDisruption counts the lost hosts among hosts.
+func HostDisruption(hosts []vmv1alpha1.XenHost, leases map[string]*coordinationv1.Lease, now time.Time, grace time.Duration) Disruption {
+	d := Disruption{Total: len(hosts)}
+	for i := range hosts {
+		if live, _ := HostLive(leases[hosts[i].Name], now, grace); !live {
+			d.Lost++
+		}
+	}
+	return d
+}
+
+// Widespread says whether so large a share of the hosts is lost that the cause is more likely
+// on our side — the controller's or API server's network, an API server outage that stopped
+// every heartbeat, a clock jump — than in the hosts. Moving clones then would only start second
+// copies of guests that are still running (the same identity twice) and fill the few hosts
+// left. Like the node lifecycle controller's unhealthy-zone threshold, with a single host (or
+// none) every loss is widespread: there is nowhere to move to anyway.
+func (d Disruption) Widespread(threshold float64) bool {
+	if d.Total == 0 || d.Lost == 0 {
+		return false
+	}
+	return float64(d.Lost)/float64(d.Total) >= threshold
+}
 
 // Expiry is when a clone's lifetime ends: creation + spec.lifetime.expireAfter. ok is false
 // for clones without a lifetime.

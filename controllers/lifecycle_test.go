@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
@@ -179,4 +180,52 @@ func equalStrings(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+func TestHostDisruptionWidespread(t *testing.T) {
+	now := time.Date(2026, 11, 25, 22, 0, 0, 0, time.UTC)
+	grace := 40 * time.Second
+	fresh := func(name string) *coordinationv1.Lease {
+		mt := metav1.NewMicroTime(now.Add(-5 * time.Second))
+		return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: coordinationv1.LeaseSpec{RenewTime: &mt}}
+	}
+	stale := func(name string) *coordinationv1.Lease {
+		mt := metav1.NewMicroTime(now.Add(-10 * time.Minute))
+		return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: coordinationv1.LeaseSpec{RenewTime: &mt}}
+	}
+	hosts := func(names ...string) []vmv1alpha1.XenHost {
+		var hs []vmv1alpha1.XenHost
+		for _, n := range names {
+			hs = append(hs, vmv1alpha1.XenHost{ObjectMeta: metav1.ObjectMeta{Name: n}})
+		}
+		return hs
+	}
+	for _, tc := range []struct {
+		name       string
+		hosts      []vmv1alpha1.XenHost
+		leases     map[string]*coordinationv1.Lease
+		lost       int
+		widespread bool
+	}{
+		{"one of two lost: move", hosts("a", "b"), map[string]*coordinationv1.Lease{"a": stale("a"), "b": fresh("b")}, 1, false},
+		{"the only host lost: nowhere to go", hosts("a"), map[string]*coordinationv1.Lease{"a": stale("a")}, 1, true},
+		{"all lost (API server was down)", hosts("a", "b", "c"), map[string]*coordinationv1.Lease{"a": stale("a"), "b": stale("b"), "c": stale("c")}, 3, true},
+		{"two of three lost", hosts("a", "b", "c"), map[string]*coordinationv1.Lease{"a": stale("a"), "b": stale("b"), "c": fresh("c")}, 2, true},
+		{"a host without any Lease counts as lost", hosts("a", "b", "c", "d"), map[string]*coordinationv1.Lease{"a": fresh("a"), "b": fresh("b"), "c": fresh("c")}, 1, false},
+		{"5 of 10 lost: under 55%", hosts("0", "1", "2", "3", "4", "5", "6", "7", "8", "9"),
+			map[string]*coordinationv1.Lease{"0": stale("0"), "1": stale("1"), "2": stale("2"), "3": stale("3"), "4": stale("4"),
+				"5": fresh("5"), "6": fresh("6"), "7": fresh("7"), "8": fresh("8"), "9": fresh("9")}, 5, false},
+		{"none lost", hosts("a"), map[string]*coordinationv1.Lease{"a": fresh("a")}, 0, false},
+		{"no hosts", nil, nil, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := HostDisruption(tc.hosts, tc.leases, now, grace)
+			if d.Lost != tc.lost || d.Total != len(tc.hosts) {
+				t.Errorf("HostDisruption = %+v, want %d lost of %d", d, tc.lost, len(tc.hosts))
+			}
+			if got := d.Widespread(DefaultRescheduleMaxLostFraction); got != tc.widespread {
+				t.Errorf("Widespread(%.2f) with %d of %d lost = %v, want %v", DefaultRescheduleMaxLostFraction, d.Lost, d.Total, got, tc.widespread)
+			}
+		})
+	}
 }

@@ -30,6 +30,9 @@ const (
 	// DefaultNodeLostRescheduleAfter leaves a lost host time to come back (a reboot) before
 	// opted-in clones move.
 	DefaultNodeLostRescheduleAfter = 5 * time.Minute
+	// DefaultRescheduleMaxLostFraction: with 55% or more of the hosts lost at once no clone
+	// is rescheduled (the node lifecycle controller's default unhealthy-zone threshold).
+	DefaultRescheduleMaxLostFraction = 0.55
 )
 
 // Options configure the controller's reconcilers.
@@ -47,6 +50,10 @@ type Options struct {
 	// clones that opted in (annotation vm.xenclone.dev/on-node-lost: Reschedule) are placed
 	// on another host. Default 5m.
 	NodeLostRescheduleAfter time.Duration
+	// RescheduleMaxLostFraction pauses all rescheduling while at least this share of the
+	// registered hosts is lost (see Disruption.Widespread). Default 0.55; 1 pauses only when
+	// every host is lost.
+	RescheduleMaxLostFraction float64
 	// MaxConcurrentReconciles per controller (default 4). Placement itself is serialized
 	// inside the clone reconciler, so more workers only parallelize the API writes.
 	MaxConcurrentReconciles int
@@ -67,6 +74,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.NodeLostRescheduleAfter <= 0 {
 		o.NodeLostRescheduleAfter = DefaultNodeLostRescheduleAfter
+	}
+	if o.RescheduleMaxLostFraction <= 0 || o.RescheduleMaxLostFraction > 1 {
+		o.RescheduleMaxLostFraction = DefaultRescheduleMaxLostFraction
 	}
 	if o.MaxConcurrentReconciles <= 0 {
 		o.MaxConcurrentReconciles = 4

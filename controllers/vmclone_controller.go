@@ -396,6 +396,17 @@ func (r *VMCloneReconciler) ensureRescheduleOnNodeLoss(ctx context.Context, s *c
 	if wait := lostSince.Add(r.Opts.NodeLostRescheduleAfter).Sub(now); wait > 0 {
 		return wait, nil
 	}
+	d, err := r.hostDisruption(ctx, now)
+	if err != nil {
+		return 0, err
+	}
+	if d.Widespread(r.Opts.RescheduleMaxLostFraction) {
+		r.Recorder.Eventf(s.clone, nil, corev1.EventTypeWarning, ReasonReschedulePaused, "Reschedule",
+			"host %s is lost, but so are %d of %d hosts (threshold %.0f%%): that looks like a control-plane or network outage, not host failures, so no clone is moved until more hosts report again; to move this clone anyway, delete it",
+			node, d.Lost, d.Total, 100*r.Opts.RescheduleMaxLostFraction)
+		log.FromContext(ctx).Info("rescheduling paused: widespread host loss", "lostHost", node, "lost", d.Lost, "hosts", d.Total)
+		return r.Opts.HeartbeatGrace, nil
+	}
 	// The agent's report describes the lost host: drop it, so Ready and the pool see a clone
 	// that waits for its new host rather than one "running" nowhere.
 	patch := client.MergeFromWithOptions(s.clone.DeepCopy(), client.MergeFromWithOptimisticLock{})
@@ -430,6 +441,23 @@ func (r *VMCloneReconciler) ensureRescheduleOnNodeLoss(ctx context.Context, s *c
 	meta.RemoveStatusCondition(&s.status.Conditions, vmv1alpha1.ConditionScheduled)
 	s.forceApply = true
 	return 0, nil
+}
+
+// hostDisruption counts the registered hosts whose heartbeat is stale at now.
+func (r *VMCloneReconciler) hostDisruption(ctx context.Context, now time.Time) (Disruption, error) {
+	var hosts vmv1alpha1.XenHostList
+	if err := r.List(ctx, &hosts); err != nil {
+		return Disruption{}, fmt.Errorf("list XenHosts: %w", err)
+	}
+	var leases coordinationv1.LeaseList
+	if err := r.Leases.List(ctx, &leases, client.InNamespace(r.Opts.LeaseNamespace)); err != nil {
+		return Disruption{}, fmt.Errorf("list heartbeat Leases in %s: %w", r.Opts.LeaseNamespace, err)
+	}
+	byHost := make(map[string]*coordinationv1.Lease, len(leases.Items))
+	for i := range leases.Items {
+		byHost[leases.Items[i].Name] = &leases.Items[i]
+	}
+	return HostDisruption(hosts.Items, byHost, now, r.Opts.HeartbeatGrace), nil
 }
 
 func (r *VMCloneReconciler) lease(ctx context.Context, node string) (*coordinationv1.Lease, error) {

@@ -490,3 +490,49 @@ func TestNodeLossReschedulesOptedInClones(t *testing.T) {
 	g.Expect(pet.Status.NodeName).To(Equal(lost.Name))
 	g.Expect(condition(pet, vmv1alpha1.ConditionReady).Reason).To(Equal(ReasonNodeLost))
 }
+
+// TestNodeLossReschedulePausedWhileMostHostsLost: with most hosts lost at once (what an API
+// server outage or a partition of the control plane looks like), opted-in clones stay where
+// they are and say why; once enough hosts report again, the clone on the one really lost host
+// moves.
+func TestNodeLossReschedulePausedWhileMostHostsLost(t *testing.T) {
+	needEnvtest(t)
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	tmpl := newTemplate(t, "512Mi")
+	lost := newHost(t, 8192, []string{tmpl.Name})
+	disposable := newClone(t, ns, tmpl.Name, func(c *vmv1alpha1.VMClone) {
+		c.Annotations = map[string]string{OnNodeLostAnnotation: OnNodeLostReschedule}
+	})
+	g.Eventually(func(g Gomega) {
+		get(g, disposable)
+		g.Expect(disposable.Labels).To(HaveKeyWithValue(vmv1alpha1.NodeNameLabel, lost.Name))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	markRunning(g, disposable)
+
+	alsoSilent := newHost(t, 8192, []string{tmpl.Name})
+	newHost(t, 8192, []string{tmpl.Name}) // the only host still reporting
+	longAgo := fakeClock.Now().Add(-40*time.Second - DefaultNodeLostRescheduleAfter - time.Minute)
+	// alsoSilent first: the lease cache sees both before lost's change wakes the clone.
+	renewLease(t, alsoSilent.Name, longAgo)
+	renewLease(t, lost.Name, longAgo)
+
+	g.Eventually(func(g Gomega) {
+		get(g, disposable)
+		g.Expect(eventsFor(g, ns, disposable.Name)).To(ContainElement(ReasonReschedulePaused))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	g.Consistently(func(g Gomega) {
+		get(g, disposable)
+		g.Expect(disposable.Status.NodeName).To(Equal(lost.Name), "2 of 3 hosts lost: nothing moves")
+		g.Expect(eventsFor(g, ns, disposable.Name)).NotTo(ContainElement(ReasonRescheduled))
+	}).WithTimeout(3 * time.Second).WithPolling(poll).Should(Succeed())
+
+	// The second host reports again: 1 of 3 lost is a host failure, and the clone moves.
+	renewLease(t, alsoSilent.Name, fakeClock.Now())
+	g.Eventually(func(g Gomega) {
+		get(g, disposable)
+		g.Expect(disposable.Status.NodeName).NotTo(BeEmpty())
+		g.Expect(disposable.Status.NodeName).NotTo(Equal(lost.Name))
+		g.Expect(eventsFor(g, ns, disposable.Name)).To(ContainElement(ReasonRescheduled))
+	}).WithTimeout(eventually + time.Duration(DefaultHeartbeatGrace)).WithPolling(poll).Should(Succeed())
+}
