@@ -91,6 +91,11 @@ doc 'export KUBECONFIG=$PWD/.playground/kubeconfig'
 [ "$KUBECONFIG" = "$work/.playground/kubeconfig" ] || fail "KUBECONFIG=$KUBECONFIG"
 doc 'kubectl get xenhosts,vmtemplates'
 kubectl wait --for=condition=Ready vmtemplate/debian12 --timeout=60s
+out=$(doc 'kubectl get vmt')
+echo "$out"
+grep -Eq '^debian12 +vg0 +debian12-template +Classic +3 ' <<<"$out" || fail "debian12 should be ready on 3 hosts"
+out=$(doc 'kubectl describe vmt debian12')
+for h in xen-01 xen-02 xen-03; do grep -q "$h" <<<"$out" || fail "kubectl describe vmt lists no $h"; done
 # The playground created the sample template as kubectl apply does: re-applying it is a no-op
 # without the missing last-applied-configuration warning.
 out=$(doc 'kubectl apply -f config/samples/vm_v1alpha1_vmtemplate.yaml' 2>&1)
