@@ -43,6 +43,7 @@ func TestHungXLCreateIsBounded(t *testing.T) {
 		h.killAgent()
 		ctl.kill()
 		cleanupNamespace(nsName)
+		forgetHost(h.name)
 		_ = h.sim.XL(context.Background(), "sim-init")
 	})
 	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: nsName}}); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -118,23 +119,14 @@ func cleanupNamespace(nsName string) {
 // TestRescheduledCloneThatFindsNoHostCanBeDeleted is what the long soak found (seed
 // 1795636250330968818: 10 clones stuck Terminating, their LVs, domains, configs and seeds left
 // on the old hosts, both templates stuck in-use). A clone with the opt-in Reschedule annotation
-// whose host is lost is unbound (status.nodeName cleared) even when no other host can take it —
-// in the soak, right after a kube-apiserver restart left every host's lease stale at once. Then:
+// whose host is lost was unbound (status.nodeName cleared) even when no other host could take
+// it; it kept its old node label, so the old host's orphan collector kept its disk, and once
+// deleted nobody released the agent's finalizer. Fixed in the controller: the node label goes
+// with status.nodeName, and an unbound clone's host finalizer is released on delete.
 //
-//  1. its node label keeps the old host (controllers/vmclone_controller.go ensureLabels only
-//     adds labels: with nodeName empty it wants no node label but never removes the stale one),
-//     so the old host's orphan collector counts the clone as present and keeps its disk, domain,
-//     config and seed; while the old host's agent ignores it (status.nodeName is not its own);
-//  2. once deleted, nobody releases the agent's finalizer vm.xenclone.dev/host-cleanup: the
-//     controller's reconcileDelete does nothing and no agent owns an unbound clone. It stays
-//     Terminating for good, and its template keeps its in-use finalizer.
-//
-// Fix (controllers/vmclone_controller.go): in ensureRescheduleOnNodeLoss drop the node label
-// together with status.nodeName (or make ensureLabels remove a node label that status no longer
-// names); in reconcileDelete remove CloneFinalizer from a clone with an empty status.nodeName
-// (no host holds anything for it any more: the old host's orphan collector removes what it left).
-// And do not reschedule while every host looks lost at once (a control-plane outage, not host
-// losses), like the node lifecycle controller's full-disruption mode.
+// Here: two hosts, lost-b cordoned, lost-a dies. One of two lost is a host failure (not the
+// widespread loss that pauses rescheduling), so the clone is unbound and finds no host; the
+// user deletes it after lost-a returns; it must go, and lost-a must be left clean.
 func TestRescheduledCloneThatFindsNoHostCanBeDeleted(t *testing.T) {
 	ctx := context.Background()
 	h, err := newHost(ctx, "lost-a")
@@ -144,6 +136,13 @@ func TestRescheduledCloneThatFindsNoHostCanBeDeleted(t *testing.T) {
 	if err := h.startAgent(); err != nil {
 		t.Fatal(err)
 	}
+	spare, err := newHost(ctx, "lost-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := spare.startAgent(); err != nil {
+		t.Fatal(err)
+	}
 	ctl, err := startController()
 	if err != nil {
 		t.Fatal(err)
@@ -151,8 +150,12 @@ func TestRescheduledCloneThatFindsNoHostCanBeDeleted(t *testing.T) {
 	nsName := "lost"
 	t.Cleanup(func() {
 		h.killAgent()
+		spare.killAgent()
 		ctl.kill()
 		cleanupNamespace(nsName)
+		forgetHost(h.name)
+		forgetHost(spare.name)
+		_ = spare.sim.XL(context.Background(), "sim-init")
 		_ = k8s.Delete(context.Background(), &vmv1alpha1.VMTemplate{ObjectMeta: metav1.ObjectMeta{Name: "lost-tpl"}})
 		_ = h.sim.XL(context.Background(), "sim-init")
 	})
@@ -165,6 +168,20 @@ func TestRescheduledCloneThatFindsNoHostCanBeDeleted(t *testing.T) {
 		Snapshot: vmv1alpha1.SnapshotSpec{Mode: vmv1alpha1.SnapshotClassic, COWSize: &cow},
 		Domain:   vmv1alpha1.DomainSpec{Memory: &mem, Boot: &vmv1alpha1.BootSpec{Bootloader: "pygrub"}},
 	}}); err != nil {
+		t.Fatal(err)
+	}
+	// lost-b takes no clone: the rescheduled clone will find no host.
+	var xh vmv1alpha1.XenHost
+	for end := time.Now().Add(30 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+		if err := k8s.Get(ctx, client.ObjectKey{Name: spare.name}, &xh); err == nil {
+			break
+		} else if time.Now().After(end) {
+			t.Fatalf("XenHost %s never reported: %v", spare.name, err)
+		}
+	}
+	cordon := client.MergeFrom(xh.DeepCopy())
+	xh.Spec.Unschedulable = true
+	if err := k8s.Patch(ctx, &xh, cordon); err != nil {
 		t.Fatal(err)
 	}
 	c := &vmv1alpha1.VMClone{ObjectMeta: metav1.ObjectMeta{Namespace: nsName, Name: "movable",
@@ -189,7 +206,7 @@ func TestRescheduledCloneThatFindsNoHostCanBeDeleted(t *testing.T) {
 		t.Fatalf("clone never ran on lost-a: %s %q", got.Status.Phase, got.Status.Message)
 	}
 
-	// The only host disappears; the clone is unbound and finds no other host.
+	// lost-a disappears; the clone is unbound and finds no other host.
 	h.killAgent()
 	if !waitFor("unbound", heartbeatGrace+rescheduleAfter+20*time.Second, func() bool { return got.Status.NodeName == "" }) {
 		t.Fatalf("clone was not rescheduled off the lost host: %s %q", got.Status.Phase, got.Status.Message)

@@ -8,11 +8,14 @@ import (
 	"sync"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
 	"github.com/xenclone/xenclone/controllers"
 	"github.com/xenclone/xenclone/hostagent"
 	"github.com/xenclone/xenclone/hostagent/sim"
@@ -141,4 +144,13 @@ func (h *host) configFiles() []string {
 		out = append(out, e.Name())
 	}
 	return out
+}
+
+// forgetHost removes a host's XenHost and heartbeat Lease, as an administrator does for a
+// decommissioned host. A test's host left behind would count as a lost host in every later
+// test's view (the controller pauses rescheduling while most hosts look lost).
+func forgetHost(name string) {
+	ctx := context.Background()
+	_ = k8s.Delete(ctx, &vmv1alpha1.XenHost{ObjectMeta: metav1.ObjectMeta{Name: name}})
+	_ = k8s.Delete(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: leaseNamespace, Name: name}})
 }

@@ -69,6 +69,7 @@ func TestAgentOnGarbageLVM(t *testing.T) {
 	t.Cleanup(func() {
 		agent.kill()
 		cleanupNamespace(nsName)
+		forgetHost(node)
 		_ = k8s.Delete(context.Background(), &vmv1alpha1.VMTemplate{ObjectMeta: metav1.ObjectMeta{Name: "junk-tpl"}})
 		_ = h.XL(context.Background(), "sim-init")
 	})
