@@ -133,9 +133,14 @@ xenclone playground is up: control plane %s, %d simulated Xen hosts.
   export KUBECONFIG=%s
   kubectl get xenhosts,vmtemplates
   kubectl apply -f config/samples/vm_v1alpha1_vmclone.yaml
-  kubectl get vmclones -w
+  kubectl wait --for=condition=Ready vmclone/web-1 --timeout=60s
+  kubectl get vmclones -o wide
   kubectl describe vmclone web-1
-  kubectl apply -f config/samples/vm_v1alpha1_vmclonepool.yaml && kubectl scale vmclonepool/ci-runners --replicas=10
+  kubectl apply -f config/samples/vm_v1alpha1_vmclonepool.yaml
+  kubectl scale vmclonepool/ci-runners --replicas=10
+  kubectl delete vmclone web-1
+
+The user guide goes on from here: docs/user-guide.md.
 
 Ctrl-C stops everything.
 

@@ -83,6 +83,10 @@ for _ in $(seq 1 1200); do
 done
 grep -q "playground is up" "$log" || fail "playground not up after 20 minutes"
 go build -o "$dir/xenclone" . # for xlsim below (the binary make run built; cached)
+# What make run prints to type next is the README's walkthrough.
+mapfile -t hints < <(sed -n 's/^  \(kubectl .*\)$/\1/p' "$log")
+[ "${#hints[@]}" -ge 5 ] || fail "make run printed no kubectl commands to type next"
+for h in "${hints[@]}"; do grep -qF -- "$h" README.md || fail "make run suggests '$h', which README.md does not print"; done
 domains() { for h in "$work"/.playground/hosts/*/xl; do XLSIM_STATE_DIR="$h" "$dir/xenclone" xlsim xl list | tail -n +3; done | wc -l; }
 
 cd "$work"
