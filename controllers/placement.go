@@ -48,7 +48,11 @@ type PlacementInput struct {
 	Hosts    []vmv1alpha1.XenHost
 	// Leases are the hosts' heartbeats, by host name.
 	Leases map[string]*coordinationv1.Lease
-	// Bindings are the clones already bound (or assumed bound) to hosts, this clone excluded.
+	// Usage is what the clones already bound take per host (this clone excluded), as
+	// accounted by the controller's ledger; Bindings are added on top of it.
+	Usage map[string]HostUsage
+	// Bindings are the clones already bound (or assumed bound) to hosts that Usage does not
+	// count, this clone excluded.
 	Bindings []Binding
 	Now      time.Time
 	// HeartbeatGrace is how old a Lease's renewTime may be for its host to count as live.
@@ -184,11 +188,14 @@ const (
 	rejectionCount
 )
 
-// hostUsage is what bindings already take on one host.
-type hostUsage struct {
-	clones           int
-	inFlightMemMiB   int64
-	inFlightCOWBytes int64
+// HostUsage is what the clones bound to one host take that its own report may not show yet.
+type HostUsage struct {
+	// Clones bound to the host.
+	Clones int
+	// InFlightMemMiB is the memory of bound clones whose domains do not run yet.
+	InFlightMemMiB int64
+	// InFlightCOWBytes is the COW space of bound clones whose volumes are not created yet.
+	InFlightCOWBytes int64
 }
 
 // Place chooses a host for a clone, or explains per class of host why none fits.
@@ -202,19 +209,23 @@ func Place(in PlacementInput) PlacementResult {
 		strategy = vmv1alpha1.PlacementSpread
 	}
 
-	usage := map[string]*hostUsage{}
+	usage := make(map[string]*HostUsage, len(in.Usage))
+	for h, u := range in.Usage {
+		u := u
+		usage[h] = &u
+	}
 	for _, b := range in.Bindings {
 		u := usage[b.Host]
 		if u == nil {
-			u = &hostUsage{}
+			u = &HostUsage{}
 			usage[b.Host] = u
 		}
-		u.clones++
+		u.Clones++
 		if b.MemoryInFlight {
-			u.inFlightMemMiB += b.MemoryMiB
+			u.InFlightMemMiB += b.MemoryMiB
 		}
 		if b.StorageInFlight {
-			u.inFlightCOWBytes += b.COWBytes
+			u.InFlightCOWBytes += b.COWBytes
 		}
 	}
 
@@ -286,13 +297,13 @@ func Place(in PlacementInput) PlacementResult {
 		}
 		u := usage[h.Name]
 		if u == nil {
-			u = &hostUsage{}
+			u = &HostUsage{}
 		}
-		if h.Spec.MaxClones > 0 && u.clones >= int(h.Spec.MaxClones) {
+		if h.Spec.MaxClones > 0 && u.Clones >= int(h.Spec.MaxClones) {
 			counts[rejectMaxClones]++
 			continue
 		}
-		free := h.Status.Memory.FreeMiB - reservedMiB(h) - u.inFlightMemMiB
+		free := h.Status.Memory.FreeMiB - reservedMiB(h) - u.InFlightMemMiB
 		if free < req.MemoryMiB {
 			note(rejectMemory, free, true)
 			continue
@@ -313,13 +324,13 @@ func Place(in PlacementInput) PlacementResult {
 				}
 			}
 		default:
-			vgFree := vg.FreeBytes - u.inFlightCOWBytes
+			vgFree := vg.FreeBytes - u.InFlightCOWBytes
 			if vgFree < req.COWBytes {
 				note(rejectVGSpace, vgFree, true)
 				continue
 			}
 		}
-		candidates = append(candidates, candidate{name: h.Name, freeAfter: free - req.MemoryMiB, clones: u.clones})
+		candidates = append(candidates, candidate{name: h.Name, freeAfter: free - req.MemoryMiB, clones: u.Clones})
 	}
 
 	if len(candidates) == 0 {

@@ -23,9 +23,13 @@ type reservations struct {
 	// placing serializes placement decisions: read usage, decide, reserve.
 	placing  sync.Mutex
 	bindings map[types.UID]reservedBinding
-	ifaces   map[types.UID][]vmv1alpha1.InterfaceStatus
-	macs     map[string]reservedMAC
-	byName   map[types.NamespacedName]types.UID
+	// confirmed: bindings the cache shows but the usage ledger may not count yet (the ledger
+	// is fed by the informer's event handlers, which run just after the cache is updated).
+	// Placement keeps counting them until the ledger does, or for confirmedFor at most.
+	confirmed map[types.UID]reservedBinding
+	ifaces    map[types.UID][]vmv1alpha1.InterfaceStatus
+	macs      map[string]reservedMAC
+	byName    map[types.NamespacedName]types.UID
 }
 
 type reservedBinding struct {
@@ -41,10 +45,11 @@ type reservedMAC struct {
 
 func newReservations() *reservations {
 	return &reservations{
-		bindings: map[types.UID]reservedBinding{},
-		ifaces:   map[types.UID][]vmv1alpha1.InterfaceStatus{},
-		macs:     map[string]reservedMAC{},
-		byName:   map[types.NamespacedName]types.UID{},
+		bindings:  map[types.UID]reservedBinding{},
+		confirmed: map[types.UID]reservedBinding{},
+		ifaces:    map[types.UID][]vmv1alpha1.InterfaceStatus{},
+		macs:      map[string]reservedMAC{},
+		byName:    map[types.NamespacedName]types.UID{},
 	}
 }
 
@@ -94,13 +99,26 @@ func (r *reservations) macOwner(mac string, uid types.UID) string {
 	return ""
 }
 
-// pendingBindings returns the reserved bindings whose clones the cache does not show bound.
-func (r *reservations) pendingBindings(boundInCache func(types.UID) bool) map[types.UID]Binding {
+// confirmedFor bounds how long a confirmed binding waits for the ledger; the informer's
+// handlers lag the cache by milliseconds.
+const confirmedFor = 30 * time.Second
+
+// pendingBindings returns the reserved bindings that the usage ledger does not count yet.
+func (r *reservations) pendingBindings(counted func(types.UID) bool, now time.Time) map[types.UID]Binding {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := map[types.UID]Binding{}
 	for uid, b := range r.bindings {
-		if !boundInCache(uid) {
+		if !counted(uid) {
+			out[uid] = b.Binding
+		}
+	}
+	for uid, b := range r.confirmed {
+		if counted(uid) || now.Sub(b.at) > confirmedFor {
+			delete(r.confirmed, uid)
+			continue
+		}
+		if _, ok := out[uid]; !ok {
 			out[uid] = b.Binding
 		}
 	}
@@ -114,6 +132,8 @@ func (r *reservations) observed(uid types.UID, node string, macs []string) {
 	defer r.mu.Unlock()
 	if b, ok := r.bindings[uid]; ok && node != "" && b.Host == node {
 		delete(r.bindings, uid)
+		b.at = time.Now()
+		r.confirmed[uid] = b
 	}
 	if len(macs) > 0 {
 		delete(r.ifaces, uid)
@@ -135,6 +155,7 @@ func (r *reservations) forget(key types.NamespacedName) {
 	}
 	delete(r.byName, key)
 	delete(r.bindings, uid)
+	delete(r.confirmed, uid)
 	delete(r.ifaces, uid)
 	for m, v := range r.macs {
 		if v.uid == uid {

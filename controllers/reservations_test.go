@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/types"
 
@@ -19,7 +20,8 @@ func TestReservations(t *testing.T) {
 	r.reserveMAC(a, "uid-a", "00:16:3e:00:00:01")
 
 	notBound := func(types.UID) bool { return false }
-	if got := r.pendingBindings(notBound); len(got) != 1 || got["uid-a"].Host != "h1" {
+	now := time.Now()
+	if got := r.pendingBindings(notBound, now); len(got) != 1 || got["uid-a"].Host != "h1" {
 		t.Fatalf("pending = %v, want a's binding", got)
 	}
 	if owner := r.macOwner("00:16:3e:00:00:01", "uid-b"); owner != "ns/a" {
@@ -28,8 +30,8 @@ func TestReservations(t *testing.T) {
 	if owner := r.macOwner("00:16:3e:00:00:01", "uid-a"); owner != "" {
 		t.Errorf("a's own MAC reported taken by %q", owner)
 	}
-	// The cache shows a bound: its binding is counted from the cache, not twice.
-	if got := r.pendingBindings(func(u types.UID) bool { return u == "uid-a" }); len(got) != 0 {
+	// The ledger counts a: its binding is counted there, not twice.
+	if got := r.pendingBindings(func(u types.UID) bool { return u == "uid-a" }, now); len(got) != 0 {
 		t.Errorf("bound clone still pending: %v", got)
 	}
 	// A stale cache still showing a on another host does not drop the new binding.
@@ -41,8 +43,19 @@ func TestReservations(t *testing.T) {
 	if got := r.interfacesFor("uid-a"); got != nil {
 		t.Errorf("observed interfaces kept: %v", got)
 	}
-	if got := r.pendingBindings(notBound); len(got) != 0 {
-		t.Errorf("observed binding kept: %v", got)
+	if _, ok := r.bindingFor("uid-a"); ok {
+		t.Error("observed binding still returned as a decision the cache does not show")
+	}
+	// The cache shows a bound, but the ledger (fed by event handlers just after the cache)
+	// may not count it yet: placement keeps counting it until the ledger does.
+	if got := r.pendingBindings(notBound, now); len(got) != 1 || got["uid-a"].Host != "h1" {
+		t.Errorf("confirmed binding not counted while the ledger lags: %v", got)
+	}
+	if got := r.pendingBindings(func(u types.UID) bool { return u == "uid-a" }, now); len(got) != 0 {
+		t.Errorf("confirmed binding counted twice once the ledger has it: %v", got)
+	}
+	if got := r.pendingBindings(notBound, now); len(got) != 0 {
+		t.Errorf("confirmed binding kept after the ledger counted it: %v", got)
 	}
 	if owner := r.macOwner("00:16:3e:00:00:01", "uid-b"); owner != "" {
 		t.Errorf("observed MAC kept reserved by %q (the cache index answers now)", owner)
@@ -52,7 +65,7 @@ func TestReservations(t *testing.T) {
 	r.reserveBinding(b, "uid-b", Binding{Host: "h2"}, "", testNow)
 	r.reserveMAC(b, "uid-b", "00:16:3e:00:00:02")
 	r.forget(b)
-	if got := r.pendingBindings(notBound); len(got) != 0 {
+	if got := r.pendingBindings(notBound, now); len(got) != 0 {
 		t.Errorf("forgotten binding kept: %v", got)
 	}
 	if owner := r.macOwner("00:16:3e:00:00:02", "uid-c"); owner != "" {

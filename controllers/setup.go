@@ -125,6 +125,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 		Leases:   leases,
 		Opts:     opts,
 		reserved: newReservations(),
+		ledger:   newUsageLedger(),
 	}
 	if err := clones.setupWithManager(mgr, leases, hostEvents); err != nil {
 		return fmt.Errorf("set up VMClone controller: %w", err)

@@ -75,6 +75,8 @@ type VMCloneReconciler struct {
 	Opts   Options
 
 	reserved *reservations
+	// ledger accounts what bound clones take per host, for placement.
+	ledger *usageLedger
 }
 
 // cloneScope carries one reconcile's state: the clone as read, and the controller-owned status
@@ -541,24 +543,22 @@ func (r *VMCloneReconciler) placementInput(ctx context.Context, s *cloneScope) (
 	for i := range templates.Items {
 		byName[templates.Items[i].Name] = &templates.Items[i]
 	}
-	// Read-only scan of the shared cache: no deep copies, which matter at 100,000 clones.
-	var clones vmv1alpha1.VMCloneList
-	if err := r.List(ctx, &clones, client.UnsafeDisableDeepCopy); err != nil {
-		return in, fmt.Errorf("list VMClones: %w", err)
-	}
-	bound := make(map[types.UID]bool, len(clones.Items))
-	for i := range clones.Items {
-		c := &clones.Items[i]
-		if c.Status.NodeName == "" {
-			continue
+	// What the bound clones take comes from the ledger, kept up to date by the informer's
+	// events: no scan of every clone per decision.
+	in.Usage = r.ledger.usage(func(name string) *vmv1alpha1.VMTemplate { return byName[name] })
+	if own, ok := r.ledger.contribution(s.clone.UID); ok {
+		// Not normally reached (a clone is placed while unbound), but exclude it if it is.
+		u := in.Usage[own.Host]
+		u.Clones--
+		if own.MemoryInFlight {
+			u.InFlightMemMiB -= own.MemoryMiB
 		}
-		bound[c.UID] = true
-		if c.UID == s.clone.UID {
-			continue
+		if own.StorageInFlight {
+			u.InFlightCOWBytes -= own.COWBytes
 		}
-		in.Bindings = append(in.Bindings, bindingOf(c, byName[c.Spec.TemplateRef.Name]))
+		in.Usage[own.Host] = u
 	}
-	for uid, b := range r.reserved.pendingBindings(func(u types.UID) bool { return bound[u] }) {
+	for uid, b := range r.reserved.pendingBindings(r.ledger.bound, time.Now()) {
 		if uid != s.clone.UID {
 			in.Bindings = append(in.Bindings, b)
 		}
@@ -760,6 +760,13 @@ func controllerStatus(c *vmv1alpha1.VMClone) vmv1alpha1.VMCloneStatus {
 }
 
 func (r *VMCloneReconciler) setupWithManager(mgr ctrl.Manager, leases cache.Cache, hostEvents <-chan event.GenericEvent) error {
+	informer, err := mgr.GetCache().GetInformer(context.Background(), &vmv1alpha1.VMClone{})
+	if err != nil {
+		return fmt.Errorf("VMClone informer: %w", err)
+	}
+	if _, err := informer.AddEventHandler(r.ledger.handler()); err != nil {
+		return fmt.Errorf("add usage ledger handler: %w", err)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&vmv1alpha1.VMClone{}).
 		Named("vmclone").

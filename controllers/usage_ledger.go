@@ -1,0 +1,124 @@
+package controllers
+
+import (
+	"sync"
+
+	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
+
+	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
+)
+
+// usageLedger keeps, per host, what the clones bound to it in the controller's cache take:
+// how many there are and the memory and COW space still in flight. Placement used to list
+// every clone from the cache and turn each into a Binding for every decision — O(clones) per
+// placement, which was half the controller's CPU at 10,000 clones (docs/performance.md). The
+// ledger is fed by the VMClone informer's events instead, so a placement costs O(hosts) plus
+// the clones that changed since the previous one.
+//
+// Events only record which clone object is current (the informer's objects are never mutated,
+// so keeping the pointer is safe); contributions are computed lazily by usage(), under the
+// placement lock, with the templates the placement already read. A template whose memory or
+// COW size changes later leaves clones already accounted with their old figures until they
+// change themselves — in flight is a matter of seconds, and the clone count does not depend on
+// templates.
+type usageLedger struct {
+	mu sync.Mutex
+	// dirty: clones changed (nil: deleted) since the last usage().
+	dirty map[types.UID]*vmv1alpha1.VMClone
+	// applied: what each bound clone currently contributes to hosts.
+	applied map[types.UID]Binding
+	hosts   map[string]*HostUsage
+}
+
+func newUsageLedger() *usageLedger {
+	return &usageLedger{
+		dirty:   map[types.UID]*vmv1alpha1.VMClone{},
+		applied: map[types.UID]Binding{},
+		hosts:   map[string]*HostUsage{},
+	}
+}
+
+// handler returns the informer event handler that feeds the ledger.
+func (l *usageLedger) handler() toolscache.ResourceEventHandler {
+	return toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { l.changed(obj, false) },
+		UpdateFunc: func(_, obj any) { l.changed(obj, false) },
+		DeleteFunc: func(obj any) { l.changed(obj, true) },
+	}
+}
+
+func (l *usageLedger) changed(obj any, deleted bool) {
+	if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+		obj, deleted = tomb.Obj, true
+	}
+	c, ok := obj.(*vmv1alpha1.VMClone)
+	if !ok {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if deleted {
+		l.dirty[c.UID] = nil
+		return
+	}
+	l.dirty[c.UID] = c
+}
+
+// usage folds the changed clones in and returns a copy of the per-host usage. templates
+// resolves a clone's template (nil if unknown).
+func (l *usageLedger) usage(templates func(name string) *vmv1alpha1.VMTemplate) map[string]HostUsage {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for uid, c := range l.dirty {
+		if old, ok := l.applied[uid]; ok {
+			l.add(old, -1)
+			delete(l.applied, uid)
+		}
+		if c != nil && c.Status.NodeName != "" {
+			b := bindingOf(c, templates(c.Spec.TemplateRef.Name))
+			l.applied[uid] = b
+			l.add(b, 1)
+		}
+		delete(l.dirty, uid)
+	}
+	out := make(map[string]HostUsage, len(l.hosts))
+	for h, u := range l.hosts {
+		out[h] = *u
+	}
+	return out
+}
+
+// bound says whether clone uid was bound to a host as of the last usage().
+func (l *usageLedger) bound(uid types.UID) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.applied[uid]
+	return ok
+}
+
+// contribution returns what clone uid adds to its host's usage, if it is bound.
+func (l *usageLedger) contribution(uid types.UID) (Binding, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.applied[uid]
+	return b, ok
+}
+
+func (l *usageLedger) add(b Binding, sign int64) {
+	u := l.hosts[b.Host]
+	if u == nil {
+		u = &HostUsage{}
+		l.hosts[b.Host] = u
+	}
+	u.Clones += int(sign)
+	if b.MemoryInFlight {
+		u.InFlightMemMiB += sign * b.MemoryMiB
+	}
+	if b.StorageInFlight {
+		u.InFlightCOWBytes += sign * b.COWBytes
+	}
+	if *u == (HostUsage{}) {
+		delete(l.hosts, b.Host)
+	}
+}
