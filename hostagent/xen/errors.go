@@ -21,6 +21,10 @@ var (
 	// ErrMissingBridge: a vif names a bridge that does not exist in dom0 (the vif-bridge hotplug
 	// script failed with "Could not find bridge device X").
 	ErrMissingBridge = errors.New("network bridge missing")
+	// ErrDeviceSetup: libxl could not attach one of the domain's devices: a hotplug script
+	// (/etc/xen/scripts/block, vif-bridge…) failed or was killed after libxl's timeout. The
+	// domain was not created; the script's own message, if any, is in the stderr.
+	ErrDeviceSetup = errors.New("domain device setup failed")
 	// ErrBadConfig: xl refused the config file (syntax, unknown type, missing name, unreadable
 	// file, bad disk or vif spec).
 	ErrBadConfig = errors.New("xl rejected the domain config")
@@ -78,6 +82,9 @@ var classifyRules = []struct {
 	{`Could not allocate memory for HVM guest`, ErrNoMemory},                 // xc hvm build
 	{`Cannot allocate memory`, ErrNoMemory},                                  // strerror(ENOMEM)
 	{`Out of memory`, ErrNoMemory},                                           // xc panic text
+	{`killing execution of`, ErrDeviceSetup},                                 // libxl async_exec_timeout: hotplug script killed
+	{`unable to add `, ErrDeviceSetup},                                       // libxl_create.c: "unable to add %s devices"
+	{`to execute hotplug script`, ErrDeviceSetup},                            // libxl_device.c: script could not be started
 	{`config parsing error`, ErrBadConfig},                                   // libxlu cfg/disk/vif
 	{`Failed to parse config`, ErrBadConfig},                                 // xl_parse
 	{`Failed to read config file`, ErrBadConfig},                             // xl create
@@ -103,6 +110,12 @@ func classify(op, domain string, err error) error {
 		return e
 	}
 	for _, r := range classifyRules {
+		// A failed create prints libxl's clean-up of the half-built domain ("Non-existant
+		// domain", "Unable to destroy guest") after its cause; a create is never "no such
+		// domain", even when the cause is a text not listed here.
+		if op == "create" && r.kind == ErrNoSuchDomain {
+			continue
+		}
 		if strings.Contains(ce.Stderr, r.text) {
 			e.Kind = r.kind
 			return e

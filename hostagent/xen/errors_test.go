@@ -27,6 +27,10 @@ func TestClassify(t *testing.T) {
 		{"shutdown", "Shutting down domain 5\nlibxl: error: libxl_domain.c:854:pvcontrol_cb: guest didn't acknowledge control request: -9\nshutdown failed (rc=-9)\n", 1, ErrShutdownNotAcknowledged},
 		{"shutdown", "Shutting down domain 5\nPV control interface not available: external graceful shutdown not possible.\n", 1, ErrNoPVControl},
 		{"list", "libxl_list_domain failed.\n", 1, nil},
+		// A create whose cause is not known is unclassified, never ErrNoSuchDomain: the
+		// clean-up lines of the half-built domain follow every failed create.
+		{"create", "Parsing config from /c.cfg\nlibxl: error: libxl_create.c:1999:some_new_step: Domain 7:something new went wrong\nlibxl: error: libxl_domain.c:1183:libxl__destroy_domid: Domain 7:Non-existant domain\nlibxl: error: libxl_domain.c:1137:domain_destroy_callback: Domain 7:Unable to destroy guest\n", 3, nil},
+		{"destroy", "libxl: error: libxl_domain.c:1183:libxl__destroy_domid: Domain 7:Non-existant domain\n", 1, ErrNoSuchDomain},
 	} {
 		err := classify(tc.op, "vm", cmdErr(tc.code, tc.stderr))
 		var xe *Error

@@ -96,6 +96,9 @@ func TestLabErrors(t *testing.T) {
 	}{
 		{"create-duplicate-name", "create", ErrDomainExists},
 		{"create-not-enough-memory", "create", ErrNoMemory},
+		// The hotplug scripts were killed after libxl's 40 s; the clean-up lines that follow
+		// ("Non-existant domain") must not make it "no such domain".
+		{"create-hotplug-timeout", "create", ErrDeviceSetup},
 		{"destroy-unknown-domain", "destroy", ErrNoSuchDomain},
 		{"shutdown-unknown-domain", "shutdown", ErrNoSuchDomain},
 		{"list-unknown-domain", "list", ErrNoSuchDomain},
@@ -107,6 +110,9 @@ func TestLabErrors(t *testing.T) {
 				t.Fatalf("exit status %d (%v): a failure must exit non-zero", rc, err)
 			}
 			err := classify(tc.op, "lab-fx1", &command.Error{Args: []string{"xl", tc.op}, ExitCode: rc, Stderr: stderr, Err: errors.New("exit")})
+			if tc.op == "create" && errors.Is(err, ErrNoSuchDomain) {
+				t.Errorf("a failed create classified as no such domain: %v", err)
+			}
 			if !errors.Is(err, tc.want) {
 				t.Errorf("classified as %v, want %v; stderr:\n%s", err, tc.want, stderr)
 			}
