@@ -45,7 +45,7 @@ doc() {
   if [ $# -gt 0 ]; then c="$1"; else c="$(cat)"; fi
   run="$c"
   for w in ${subs[@]+"${subs[@]}"}; do run="${run//${w%%=*}/${w#*=}}"; done
-  printf '+ %s\n' "$run" >&3
+  printf '+ [%ss] %s\n' "$(($(date +%s) - t0))" "$run" >&3
   eval "$run" || {
     local rc=$?
     echo "smoke: documented command failed (exit $rc): $run" >&2
@@ -110,6 +110,8 @@ doc 'kubectl apply -f config/samples/vm_v1alpha1_vmclone.yaml'
 doc 'kubectl wait --for=condition=Ready vmclone/web-1 --timeout=60s'
 doc 'kubectl get vmclones -o wide'
 doc 'kubectl describe vmclone web-1'
+# The README's next step; the pool fills while the sections below run (section 8 checks it).
+doc 'kubectl apply -f config/samples/vm_v1alpha1_vmclonepool.yaml'
 
 step "the docs' YAML examples of xenclone and core kinds pass the API server's validation"
 # Server-side dry run: defaults, schema and CEL rules, nothing stored. (Argo CD and Flux
@@ -198,7 +200,6 @@ kubectl wait --for=jsonpath='{.status.phase}'=Stopped vmclone/lab-1
 CMD
 
 step "README / user guide 8: pools"
-doc 'kubectl apply -f config/samples/vm_v1alpha1_vmclonepool.yaml'
 doc 'kubectl wait --for=condition=Ready vmclonepool/ci-runners --timeout=90s'
 doc 'kubectl get vmclonepools'
 doc 'kubectl get vmclones -l vm.xenclone.dev/pool=ci-runners'
