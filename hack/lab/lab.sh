@@ -67,7 +67,7 @@ build_guest_disk() {
 	mkdir -p "$t"/{bin,sbin,dev,proc,sys,mnt,tmp,run,root,var/lib/xclab,var/lib/dhclient}
 	mkdir -p "$t"/etc/{sysconfig/network-scripts,ssh,udev/rules.d,NetworkManager/system-connections}
 	cp /bin/busybox "$t/bin/busybox"
-	for a in sh mount umount sed grep cat ls mkdir sleep blkid sync wc head cut; do ln -s busybox "$t/bin/$a"; done
+	for a in sh mount umount sed grep cat ls mkdir sleep sync wc head cut dd tr; do ln -s busybox "$t/bin/$a"; done
 	install -m755 "$HERE/guest/init" "$t/sbin/init"
 	install -m755 "$HERE/guest/poweroff" "$t/sbin/poweroff"
 	echo golden-template >"$t/etc/hostname"

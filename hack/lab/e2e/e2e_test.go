@@ -18,6 +18,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -130,8 +131,7 @@ func TestClonesOnRealXen(t *testing.T) {
 	e := &env{t: t, k: k, lab: lab, ns: "lab"}
 	t.Cleanup(func() {
 		if t.Failed() {
-			out, _ := lab.Try("tail -n 80 /var/log/xenclone-agent.log; xl list; lvs -a; ls /var/log/xen/console; tail -n 30 /var/log/xen/console/*.log")
-			t.Logf("dom0 on failure:\n%s", out)
+			t.Logf("dom0 on failure:\n%s", e.dom0State())
 		}
 	})
 
@@ -214,8 +214,12 @@ echo started`)
 		t.Fatalf("thin-from-thick clone disk is not a thin snapshot with external origin golden: %+v", l)
 	}
 
-	// 5. Delete everything: dom0 is left with the templates only.
-	for _, x := range []*vmv1alpha1.VMClone{c, ct, ce} {
+	// 5. A classic snapshot with a small COW area that the guest fills: the agent extends it
+	// before it overflows (it looks every minute), so the guest's disk stays valid.
+	cf := e.cowFill()
+
+	// 6. Delete everything: dom0 is left with the templates only.
+	for _, x := range []*vmv1alpha1.VMClone{c, ct, ce, cf} {
 		e.delete(x)
 	}
 	e.expectNoLeftovers()
@@ -226,7 +230,47 @@ echo started`)
 	t.Logf("e2e done in %s", time.Since(total).Round(time.Second))
 }
 
-func labCloudInit() bool { return os.Getenv("XENCLONE_LAB_CLOUDINIT") == "1" }
+// labCloudInit: the templates use cloud-init (a file-backed seed disk per clone) unless
+// XENCLONE_LAB_CLOUDINIT=0.
+// cowFill boots a clone whose guest writes fillMiB of new data, 1 MiB every 10 s, into a
+// 16 MiB COW area extended at 50% by 100%, and waits until the guest has written it all with
+// the snapshot still valid and extended at least once.
+func (e *env) cowFill() *vmv1alpha1.VMClone {
+	e.t.Helper()
+	const fillMiB = 24
+	tpl := e.template("lab-fill", "golden", func(s *vmv1alpha1.VMTemplateSpec) {
+		cow, maxCOW := resource.MustParse("16Mi"), resource.MustParse("128Mi")
+		s.Snapshot = vmv1alpha1.SnapshotSpec{Mode: vmv1alpha1.SnapshotClassic, COWSize: &cow,
+			AutoExtend: &vmv1alpha1.AutoExtendPolicy{ThresholdPercent: 50, StepPercent: 100, MaxSize: &maxCOW}}
+		s.Domain.Boot.Cmdline += fmt.Sprintf(" xcfill=%d xcfillpace=10", fillMiB)
+	})
+	c := e.waitRunning(e.clone("fill-1", tpl, "fill-one", vmv1alpha1.RunStrategyAlways))
+	start := time.Now()
+	log := "/var/log/xen/console/guest-" + hostagent.DomainName(c) + ".log"
+	var got *vmv1alpha1.VMClone
+	var lastFill string
+	NewWithT(e.t).Eventually(func(g Gomega) {
+		got = e.get(g, c)
+		out, err := e.lab.try(context.Background(), time.Minute, "tr -d '\\r' <"+log+" | grep 'XCID fill=' | tail -n1; "+
+			"lvs --noheadings -o lv_attr,lv_size,data_percent,lv_tags vg0 | grep owner-uid="+string(c.UID))
+		g.Expect(err).NotTo(HaveOccurred())
+		lastFill = out
+		g.Expect(meta.IsStatusConditionTrue(got.Status.Conditions, vmv1alpha1.ConditionStorageAtRisk)).To(BeFalse(),
+			"StorageAtRisk: %+v", meta.FindStatusCondition(got.Status.Conditions, vmv1alpha1.ConditionStorageAtRisk))
+		g.Expect(out).To(ContainSubstring("XCID fill=done"), "guest still writing: %s", out)
+		g.Expect(got.Status.Volume).NotTo(BeNil())
+		g.Expect(got.Status.Volume.COWSizeBytes).To(BeNumerically(">", 16<<20), "COW area not extended yet")
+	}, stepTimeout, 5*time.Second).Should(Succeed(), func() string { return "agent log:\n" + e.agentLog() })
+	if l := e.lvOf(got); len(l.attr) < 5 || l.attr[4] == 'I' {
+		e.t.Fatalf("the filled snapshot is invalid: %+v", l)
+	}
+	e.t.Logf("%s/%s: guest wrote %d MiB; COW area extended to %d MiB (%s%% used), still valid, after %s: %s",
+		c.Namespace, c.Name, fillMiB, got.Status.Volume.COWSizeBytes>>20, got.Status.Volume.COWPercent,
+		time.Since(start).Round(time.Second), strings.ReplaceAll(lastFill, "\n", " | "))
+	return got
+}
+
+func labCloudInit() bool { return os.Getenv("XENCLONE_LAB_CLOUDINIT") != "0" }
 
 func kubeconfig(cfg *rest.Config) []byte {
 	b64 := func(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
@@ -260,8 +304,26 @@ func (e *env) waitHost() {
 	e.t.Logf("agent in dom0 reported XenHost %s after %s", node, time.Since(start).Round(100*time.Millisecond))
 }
 
+// dom0State is what dom0 looks like, for a failure message: bounded, so a stuck dom0 cannot
+// hold the test.
+func (e *env) dom0State() string {
+	out, err := e.lab.try(context.Background(), 2*time.Minute, `echo "== xl list"; xl list
+echo "== lvs"; lvs -a -o lv_name,lv_attr,lv_size,origin,data_percent,lv_tags vg0
+echo "== loops"; losetup -a
+echo "== mounts"; findmnt -rn -o TARGET,SOURCE | grep xenclone
+echo "== /var/lib/xenclone"; find /var/lib/xenclone | head -40
+echo "== xl logs"; tail -n 15 /var/log/xen/xl-*.log 2>/dev/null
+echo "== hotplug"; tail -n 15 /var/log/xen/xen-hotplug.log
+echo "== consoles"; tail -n 12 /var/log/xen/console/*.log 2>/dev/null | tr -d '\r'
+echo "== agent log"; tail -n 120 /var/log/xenclone-agent.log`)
+	if err != nil {
+		out += fmt.Sprintf("\n(dom0 state incomplete: %v)", err)
+	}
+	return out
+}
+
 func (e *env) agentLog() string {
-	out, _ := e.lab.Try("tail -n 40 /var/log/xenclone-agent.log")
+	out, _ := e.lab.try(context.Background(), time.Minute, "tail -n 40 /var/log/xenclone-agent.log")
 	return out
 }
 
@@ -269,8 +331,8 @@ func (e *env) template(name, lv string, mutate func(*vmv1alpha1.VMTemplateSpec))
 	e.t.Helper()
 	mem := resource.MustParse("128Mi")
 	vcpus := int32(1)
-	// The cloud-init seed is a file-backed disk; in the lab its /etc/xen/scripts/block add times
-	// out (see docs/host-lab.md), so it is opt-in until that is fixed: XENCLONE_LAB_CLOUDINIT=1.
+	// The cloud-init seed is a second, file-backed disk: its /etc/xen/scripts/block add is the
+	// slowest hotplug step in the lab (docs/host-lab.md), XENCLONE_LAB_CLOUDINIT=0 leaves it out.
 	cloudInit := labCloudInit()
 	tpl := &vmv1alpha1.VMTemplate{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
@@ -432,7 +494,7 @@ func (e *env) expectPersonalized(id identity, c *vmv1alpha1.VMClone, hostname, m
 	g.Expect(id["udev-net-rules"]).To(Equal("0"), "udev persistent-net rules must be scrubbed")
 	g.Expect(id["mac eth0"]).To(Equal(mac), "the guest's NIC must carry the clone's MAC")
 	if labCloudInit() {
-		g.Expect(id["cidata"]).To(HavePrefix("yes instance-id="+string(c.UID)), "cloud-init seed")
+		g.Expect(id["cidata"]).To(Equal("yes instance-id="+string(c.UID)+" local-hostname="+hostname), "cloud-init seed as the guest reads it")
 	} else {
 		g.Expect(id["cidata"]).To(Equal("no"), "no seed disk without cloud-init")
 	}
