@@ -6,9 +6,12 @@ import (
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -102,13 +105,21 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 		return err
 	}
 
-	// Leases are read from their own cache, limited to the lease namespace, so the manager
-	// neither watches every Lease in the cluster nor needs the lead's cache options changed.
+	// Leases and cloud-init copies are read from their own cache, limited to the lease
+	// namespace, so the manager neither watches every Lease or Secret in the cluster nor
+	// needs the leader's cache options changed.
+	copies, err := labels.NewRequirement(vmv1alpha1.CloneUIDLabel, selection.Exists, nil)
+	if err != nil {
+		return err
+	}
 	leases, err := cache.New(mgr.GetConfig(), cache.Options{
 		Scheme:            mgr.GetScheme(),
 		Mapper:            mgr.GetRESTMapper(),
 		DefaultNamespaces: map[string]cache.Config{opts.LeaseNamespace: {}},
-		ByObject:          map[client.Object]cache.ByObject{&coordinationv1.Lease{}: {}},
+		ByObject: map[client.Object]cache.ByObject{
+			&coordinationv1.Lease{}: {},
+			&corev1.Secret{}:        {Label: labels.NewSelector().Add(*copies)},
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("create lease cache for namespace %s: %w", opts.LeaseNamespace, err)
@@ -123,6 +134,8 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 		Scheme:   mgr.GetScheme(),
 		Recorder: mgr.GetEventRecorder("xenclone-controller"),
 		Leases:   leases,
+		System:   leases,
+		Sources:  mgr.GetAPIReader(),
 		Opts:     opts,
 		reserved: newReservations(),
 		ledger:   newUsageLedger(),
@@ -139,6 +152,10 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	}
 	if err := hosts.setupWithManager(mgr, leases); err != nil {
 		return fmt.Errorf("set up host liveness controller: %w", err)
+	}
+	copyGC := &CloudInitCopyReconciler{Client: mgr.GetClient(), System: leases, Opts: opts}
+	if err := copyGC.setupWithManager(mgr, leases); err != nil {
+		return fmt.Errorf("set up cloud-init copy collector: %w", err)
 	}
 	templates := &VMTemplateReconciler{
 		Client:   mgr.GetClient(),

@@ -64,6 +64,9 @@ import (
 // template or heartbeat change already; this catches a change no watch maps to them.
 const unschedulableRetry = 5 * time.Minute
 
+// cloudInitRetry is how often a clone waiting for a Secret named in spec.cloudInit looks again.
+const cloudInitRetry = 10 * time.Second
+
 // VMCloneReconciler checks a clone's template and namespace, allocates its identity, places it
 // on a live host with capacity, and runs its lifetime and Ready condition.
 type VMCloneReconciler struct {
@@ -72,7 +75,10 @@ type VMCloneReconciler struct {
 	Recorder events.EventRecorder
 	// Leases reads the hosts' heartbeat Leases in Opts.LeaseNamespace.
 	Leases client.Reader
-	Opts   Options
+	// System reads the cloud-init copies in Opts.LeaseNamespace; Sources reads the Secrets
+	// clones name, uncached.
+	System, Sources client.Reader
+	Opts            Options
 
 	reserved *reservations
 	// ledger accounts what bound clones take per host, for placement.
@@ -214,6 +220,12 @@ func (r *VMCloneReconciler) ensureHost(ctx context.Context, s *cloneScope, reque
 		return false, err
 	}
 	if ok, err := r.ensureIdentity(ctx, s); err != nil || !ok {
+		return false, err
+	}
+	if ok, err := r.ensureCloudInit(ctx, s); err != nil || !ok {
+		// Secrets are not watched (that would take list/watch on every Secret): look again
+		// soon for the one the user is about to create.
+		requeueWithin(cloudInitRetry)
 		return false, err
 	}
 	rescheduleIn, err := r.ensureRescheduleOnNodeLoss(ctx, s)

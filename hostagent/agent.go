@@ -97,7 +97,8 @@ func SetupWithManager(mgr ctrl.Manager, o Options) error {
 	}
 	r := &CloneReconciler{
 		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), NodeName: o.NodeName, Host: o.Host,
-		Recorder: mgr.GetEventRecorder("xenclone-hostagent"), Clock: o.Clock,
+		LeaseNamespace: o.LeaseNamespace,
+		Recorder:       mgr.GetEventRecorder("xenclone-hostagent"), Clock: o.Clock,
 		ShutdownGrace: o.ShutdownGrace, UsageResync: o.UsageResync, MaxConcurrent: o.MaxConcurrent,
 		CommandTimeout: o.CommandTimeout,
 		changed:        reporter.Poke,

@@ -82,12 +82,14 @@ const (
 // CloneReconciler reconciles the VMClones bound to one host.
 type CloneReconciler struct {
 	client.Client
-	// Reader reads uncached (cloud-init Secrets).
-	Reader   client.Reader
-	NodeName string
-	Host     Host
-	Recorder events.EventRecorder
-	Clock    clock.PassiveClock
+	// Reader reads uncached (the controller's cloud-init copies).
+	Reader client.Reader
+	// LeaseNamespace holds the heartbeat Leases and the controller's cloud-init copies.
+	LeaseNamespace string
+	NodeName       string
+	Host           Host
+	Recorder       events.EventRecorder
+	Clock          clock.PassiveClock
 	// ShutdownGrace bounds a graceful stop before the domain is destroyed.
 	ShutdownGrace time.Duration
 	// CommandTimeout bounds each slow host operation (default 5 minutes).
@@ -127,11 +129,7 @@ func (r *CloneReconciler) cacheBehind(c *vmv1alpha1.VMClone) bool {
 		r.written.Delete(c.UID)
 		return false
 	}
-	cur := agentStatus(c)
-	if cur.Timestamps != nil && *cur.Timestamps == (vmv1alpha1.CloneTimestamps{}) {
-		cur.Timestamps = nil
-	}
-	if equality.Semantic.DeepEqual(cur, w.status) {
+	if sameAgentStatus(agentStatus(c), w.status) {
 		r.written.Delete(c.UID)
 		return false
 	}
@@ -635,6 +633,11 @@ func (r *CloneReconciler) ensureDomain(ctx context.Context, s *cloneScope) (bool
 
 	if found && !dom.State.Dying {
 		s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionTrue, ReasonStarted, fmt.Sprintf("domain %s (id %d) %s", name, dom.ID, dom.State))
+		if s.status.Timestamps.Started == nil {
+			// The write that recorded the start was lost (agent killed, or a write race):
+			// a running domain has started, and runStrategy Once depends on knowing it.
+			s.status.Timestamps.Started = &s.now
+		}
 		return true, nil
 	}
 	if found && dom.State.Dying {
@@ -702,27 +705,27 @@ func (r *CloneReconciler) seedRequest(ctx context.Context, s *cloneScope) (SeedR
 	if ci == nil {
 		return req, nil
 	}
-	read := func(ref *vmv1alpha1.SecretKeyReference) ([]byte, error) {
-		if ref == nil {
-			return nil, nil
-		}
-		var sec corev1.Secret
-		// Uncached: an agent may get the Secret a clone names, never list or watch Secrets.
-		if err := r.Reader.Get(ctx, types.NamespacedName{Namespace: s.clone.Namespace, Name: ref.Name}, &sec); err != nil {
-			return nil, fmt.Errorf("secret %s/%s for cloud-init: %w: create it or fix spec.cloudInit", s.clone.Namespace, ref.Name, err)
-		}
-		v, ok := sec.Data[ref.Key]
-		if !ok {
-			return nil, fmt.Errorf("secret %s/%s has no key %q: add it or fix spec.cloudInit", s.clone.Namespace, ref.Name, ref.Key)
-		}
-		return v, nil
+	if ci.UserData == nil && ci.NetworkConfig == nil {
+		return req, nil
 	}
-	var err error
-	if req.UserData, err = read(ci.UserData); err != nil {
-		return req, err
+	// The controller copies the Secrets a clone names into its namespace before placing the
+	// clone; the agent may read those copies only (docs/security.md).
+	key := types.NamespacedName{Namespace: r.LeaseNamespace, Name: vmv1alpha1.CloudInitCopyName(string(s.clone.UID))}
+	var cp corev1.Secret
+	if err := r.Reader.Get(ctx, key, &cp); err != nil {
+		if apierrors.IsNotFound(err) {
+			return req, fmt.Errorf("the controller has not copied the cloud-init data of spec.cloudInit to Secret %s yet: check the clone's events and that the Secrets it names exist", key)
+		}
+		return req, fmt.Errorf("get cloud-init copy %s: %w", key, err)
 	}
-	if req.NetworkConfig, err = read(ci.NetworkConfig); err != nil {
-		return req, err
+	if cp.Labels[vmv1alpha1.CloneUIDLabel] != string(s.clone.UID) {
+		return req, fmt.Errorf("cloud-init copy %s belongs to clone UID %q, not %s: refusing it", key, cp.Labels[vmv1alpha1.CloneUIDLabel], s.clone.UID)
+	}
+	if ci.UserData != nil {
+		req.UserData = cp.Data[vmv1alpha1.CloudInitUserDataKey]
+	}
+	if ci.NetworkConfig != nil {
+		req.NetworkConfig = cp.Data[vmv1alpha1.CloudInitNetworkConfigKey]
 	}
 	return req, nil
 }

@@ -7,8 +7,9 @@ package hostagent
 // The agent's permissions, rendered into config/rbac/hostagent by `make manifests`. Every write
 // is a patch (merge patch for its finalizer, server-side apply for status), so no update verb.
 // It may read templates, patch the clones bound to it, report its own XenHost and renew its own
-// Lease (a Role in the lease namespace only). Restricting an agent to its own node's objects at
-// admission, and why Secrets get is still cluster-wide, is in docs/security.md.
+// Lease, and read the controller's copies of cloud-init data (both a Role in the lease namespace
+// only: no tenant Secret is readable). Restricting an agent to its own node's objects at
+// admission is in docs/security.md.
 //
 // +kubebuilder:rbac:groups=vm.xenclone.dev,resources=vmtemplates,verbs=get;list;watch
 // +kubebuilder:rbac:groups=vm.xenclone.dev,resources=vmclones,verbs=get;list;watch;patch
@@ -16,5 +17,5 @@ package hostagent
 // +kubebuilder:rbac:groups=vm.xenclone.dev,resources=xenhosts,verbs=get;list;watch;create
 // +kubebuilder:rbac:groups=vm.xenclone.dev,resources=xenhosts/status,verbs=get;patch
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;create;update,namespace=xenclone-system
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get,namespace=xenclone-system
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch

@@ -3,6 +3,7 @@ package hostagent
 import (
 	"context"
 	"fmt"
+	"sort"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -123,23 +124,37 @@ func (r *CloneReconciler) applyStatus(ctx context.Context, s *cloneScope) error 
 	if err != nil {
 		return fmt.Errorf("encode status: %w", err)
 	}
-	u := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": vmv1alpha1.GroupVersion.String(),
-		"kind":       "VMClone",
-		"metadata": map[string]any{"name": s.clone.Name, "namespace": s.clone.Namespace,
-			"uid": string(s.clone.UID), "resourceVersion": s.clone.ResourceVersion},
-		"status": st,
-	}}
-	// Forced: the agent takes the phase over from the controller once it acts on the clone.
-	if err := r.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u),
-		client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
-		if apierrors.IsConflict(err) {
+	var u *unstructured.Unstructured
+	for attempt := 0; ; attempt++ {
+		u = &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": vmv1alpha1.GroupVersion.String(),
+			"kind":       "VMClone",
+			"metadata": map[string]any{"name": s.clone.Name, "namespace": s.clone.Namespace,
+				"uid": string(s.clone.UID), "resourceVersion": s.clone.ResourceVersion},
+			"status": st,
+		}}
+		// Forced: the agent takes the phase over from the controller once it acts on the clone.
+		err = r.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u),
+			client.FieldOwner(FieldManager), client.ForceOwnership)
+		if err == nil {
+			break
+		}
+		if !apierrors.IsConflict(err) {
+			return fmt.Errorf("apply status of %s/%s: %w", s.clone.Namespace, s.clone.Name, err)
+		}
+		// Someone wrote the clone since this reconcile read it. If the agent's own share is
+		// still what this reconcile started from, the other write was the controller's (its
+		// conditions, labels): this status is still right, so write it on the new version.
+		// Dropping it instead would lose what the host just did — a guest that powered off
+		// and whose domain was cleaned up would look like a vanished domain next time.
+		fresh, same, rerr := r.agentShareUnchanged(ctx, s)
+		if rerr != nil || !same || attempt == 2 {
 			log.FromContext(ctx).V(1).Info("status write raced a newer version of the clone; retrying from it",
 				"resourceVersion", s.clone.ResourceVersion, "error", err.Error())
 			s.stale = true
 			return nil
 		}
-		return fmt.Errorf("apply status of %s/%s: %w", s.clone.Namespace, s.clone.Name, err)
+		s.clone.ResourceVersion = fresh
 	}
 	// Later writes of this reconcile start from what the server now holds.
 	s.clone.ResourceVersion = u.GetResourceVersion()
@@ -151,6 +166,9 @@ func (r *CloneReconciler) applyStatus(ctx context.Context, s *cloneScope) error 
 		return err
 	}
 	s.status = *applied.DeepCopy()
+	if s.status.Timestamps == nil {
+		s.status.Timestamps = &vmv1alpha1.CloneTimestamps{} // the steps set its fields
+	}
 	s.applied = &applied
 	r.written.Store(s.clone.UID, writtenStatus{status: applied, at: time.Now()})
 	return nil
@@ -161,6 +179,34 @@ func (r *CloneReconciler) applyStatus(ctx context.Context, s *cloneScope) error 
 func (r *CloneReconciler) flush(ctx context.Context, s *cloneScope) error {
 	s.status.Phase, s.status.Message = phaseOf(s)
 	return r.applyStatus(ctx, s)
+}
+
+// agentShareUnchanged reads the clone uncached and reports its resourceVersion and whether the
+// agent's share of its status is still the one this reconcile started from (s.applied).
+func (r *CloneReconciler) agentShareUnchanged(ctx context.Context, s *cloneScope) (string, bool, error) {
+	var cur vmv1alpha1.VMClone
+	if err := r.Reader.Get(ctx, client.ObjectKeyFromObject(s.clone), &cur); err != nil {
+		return "", false, err
+	}
+	if cur.UID != s.clone.UID {
+		return "", false, nil
+	}
+	return cur.ResourceVersion, sameAgentStatus(agentStatus(&cur), *s.applied), nil
+}
+
+// sameAgentStatus compares two versions of the agent's share of a status as the server would
+// store them: times in whole seconds, an empty Timestamps as none, conditions in any order
+// (agentStatus lists them by type, a reconcile appends them as it sets them).
+func sameAgentStatus(a, b vmv1alpha1.VMCloneStatus) bool {
+	norm := func(st vmv1alpha1.VMCloneStatus) vmv1alpha1.VMCloneStatus {
+		st, _ = asStored(st)
+		if st.Timestamps != nil && *st.Timestamps == (vmv1alpha1.CloneTimestamps{}) {
+			st.Timestamps = nil
+		}
+		sort.SliceStable(st.Conditions, func(i, j int) bool { return st.Conditions[i].Type < st.Conditions[j].Type })
+		return st
+	}
+	return equality.Semantic.DeepEqual(norm(a), norm(b))
 }
 
 // asStored returns st as the API server stores and returns it: metav1.Time is serialized with

@@ -31,7 +31,24 @@ const (
 
 	// TemplateFinalizer is held by the controller while clones of a template exist.
 	TemplateFinalizer = "vm.xenclone.dev/in-use"
+
+	// CloneUIDLabel is set on the controller's copy of a clone's cloud-init data (see
+	// CloudInitCopyName) to the clone's UID.
+	CloneUIDLabel = "vm.xenclone.dev/clone-uid"
+
+	// CloudInitSourceAnnotation on a cloud-init copy records the Secret keys it was copied
+	// from ("<namespace>/<secret>:<key>" for user data, then network config, "-" if unset).
+	CloudInitSourceAnnotation = "vm.xenclone.dev/cloud-init-source"
+
+	// CloudInitUserDataKey and CloudInitNetworkConfigKey are the keys of a cloud-init copy.
+	CloudInitUserDataKey      = "user-data"
+	CloudInitNetworkConfigKey = "network-config"
 )
+
+// CloudInitCopyName is the name of the Secret, in the controller's system namespace, holding the
+// copy of a clone's cloud-init data. Host agents read only these copies — a Role in that
+// namespace — never a tenant's Secret, so a compromised dom0 cannot read arbitrary Secrets.
+func CloudInitCopyName(cloneUID string) string { return "xc-cloudinit-" + cloneUID }
 
 // Condition types. Every object reports a top-level Ready condition; the others say which step
 // is not done yet.

@@ -17,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -379,6 +380,10 @@ func TestAgentRBACBoundaries(t *testing.T) {
 			Spec: vmv1alpha1.VMCloneSpec{TemplateRef: vmv1alpha1.LocalObjectReference{Name: "debian12"}}})},
 		{"create a template", agentA.Create(ctx, &vmv1alpha1.VMTemplate{ObjectMeta: metav1.ObjectMeta{Name: "evil"}})},
 		{"list secrets", agentA.List(ctx, &corev1.SecretList{})},
+		// Not even by name: cloud-init data reaches it through the controller's copies.
+		{"get a tenant's Secret", agentA.Get(ctx, types.NamespacedName{Namespace: "team-a", Name: "web-userdata"}, &corev1.Secret{})},
+		{"get a kube-system Secret", agentA.Get(ctx, types.NamespacedName{Namespace: "kube-system", Name: "bootstrap-token-abcdef"}, &corev1.Secret{})},
+		{"list the cloud-init copies", agentA.List(ctx, &corev1.SecretList{}, client.InNamespace(leaseNS))},
 		{"delete a XenHost", agentA.Delete(ctx, &vmv1alpha1.XenHost{ObjectMeta: metav1.ObjectMeta{Name: "xen-a"}})},
 	} {
 		if !apierrors.IsForbidden(tc.err) {

@@ -146,12 +146,24 @@ func TestAgentRunsUnderItsGeneratedRBAC(t *testing.T) {
 		t.Errorf("clone bound to %q (label %q), want %s", got.Status.NodeName, got.Labels[vmv1alpha1.NodeNameLabel], node)
 	}
 
+	// The agent read the user data from the controller's copy (it may read no tenant Secret).
+	copyKey := types.NamespacedName{Namespace: leaseNS, Name: vmv1alpha1.CloudInitCopyName(string(got.UID))}
+	var cp corev1.Secret
+	if err := admin.Get(ctx, copyKey, &cp); err != nil {
+		t.Errorf("cloud-init copy %s: %v", copyKey, err)
+	} else if string(cp.Data[vmv1alpha1.CloudInitUserDataKey]) != "#cloud-config\n" {
+		t.Errorf("cloud-init copy holds %q, want the Secret's user-data", cp.Data[vmv1alpha1.CloudInitUserDataKey])
+	}
+
 	// Delete: the agent tears down and releases its finalizer under its own role.
 	if err := admin.Delete(ctx, &got); err != nil {
 		t.Fatal(err)
 	}
 	within("clone deleted (finalizer released by the agent)", 30*time.Second, func() bool {
 		return apierrors.IsNotFound(admin.Get(ctx, client.ObjectKeyFromObject(c), &vmv1alpha1.VMClone{}))
+	})
+	within("cloud-init copy deleted with its clone", 20*time.Second, func() bool {
+		return apierrors.IsNotFound(admin.Get(ctx, copyKey, &corev1.Secret{}))
 	})
 	if lvs := h.Storage.LVs("vg0"); len(lvs) != 1 {
 		t.Errorf("after delete: LVs in vg0 = %v, want only the template", lvs)
