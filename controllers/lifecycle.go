@@ -182,8 +182,14 @@ func ReadyCondition(in ReadyInput) metav1.Condition {
 	if halted {
 		// Halted is only reached once the domain is actually off, so `kubectl wait
 		// --for=condition=Ready` after switching to Halted waits for the shutdown.
-		if dr := meta.FindStatusCondition(c.Status.Conditions, vmv1alpha1.ConditionDomainRunning); dr != nil &&
-			(dr.Status == metav1.ConditionTrue || dr.Reason == "ShuttingDown") {
+		dr := meta.FindStatusCondition(c.Status.Conditions, vmv1alpha1.ConditionDomainRunning)
+		if dr == nil {
+			// Not reported yet: the phase still says Starting until the agent has looked.
+			cond.Status, cond.Reason = metav1.ConditionFalse, ReasonWaitingForHost
+			cond.Message = fmt.Sprintf("waiting for the hostagent on %s to report %s", c.Status.NodeName, vmv1alpha1.ConditionDomainRunning)
+			return cond
+		}
+		if dr.Status == metav1.ConditionTrue || dr.Reason == "ShuttingDown" {
 			cond.Status, cond.Reason = metav1.ConditionFalse, ReasonStopping
 			cond.Message = fmt.Sprintf("waiting for the domain on %s to stop (%s)", c.Status.NodeName, dr.Message)
 			return cond

@@ -89,6 +89,7 @@ func TestReadyCondition(t *testing.T) {
 		{"running", ReadyInput{Clone: withConds(vmv1alpha1.RunStrategyAlways, allUp...), Scheduled: scheduled, HostLive: true}, metav1.ConditionTrue, ReasonRunning},
 		{"always but stopped", ReadyInput{Clone: withConds(vmv1alpha1.RunStrategyAlways, diskOnly...), Scheduled: scheduled, HostLive: true}, metav1.ConditionFalse, "Stopped"},
 		{"halted by design is ready", ReadyInput{Clone: withConds(vmv1alpha1.RunStrategyHalted, diskOnly...), Scheduled: scheduled, HostLive: true}, metav1.ConditionTrue, ReasonHalted},
+		{"halted, domain not reported yet: not ready before the phase says Stopped", ReadyInput{Clone: withConds(vmv1alpha1.RunStrategyHalted, diskOnly[:2]...), Scheduled: scheduled, HostLive: true}, metav1.ConditionFalse, ReasonWaitingForHost},
 		{"reset requested and not done", ReadyInput{Clone: func() *vmv1alpha1.VMClone {
 			c := withConds("", allUp...)
 			c.Spec.ResetRequests = 2

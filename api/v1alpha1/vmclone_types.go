@@ -215,7 +215,8 @@ type VMCloneStatus struct {
 	// Volume is the clone's disk.
 	// +optional
 	Volume *VolumeStatus `json:"volume,omitempty"`
-	// ObservedResetRequests is the spec.resetRequests value whose reset has completed.
+	// ObservedResetRequests is the spec.resetRequests value the agent has acted on: the old disk
+	// is gone and a fresh snapshot is being (or has been) taken. Ready says when it is back up.
 	// +optional
 	ObservedResetRequests int64 `json:"observedResetRequests,omitempty"`
 	// ExpiresAt is when spec.lifetime ends.
