@@ -100,7 +100,7 @@ build_domu_initrd() {
 	cp /bin/busybox "$d/bin/busybox"
 	install -m755 "$HERE/guest/initramfs-init" "$d/init"
 	: >"$d/modules.order"
-	for m in $(chroot "$ROOTFS" modprobe -S "$kver" --show-depends -a xen-blkfront xen-netfront crc32c_generic ext4 vfat nls_cp437 nls_utf8 nls_iso8859-1 2>/dev/null |
+	for m in $(chroot "$ROOTFS" modprobe -S "$kver" --show-depends -a xen-blkfront xen-netfront crc32c_generic ext4 vfat nls_cp437 nls_ascii nls_utf8 nls_iso8859-1 2>/dev/null |
 		awk '$1=="insmod" {print $2}' | awk '!seen[$0]++'); do
 		local base=${m##*/} f
 		f=$d/lib/modules/${base%.xz}; f=${f%.zst}
