@@ -4,9 +4,13 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -39,6 +43,14 @@ type HostLivenessReconciler struct {
 	// notification (every clone is reconciled when the controller starts anyway).
 	lastRun map[string]bool
 }
+
+// ReasonHeartbeatLost is the XenHost Ready reason the controller sets when the host's agent
+// stops renewing its heartbeat: the agent, which normally writes Ready, cannot say so itself.
+const ReasonHeartbeatLost = "HeartbeatLost"
+
+// The controller writes only the XenHost Ready condition of a lost host (server-side apply of
+// that one list entry); the agent takes it back with its next report.
+// +kubebuilder:rbac:groups=vm.xenclone.dev,resources=xenhosts/status,verbs=patch
 
 // Reconcile evaluates one host's heartbeat and requeues for the moment it would go stale.
 func (r *HostLivenessReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -75,7 +87,43 @@ func (r *HostLivenessReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		// reconciles earlier and pushes the deadline out.
 		return ctrl.Result{RequeueAfter: staleAt.Sub(now)}, nil
 	}
-	return ctrl.Result{}, nil
+	return ctrl.Result{}, r.markHostLost(ctx, host, staleAt)
+}
+
+// markHostLost sets the XenHost's Ready to Unknown: what the agent reported last (Ready True,
+// free memory) is no longer known to hold, and `kubectl get xenhosts` must not say Ready.
+func (r *HostLivenessReconciler) markHostLost(ctx context.Context, host string, staleAt time.Time) error {
+	var xh vmv1alpha1.XenHost
+	if err := r.Get(ctx, types.NamespacedName{Name: host}, &xh); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	msg := fmt.Sprintf("no heartbeat from the hostagent on %s (Lease %s/%s missing)", host, r.Opts.LeaseNamespace, host)
+	if !staleAt.IsZero() {
+		msg = fmt.Sprintf("no heartbeat from the hostagent on %s since %s (grace %s): the status below is from then; check the hostagent pod and the host",
+			host, staleAt.Add(-r.Opts.HeartbeatGrace).UTC().Format(time.RFC3339), r.Opts.HeartbeatGrace)
+	}
+	if c := meta.FindStatusCondition(xh.Status.Conditions, vmv1alpha1.ConditionReady); c != nil &&
+		c.Status == metav1.ConditionUnknown && c.Reason == ReasonHeartbeatLost {
+		return nil
+	}
+	cond := map[string]any{
+		"type": vmv1alpha1.ConditionReady, "status": string(metav1.ConditionUnknown), "reason": ReasonHeartbeatLost,
+		"message": msg, "observedGeneration": xh.Generation,
+		"lastTransitionTime": metav1.NewTime(r.Opts.Clock.Now()).UTC().Format(time.RFC3339),
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": vmv1alpha1.GroupVersion.String(), "kind": "XenHost",
+		"metadata": map[string]any{"name": host, "uid": string(xh.UID)},
+		"status":   map[string]any{"conditions": []any{cond}},
+	}}
+	// Forced: Ready is the agent's field while it reports; the agent forces it back.
+	if err := r.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+			return nil
+		}
+		return fmt.Errorf("mark XenHost %s Ready=Unknown: %w", host, err)
+	}
+	return nil
 }
 
 // notifyClones sends every clone indexed under node (a host, or unboundNode) to the VMClone

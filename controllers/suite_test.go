@@ -174,6 +174,8 @@ func newHost(t *testing.T, freeMiB int64, templates []string, opts ...hostOpt) *
 		h.Status.Templates = append(h.Status.Templates, vmv1alpha1.HostTemplateStatus{Name: tn, ReadOnly: true, SizeBytes: 8 << 30})
 	}
 	status := h.Status
+	// Heartbeat first, as a starting agent does: a XenHost without one is marked not Ready.
+	renewLease(t, h.Name, fakeClock.Now())
 	if err := k8sClient.Create(ctx, &h); err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +183,6 @@ func newHost(t *testing.T, freeMiB int64, templates []string, opts ...hostOpt) *
 	if err := k8sClient.Status().Update(ctx, &h); err != nil {
 		t.Fatal(err)
 	}
-	renewLease(t, h.Name, fakeClock.Now())
 	t.Cleanup(func() {
 		_ = k8sClient.Delete(ctx, &h)
 		_ = k8sClient.Delete(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: testLeaseNamespace, Name: h.Name}})

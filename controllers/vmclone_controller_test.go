@@ -536,3 +536,48 @@ func TestNodeLossReschedulePausedWhileMostHostsLost(t *testing.T) {
 		g.Expect(eventsFor(g, ns, disposable.Name)).To(ContainElement(ReasonRescheduled))
 	}).WithTimeout(eventually + time.Duration(DefaultHeartbeatGrace)).WithPolling(poll).Should(Succeed())
 }
+
+// TestLostHostIsNotReady: a XenHost whose agent stopped renewing its heartbeat shows Ready
+// Unknown (HeartbeatLost) — the agent, which writes Ready, cannot — and its agent's next report
+// after it returns takes Ready back.
+func TestLostHostIsNotReady(t *testing.T) {
+	needEnvtest(t)
+	g := NewWithT(t)
+	ctx := context.Background()
+	h := newHost(t, 8192, nil)
+	ready := func(g Gomega) metav1.Condition {
+		var xh vmv1alpha1.XenHost
+		g.Expect(k8sClient.Get(ctx, client.ObjectKey{Name: h.Name}, &xh)).To(Succeed())
+		c := meta.FindStatusCondition(xh.Status.Conditions, vmv1alpha1.ConditionReady)
+		g.Expect(c).NotTo(BeNil())
+		return *c
+	}
+	// As the agent reports it.
+	agentReady := func() {
+		u := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": vmv1alpha1.GroupVersion.String(), "kind": "XenHost", "metadata": map[string]any{"name": h.Name},
+			"status": map[string]any{"conditions": []any{map[string]any{"type": "Ready", "status": "True", "reason": "HostToolsAnswer",
+				"message": "xl info answers", "lastTransitionTime": time.Now().UTC().Format(time.RFC3339)}}},
+		}}
+		g.Expect(k8sClient.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u),
+			client.FieldOwner("xenclone-hostagent"), client.ForceOwnership)).To(Succeed())
+	}
+	agentReady()
+	g.Consistently(func(g Gomega) {
+		g.Expect(ready(g).Status).To(Equal(metav1.ConditionTrue))
+	}).WithTimeout(time.Second).WithPolling(poll).Should(Succeed())
+
+	renewLease(t, h.Name, fakeClock.Now().Add(-time.Hour))
+	g.Eventually(func(g Gomega) {
+		c := ready(g)
+		g.Expect(c.Status).To(Equal(metav1.ConditionUnknown))
+		g.Expect(c.Reason).To(Equal(ReasonHeartbeatLost))
+		g.Expect(c.Message).To(ContainSubstring("no heartbeat from the hostagent on " + h.Name))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+
+	renewLease(t, h.Name, fakeClock.Now())
+	agentReady()
+	g.Consistently(func(g Gomega) {
+		g.Expect(ready(g).Status).To(Equal(metav1.ConditionTrue), "the agent's report holds once it is back")
+	}).WithTimeout(2 * time.Second).WithPolling(poll).Should(Succeed())
+}
