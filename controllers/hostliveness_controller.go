@@ -42,6 +42,10 @@ type HostLivenessReconciler struct {
 	// lastRun is each host's liveness as last seen; a host seen for the first time needs no
 	// notification (every clone is reconciled when the controller starts anyway).
 	lastRun map[string]bool
+	// markedLost is, per host, the heartbeat deadline whose loss was written to its XenHost:
+	// written once per loss, so an agent that still reports while its Lease is stale does
+	// not ping-pong Ready with the controller.
+	markedLost map[string]time.Time
 }
 
 // ReasonHeartbeatLost is the XenHost Ready reason the controller sets when the host's agent
@@ -106,6 +110,12 @@ func (r *HostLivenessReconciler) markHostLost(ctx context.Context, host string, 
 		c.Status == metav1.ConditionUnknown && c.Reason == ReasonHeartbeatLost {
 		return nil
 	}
+	r.mu.Lock()
+	done := r.markedLost[host].Equal(staleAt) && r.markedLost[host] != (time.Time{})
+	r.mu.Unlock()
+	if done {
+		return nil
+	}
 	cond := map[string]any{
 		"type": vmv1alpha1.ConditionReady, "status": string(metav1.ConditionUnknown), "reason": ReasonHeartbeatLost,
 		"message": msg, "observedGeneration": xh.Generation,
@@ -123,6 +133,12 @@ func (r *HostLivenessReconciler) markHostLost(ctx context.Context, host string, 
 		}
 		return fmt.Errorf("mark XenHost %s Ready=Unknown: %w", host, err)
 	}
+	r.mu.Lock()
+	if r.markedLost == nil {
+		r.markedLost = map[string]time.Time{}
+	}
+	r.markedLost[host] = staleAt
+	r.mu.Unlock()
 	return nil
 }
 
