@@ -494,7 +494,9 @@ func (e *env) expectPersonalized(id identity, c *vmv1alpha1.VMClone, hostname, m
 	g.Expect(id["udev-net-rules"]).To(Equal("0"), "udev persistent-net rules must be scrubbed")
 	g.Expect(id["mac eth0"]).To(Equal(mac), "the guest's NIC must carry the clone's MAC")
 	if labCloudInit() {
-		g.Expect(id["cidata"]).To(Equal("yes instance-id="+string(c.UID)+" local-hostname="+hostname), "cloud-init seed as the guest reads it")
+		// The seed's meta-data has YAML double-quoted scalars; the guest prints them raw.
+		g.Expect(strings.ReplaceAll(id["cidata"], `"`, "")).To(Equal("yes instance-id="+string(c.UID)+" local-hostname="+hostname),
+			"cloud-init seed as the guest reads it")
 	} else {
 		g.Expect(id["cidata"]).To(Equal("no"), "no seed disk without cloud-init")
 	}
@@ -515,13 +517,14 @@ func (e *env) lvOf(c *vmv1alpha1.VMClone) lvInfo {
 	return lvInfo{}
 }
 
-// expectNoLeftovers: no LV but the templates and pool, no domain but dom0, no mount or loop
-// device, no domain config or seed.
+// expectNoLeftovers: no LV but the templates and pool, no domain but dom0, no guest mount or
+// loop device, no domain config, seed or lock file.
 func (e *env) expectNoLeftovers() {
 	e.t.Helper()
 	out := e.lab.Sh(e.t, `echo "lvs: $(lvs --noheadings -o lv_name vg0 | tr -s ' \n' ' ')"
 echo "domains: $(xl list | awk 'NR>1 {print $1}' | tr '\n' ' ')"
-echo "mounts: $(findmnt -rn -o TARGET | grep -c /var/lib/xenclone)"
+# /var/lib/xenclone/mnt itself stays: the agent's private bind mount (guest.ensurePrivateMntDir).
+echo "mounts: $(findmnt -rn -o TARGET | grep /var/lib/xenclone | grep -vcx /var/lib/xenclone/mnt)"
 echo "loops: $(losetup -n -l | wc -l)"
 echo "configs: $(find /var/lib/xenclone -type f | wc -l)"
 find /var/lib/xenclone -type f | head`)
