@@ -35,7 +35,7 @@ func managerFlags(fs *flag.FlagSet) *managerOptions {
 	fs.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's namespace).")
 	leaseFlags(fs, &o.leaseNamespace)
 	fs.DurationVar(&o.heartbeatGrace, "heartbeat-grace", controllers.DefaultHeartbeatGrace, "How old a host's heartbeat Lease may get before its clones are marked NodeLost.")
-	fs.DurationVar(&o.rescheduleAfter, "node-lost-reschedule-after", controllers.DefaultNodeLostRescheduleAfter, "How long a host must have been lost before clones annotated vm.xenclone.dev/on-node-lost=Reschedule move to another host.")
+	fs.DurationVar(&o.rescheduleAfter, "node-lost-reschedule-after", controllers.DefaultNodeLostRescheduleAfter, "How long a host must have been lost before clones with spec.placement.onNodeLost: Reschedule move to another host.")
 	fs.Float64Var(&o.maxLostFraction, "reschedule-max-lost-fraction", controllers.DefaultRescheduleMaxLostFraction, "Pause all rescheduling while at least this share of the hosts is lost at once (an outage on the control plane's side, not host failures). 1 pauses only when every host is lost.")
 	fs.IntVar(&o.workers, "max-concurrent-reconciles", 4, "Workers per controller. Placement is serialized inside the clone controller; more workers parallelize the API writes.")
 	return o

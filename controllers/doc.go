@@ -24,7 +24,7 @@
 //     stopped, as if runStrategy were Halted, and keeps its disk.
 //   - Finalizer vm.xenclone.dev/host-cleanup is the agent's: added when it first acts on a
 //     clone, removed once domain, config, seed and snapshot are gone from its host.
-//   - Rescheduled clones (annotation vm.xenclone.dev/on-node-lost: Reschedule, host lost for
+//   - Rescheduled clones (spec.placement.onNodeLost: Reschedule, host lost for
 //     Options.NodeLostRescheduleAfter) get a new status.nodeName and label; an agent that comes
 //     back must treat domains and LVs it owns for a clone now bound elsewhere as garbage.
 //     No clone moves while Options.RescheduleMaxLostFraction (default 55%) or more of the

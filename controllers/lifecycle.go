@@ -33,14 +33,20 @@ const (
 	ReasonResetting           = "Resetting"
 )
 
-// OnNodeLostAnnotation opts a clone into being placed on another host when its host has been
-// lost for Options.NodeLostRescheduleAfter (value OnNodeLostReschedule). Meant for disposable
-// clones (pool members: set it in the pool's template metadata). An annotation because the
-// v1alpha1 API has no field for it yet.
+// OnNodeLostAnnotation is the deprecated way to ask for spec.placement.onNodeLost: Reschedule
+// (value OnNodeLostReschedule), from before the field existed; still honoured.
 const (
 	OnNodeLostAnnotation = "vm.xenclone.dev/on-node-lost"
 	OnNodeLostReschedule = "Reschedule"
 )
+
+// ReschedulesOnNodeLoss says whether a clone asked to be moved off a lost host.
+func ReschedulesOnNodeLoss(c *vmv1alpha1.VMClone) bool {
+	if p := c.Spec.Placement; p != nil && p.OnNodeLost != "" {
+		return p.OnNodeLost == vmv1alpha1.NodeLostReschedule
+	}
+	return c.Annotations[OnNodeLostAnnotation] == OnNodeLostReschedule
+}
 
 // Disruption counts how many of the registered hosts (XenHosts) have a stale or missing
 // heartbeat at now.

@@ -50,7 +50,7 @@ type Options struct {
 	// DefaultPlacement is the strategy for clones that name none (Spread unless set).
 	DefaultPlacement vmv1alpha1.PlacementStrategy
 	// NodeLostRescheduleAfter is how long a host's heartbeat must have been stale before
-	// clones that opted in (annotation vm.xenclone.dev/on-node-lost: Reschedule) are placed
+	// clones that opted in (spec.placement.onNodeLost: Reschedule) are placed
 	// on another host. Default 5m.
 	NodeLostRescheduleAfter time.Duration
 	// RescheduleMaxLostFraction pauses all rescheduling while at least this share of the

@@ -378,7 +378,7 @@ func drawRandom() [3]byte {
 }
 
 // ensureRescheduleOnNodeLoss moves a clone off a host whose heartbeat has been stale for
-// Opts.NodeLostRescheduleAfter, if the clone opted in with OnNodeLostAnnotation. The clone
+// Opts.NodeLostRescheduleAfter, if the clone asked for it (spec.placement.onNodeLost). The clone
 // keeps its identity (UUID, MACs); its disk on the lost host is abandoned, which is why this is
 // opt-in for disposable clones: if the host was only cut off, its domain may still run with the
 // same MAC until its agent returns, sees the clone bound elsewhere, and removes it (issue 6:
@@ -386,7 +386,7 @@ func drawRandom() [3]byte {
 // the clone may move, for a requeue.
 func (r *VMCloneReconciler) ensureRescheduleOnNodeLoss(ctx context.Context, s *cloneScope) (time.Duration, error) {
 	node := s.status.NodeName
-	if node == "" || s.clone.Annotations[OnNodeLostAnnotation] != OnNodeLostReschedule {
+	if node == "" || !ReschedulesOnNodeLoss(s.clone) {
 		return 0, nil
 	}
 	lease, err := r.lease(ctx, node)
@@ -425,7 +425,7 @@ func (r *VMCloneReconciler) ensureRescheduleOnNodeLoss(ctx context.Context, s *c
 	// that waits for its new host rather than one "running" nowhere.
 	patch := client.MergeFromWithOptions(s.clone.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	s.clone.Status.Phase = vmv1alpha1.PhasePending
-	s.clone.Status.Message = fmt.Sprintf("host %s lost; rescheduling (%s: %s)", node, OnNodeLostAnnotation, OnNodeLostReschedule)
+	s.clone.Status.Message = fmt.Sprintf("host %s lost; rescheduling (spec.placement.onNodeLost: Reschedule)", node)
 	s.clone.Status.Domain, s.clone.Status.Volume = nil, nil
 	var keep []metav1.Condition
 	for _, c := range s.clone.Status.Conditions {
@@ -446,8 +446,8 @@ func (r *VMCloneReconciler) ensureRescheduleOnNodeLoss(ctx context.Context, s *c
 		return 0, fmt.Errorf("reset status of clone leaving lost host %s: %w", node, err)
 	}
 	r.Recorder.Eventf(s.clone, nil, corev1.EventTypeWarning, ReasonRescheduled, "Reschedule",
-		"host %s has been lost for over %s: placing the clone on another host with the same identity (%s: %s); its old disk is abandoned",
-		node, r.Opts.NodeLostRescheduleAfter, OnNodeLostAnnotation, OnNodeLostReschedule)
+		"host %s has been lost for over %s: placing the clone on another host with the same identity (spec.placement.onNodeLost: Reschedule); its old disk is abandoned",
+		node, r.Opts.NodeLostRescheduleAfter)
 	log.FromContext(ctx).Info("rescheduling clone off lost host", "lostHost", node)
 	s.status.NodeName = ""
 	s.status.Timestamps = nil

@@ -457,7 +457,7 @@ func TestNodeLossReschedulesOptedInClones(t *testing.T) {
 	tmpl := newTemplate(t, "512Mi")
 	lost := newHost(t, 8192, []string{tmpl.Name})
 	disposable := newClone(t, ns, tmpl.Name, func(c *vmv1alpha1.VMClone) {
-		c.Annotations = map[string]string{OnNodeLostAnnotation: OnNodeLostReschedule}
+		c.Spec.Placement = &vmv1alpha1.Placement{OnNodeLost: vmv1alpha1.NodeLostReschedule}
 	})
 	pet := newClone(t, ns, tmpl.Name)
 	g.Eventually(func(g Gomega) {
@@ -501,6 +501,7 @@ func TestNodeLossReschedulePausedWhileMostHostsLost(t *testing.T) {
 	ns := newNamespace(t)
 	tmpl := newTemplate(t, "512Mi")
 	lost := newHost(t, 8192, []string{tmpl.Name})
+	// The deprecated annotation still works.
 	disposable := newClone(t, ns, tmpl.Name, func(c *vmv1alpha1.VMClone) {
 		c.Annotations = map[string]string{OnNodeLostAnnotation: OnNodeLostReschedule}
 	})

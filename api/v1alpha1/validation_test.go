@@ -170,6 +170,8 @@ var invalidCases = []invalidCase{
 	{"clone node name invalid", baseClone, set("spec.placement", map[string]any{"nodeName": "Xen_01"}), false, []string{"spec.placement.nodeName", "must be a Kubernetes node name"}},
 	{"clone secret key invalid", baseClone, set("spec.cloudInit", map[string]any{"userData": map[string]any{"name": "ud", "key": "user data"}}), false, []string{"spec.cloudInit.userData.key", "must be a Secret data key"}},
 	{"clone node pin and selector", baseClone, set("spec.placement", map[string]any{"nodeName": "xen-01", "hostSelector": map[string]any{"matchLabels": map[string]any{"rack": "a"}}}), false, []string{"spec.placement", "either nodeName"}},
+	{"clone pinned and rescheduled", baseClone, set("spec.placement", map[string]any{"nodeName": "xen-01", "onNodeLost": "Reschedule"}), false, []string{"spec.placement.onNodeLost", "remove one of the two"}},
+	{"clone onNodeLost unknown", baseClone, set("spec.placement", map[string]any{"onNodeLost": "Migrate"}), false, []string{"onNodeLost", "Wait", "Reschedule"}},
 	{"clone memory zero", baseClone, set("spec.resources", map[string]any{"memory": "0"}), false, []string{"spec.resources.memory", "between 32Mi and 4Ti"}},
 	{"clone maxMemory below memory", baseClone, set("spec.resources", map[string]any{"memory": "2Gi", "maxMemory": "1Gi"}), false, []string{"spec", "maxMemory must be greater than or equal to spec.resources.memory"}},
 	{"clone duplicate pinned MACs", baseClone, set("spec.nics", []any{map[string]any{"mac": "00:16:3e:00:00:01"}, map[string]any{"mac": "00:16:3e:00:00:01"}}), false, []string{"spec.nics", "each pinned mac must be different"}},

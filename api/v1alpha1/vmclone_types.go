@@ -39,6 +39,15 @@ const (
 	PlacementPack   PlacementStrategy = "Pack"
 )
 
+// NodeLostAction is what happens to a clone whose host stops reporting.
+// +kubebuilder:validation:Enum=Wait;Reschedule
+type NodeLostAction string
+
+const (
+	NodeLostWait       NodeLostAction = "Wait"
+	NodeLostReschedule NodeLostAction = "Reschedule"
+)
+
 // VMClonePhase summarizes where a clone is in its life.
 // +kubebuilder:validation:Enum=Pending;Scheduled;Provisioning;Starting;Running;Stopping;Stopped;Resetting;Failed;Unknown;Terminating
 type VMClonePhase string
@@ -137,6 +146,7 @@ type CloneResources struct {
 
 // Placement constrains which host runs a clone.
 // +kubebuilder:validation:XValidation:rule="!has(self.nodeName) || !has(self.hostSelector)",message="spec.placement: set either nodeName (pin to one host) or hostSelector (choose among hosts), not both"
+// +kubebuilder:validation:XValidation:rule="!has(self.nodeName) || !has(self.onNodeLost) || self.onNodeLost != 'Reschedule'",message="spec.placement.onNodeLost: Reschedule cannot move a clone pinned to one host with nodeName: remove one of the two"
 type Placement struct {
 	// NodeName pins the clone to one host (its Kubernetes node name).
 	// +kubebuilder:validation:MaxLength=253
@@ -150,6 +160,15 @@ type Placement struct {
 	// +kubebuilder:default=Spread
 	// +optional
 	Strategy PlacementStrategy `json:"strategy,omitempty"`
+	// OnNodeLost is Wait (the default: the clone stays bound to its host, Ready Unknown, until
+	// the host reports again or an administrator releases it) or Reschedule (once the host has
+	// been lost for the controller's --node-lost-reschedule-after, 5m by default, the clone is
+	// placed on another host with the same name, UUID and MACs; its disk on the lost host is
+	// abandoned and collected if that host returns). Reschedule is for disposable clones: if
+	// the host was only cut off, its domain may run on until its agent returns. No clone moves
+	// while 55% or more of the hosts are lost at once.
+	// +optional
+	OnNodeLost NodeLostAction `json:"onNodeLost,omitempty"`
 }
 
 // CloudInitSpec is the personalization handed to the guest through its NoCloud seed.

@@ -12,7 +12,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
-	"github.com/xenclone/xenclone/controllers"
 )
 
 // Minimal repros of what the soak found, one test each, so a fix can be checked in seconds.
@@ -184,9 +183,9 @@ func TestRescheduledCloneThatFindsNoHostCanBeDeleted(t *testing.T) {
 	if err := k8s.Patch(ctx, &xh, cordon); err != nil {
 		t.Fatal(err)
 	}
-	c := &vmv1alpha1.VMClone{ObjectMeta: metav1.ObjectMeta{Namespace: nsName, Name: "movable",
-		Annotations: map[string]string{controllers.OnNodeLostAnnotation: "Reschedule"}},
-		Spec: vmv1alpha1.VMCloneSpec{TemplateRef: vmv1alpha1.LocalObjectReference{Name: "lost-tpl"}}}
+	c := &vmv1alpha1.VMClone{ObjectMeta: metav1.ObjectMeta{Namespace: nsName, Name: "movable"},
+		Spec: vmv1alpha1.VMCloneSpec{TemplateRef: vmv1alpha1.LocalObjectReference{Name: "lost-tpl"},
+			Placement: &vmv1alpha1.Placement{OnNodeLost: vmv1alpha1.NodeLostReschedule}}}
 	if err := k8s.Create(ctx, c); err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
-	"github.com/xenclone/xenclone/controllers"
 	"github.com/xenclone/xenclone/hostagent"
 	"github.com/xenclone/xenclone/hostagent/lvm"
 	"github.com/xenclone/xenclone/hostagent/xen"
@@ -349,7 +348,7 @@ func (s *soak) step(ctx context.Context) {
 			c.Spec.RunStrategy = vmv1alpha1.RunStrategyHalted
 		}
 		if s.reschedule && s.rng.Intn(3) == 0 {
-			c.Annotations = map[string]string{controllers.OnNodeLostAnnotation: "Reschedule"}
+			c.Spec.Placement = &vmv1alpha1.Placement{OnNodeLost: vmv1alpha1.NodeLostReschedule}
 		}
 		apiErr(k8s.Create(ctx, c))
 		s.count("create")
