@@ -147,8 +147,13 @@ dd if=/lab/guest.img of=/dev/vg0/golden-thin bs=1M oflag=direct status=none
 lvcreate -y -L 64M -n golden-ext vg0 >/dev/null
 dd if=/lab/guest.img of=/dev/vg0/golden-ext bs=1M oflag=direct status=none
 sync`)
-	sums := "sha256sum /dev/vg0/golden /dev/vg0/golden-thin /dev/vg0/golden-ext | cut -d' ' -f1"
+	// golden-ext is active while sha256sum reads it; the final checksum activates it again.
+	sums := "lvchange -ay vg0/golden-ext && sha256sum /dev/vg0/golden /dev/vg0/golden-thin /dev/vg0/golden-ext | cut -d' ' -f1"
 	sumBefore := lab.Sh(t, sums)
+	// A thick LV cannot become an external origin while it is active and not yet an origin
+	// (lvm: "Cannot use active LV for the external origin"): the administrator deactivates the
+	// template once after writing it; lvm keeps it usable from then on.
+	lab.Sh(t, "lvchange -an vg0/golden-ext")
 	lab.Sh(t, `mkdir -p /var/lib/xenclone
 KUBECONFIG=/lab/kubeconfig setsid /lab/xenclone hostagent --node-name `+node+` --command-prefix '' --host-root '' \
   --lease-namespace `+leaseNamespace+` --shutdown-grace 60s --max-concurrent 2 \
@@ -194,7 +199,12 @@ echo started`)
 		t.Fatalf("reset must take a fresh snapshot, LV %s kept", lv.uuid)
 	}
 
-	// 4. Thin, from a thin template and from the thick one (external origin).
+	// 4. A classic snapshot with a small COW area that the guest fills: the agent must extend
+	// it before it overflows (it looks every minute), so the guest's disk stays valid. The
+	// guest writes while the thin clones are made; step 6 checks the result.
+	cf := e.startFill()
+
+	// 5. Thin, from a thin template and from the thick one (external origin).
 	thin := e.template("lab-thin", "golden-thin", func(s *vmv1alpha1.VMTemplateSpec) {
 		s.Snapshot = vmv1alpha1.SnapshotSpec{Mode: vmv1alpha1.SnapshotThin}
 	})
@@ -214,11 +224,10 @@ echo started`)
 		t.Fatalf("thin-from-thick clone disk is not a thin snapshot with external origin golden: %+v", l)
 	}
 
-	// 5. A classic snapshot with a small COW area that the guest fills: the agent extends it
-	// before it overflows (it looks every minute), so the guest's disk stays valid.
-	cf := e.cowFill()
+	// 6. The filled snapshot was extended in time.
+	cf = e.waitFill(cf)
 
-	// 6. Delete everything: dom0 is left with the templates only.
+	// 7. Delete everything: dom0 is left with the templates only.
 	for _, x := range []*vmv1alpha1.VMClone{c, ct, ce, cf} {
 		e.delete(x)
 	}
@@ -232,29 +241,40 @@ echo started`)
 
 // labCloudInit: the templates use cloud-init (a file-backed seed disk per clone) unless
 // XENCLONE_LAB_CLOUDINIT=0.
-// cowFill boots a clone whose guest writes fillMiB of new data, 1 MiB every 10 s, into a
-// 16 MiB COW area extended at 50% by 100%, and waits until the guest has written it all with
-// the snapshot still valid and extended at least once.
-func (e *env) cowFill() *vmv1alpha1.VMClone {
+// fillMiB is what the fill guest writes: 1 MiB every 10 s into a 16 MiB COW area that the
+// agent extends at 50% by 100%. Its usage check runs every minute, so the area has room for
+// more than a minute of writing at every check.
+const fillMiB = 24
+
+// startFill boots a clone whose guest fills its classic snapshot (hack/lab/guest/init xcfill).
+// No cloud-init: one disk, one hotplug script fewer while other clones are created.
+func (e *env) startFill() *vmv1alpha1.VMClone {
 	e.t.Helper()
-	const fillMiB = 24
 	tpl := e.template("lab-fill", "golden", func(s *vmv1alpha1.VMTemplateSpec) {
 		cow, maxCOW := resource.MustParse("16Mi"), resource.MustParse("128Mi")
 		s.Snapshot = vmv1alpha1.SnapshotSpec{Mode: vmv1alpha1.SnapshotClassic, COWSize: &cow,
 			AutoExtend: &vmv1alpha1.AutoExtendPolicy{ThresholdPercent: 50, StepPercent: 100, MaxSize: &maxCOW}}
 		s.Domain.Boot.Cmdline += fmt.Sprintf(" xcfill=%d xcfillpace=10", fillMiB)
+		off := false
+		s.Guest.CloudInit = &off
 	})
-	c := e.waitRunning(e.clone("fill-1", tpl, "fill-one", vmv1alpha1.RunStrategyAlways))
+	return e.waitRunning(e.clone("fill-1", tpl, "fill-one", vmv1alpha1.RunStrategyAlways))
+}
+
+// waitFill waits until the fill guest has written everything, with the snapshot still valid,
+// never StorageAtRisk, and its COW area extended at least once.
+func (e *env) waitFill(c *vmv1alpha1.VMClone) *vmv1alpha1.VMClone {
+	e.t.Helper()
 	start := time.Now()
 	log := "/var/log/xen/console/guest-" + hostagent.DomainName(c) + ".log"
 	var got *vmv1alpha1.VMClone
-	var lastFill string
+	var last string
 	NewWithT(e.t).Eventually(func(g Gomega) {
 		got = e.get(g, c)
 		out, err := e.lab.try(context.Background(), time.Minute, "tr -d '\\r' <"+log+" | grep 'XCID fill=' | tail -n1; "+
 			"lvs --noheadings -o lv_attr,lv_size,data_percent,lv_tags vg0 | grep owner-uid="+string(c.UID))
 		g.Expect(err).NotTo(HaveOccurred())
-		lastFill = out
+		last = out
 		g.Expect(meta.IsStatusConditionTrue(got.Status.Conditions, vmv1alpha1.ConditionStorageAtRisk)).To(BeFalse(),
 			"StorageAtRisk: %+v", meta.FindStatusCondition(got.Status.Conditions, vmv1alpha1.ConditionStorageAtRisk))
 		g.Expect(out).To(ContainSubstring("XCID fill=done"), "guest still writing: %s", out)
@@ -264,9 +284,9 @@ func (e *env) cowFill() *vmv1alpha1.VMClone {
 	if l := e.lvOf(got); len(l.attr) < 5 || l.attr[4] == 'I' {
 		e.t.Fatalf("the filled snapshot is invalid: %+v", l)
 	}
-	e.t.Logf("%s/%s: guest wrote %d MiB; COW area extended to %d MiB (%s%% used), still valid, after %s: %s",
+	e.t.Logf("%s/%s: guest wrote %d MiB; COW area extended from 16 to %d MiB (%s%% used), snapshot valid; %s more after the thin clones: %s",
 		c.Namespace, c.Name, fillMiB, got.Status.Volume.COWSizeBytes>>20, got.Status.Volume.COWPercent,
-		time.Since(start).Round(time.Second), strings.ReplaceAll(lastFill, "\n", " | "))
+		time.Since(start).Round(time.Second), strings.ReplaceAll(strings.TrimSpace(last), "\n", " | "))
 	return got
 }
 
