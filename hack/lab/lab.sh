@@ -139,6 +139,17 @@ build_images() {
 	rm -rf "$work"
 	touch "$IMAGES/done"
 	log "images built: $IMAGES ($(du -sh "$IMAGES" | cut -f1))"
+	prune_images
+}
+
+# Each change to a lab file makes a new ~0.9 GB images folder: keep the three newest.
+prune_images() {
+	local old
+	for old in $(ls -1dt "$CACHE"/images-* 2>/dev/null | tail -n +4); do
+		[[ $old != "$IMAGES" ]] || continue
+		log "removing old images $old"
+		rm -rf "$old"
+	done
 }
 
 main() {
