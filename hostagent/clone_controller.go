@@ -425,9 +425,16 @@ func (r *CloneReconciler) ensureVolume(ctx context.Context, s *cloneScope) (bool
 	lv, err := r.Host.Storage.CreateSnapshot(opCtx, req)
 	cancel()
 	if err != nil {
-		s.setCondition(vmv1alpha1.ConditionVolumeReady, metav1.ConditionFalse, ReasonStorageError,
-			fmt.Sprintf("snapshot of %s/%s failed: %v", req.VG, req.Origin, err))
-		r.event(s.clone, corev1.EventTypeWarning, ReasonStorageError, "CreateSnapshot", "snapshot of %s/%s failed: %v", req.VG, req.Origin, err)
+		msg := fmt.Sprintf("snapshot of %s/%s failed: %v", req.VG, req.Origin, err)
+		if req.ThinPool != "" && errors.Is(err, lvm.ErrInUse) {
+			// lvm takes a thick LV as the external origin of its first thin snapshot only while
+			// it is inactive (seen in the host lab). The agent does not deactivate a template
+			// by itself: classic clones or an administrator may be using it.
+			msg = fmt.Sprintf("lvm refuses the active thick LV %s/%s as the external origin of a first thin snapshot: on %s run `lvchange -an %s/%s` once (it may be active again afterwards); the clone retries by itself (%v)",
+				req.VG, req.Origin, r.NodeName, req.VG, req.Origin, err)
+		}
+		s.setCondition(vmv1alpha1.ConditionVolumeReady, metav1.ConditionFalse, ReasonStorageError, msg)
+		r.event(s.clone, corev1.EventTypeWarning, ReasonStorageError, "CreateSnapshot", "%s", msg)
 		return false, err
 	}
 	s.volume = &lv
