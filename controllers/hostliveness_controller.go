@@ -101,20 +101,20 @@ func (r *HostLivenessReconciler) markHostLost(ctx context.Context, host string, 
 	if err := r.Get(ctx, types.NamespacedName{Name: host}, &xh); err != nil {
 		return client.IgnoreNotFound(err)
 	}
-	msg := fmt.Sprintf("no heartbeat from the hostagent on %s (Lease %s/%s missing)", host, r.Opts.LeaseNamespace, host)
-	if !staleAt.IsZero() {
-		msg = fmt.Sprintf("no heartbeat from the hostagent on %s since %s (grace %s): the status below is from then; check the hostagent pod and the host",
-			host, staleAt.Add(-r.Opts.HeartbeatGrace).UTC().Format(time.RFC3339), r.Opts.HeartbeatGrace)
-	}
 	if c := meta.FindStatusCondition(xh.Status.Conditions, vmv1alpha1.ConditionReady); c != nil &&
 		c.Status == metav1.ConditionUnknown && c.Reason == ReasonHeartbeatLost {
 		return nil
 	}
 	r.mu.Lock()
-	done := r.markedLost[host].Equal(staleAt) && r.markedLost[host] != (time.Time{})
+	done := !staleAt.IsZero() && r.markedLost[host].Equal(staleAt)
 	r.mu.Unlock()
 	if done {
 		return nil
+	}
+	msg := fmt.Sprintf("no heartbeat from the hostagent on %s (Lease %s/%s missing)", host, r.Opts.LeaseNamespace, host)
+	if !staleAt.IsZero() {
+		msg = fmt.Sprintf("no heartbeat from the hostagent on %s since %s (grace %s): the status below is from then; check the hostagent pod and the host",
+			host, staleAt.Add(-r.Opts.HeartbeatGrace).UTC().Format(time.RFC3339), r.Opts.HeartbeatGrace)
 	}
 	cond := map[string]any{
 		"type": vmv1alpha1.ConditionReady, "status": string(metav1.ConditionUnknown), "reason": ReasonHeartbeatLost,

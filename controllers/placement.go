@@ -198,6 +198,17 @@ type HostUsage struct {
 	InFlightCOWBytes int64
 }
 
+// add adds (sign 1) or removes (sign -1) what binding b takes on its host.
+func (u *HostUsage) add(b Binding, sign int64) {
+	u.Clones += int(sign)
+	if b.MemoryInFlight {
+		u.InFlightMemMiB += sign * b.MemoryMiB
+	}
+	if b.StorageInFlight {
+		u.InFlightCOWBytes += sign * b.COWBytes
+	}
+}
+
 // Place chooses a host for a clone, or explains per class of host why none fits.
 func Place(in PlacementInput) PlacementResult {
 	req := RequestFor(in.Clone, in.Template)
@@ -220,13 +231,7 @@ func Place(in PlacementInput) PlacementResult {
 			u = &HostUsage{}
 			usage[b.Host] = u
 		}
-		u.Clones++
-		if b.MemoryInFlight {
-			u.InFlightMemMiB += b.MemoryMiB
-		}
-		if b.StorageInFlight {
-			u.InFlightCOWBytes += b.COWBytes
-		}
+		u.add(b, 1)
 	}
 
 	cloneSel, err := selectorOrEverything(req.CloneSelector)

@@ -65,9 +65,9 @@ func (l *usageLedger) changed(obj any, deleted bool) {
 	l.dirty[c.UID] = c
 }
 
-// usage folds the changed clones in and returns a copy of the per-host usage. templates
-// resolves a clone's template (nil if unknown).
-func (l *usageLedger) usage(templates func(name string) *vmv1alpha1.VMTemplate) map[string]HostUsage {
+// usage folds the changed clones in and returns a copy of the per-host usage without the
+// contribution of clone exclude. templates resolves a clone's template (nil if unknown).
+func (l *usageLedger) usage(templates func(name string) *vmv1alpha1.VMTemplate, exclude types.UID) map[string]HostUsage {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for uid, c := range l.dirty {
@@ -86,6 +86,11 @@ func (l *usageLedger) usage(templates func(name string) *vmv1alpha1.VMTemplate) 
 	for h, u := range l.hosts {
 		out[h] = *u
 	}
+	if own, ok := l.applied[exclude]; ok {
+		u := out[own.Host]
+		u.add(own, -1)
+		out[own.Host] = u
+	}
 	return out
 }
 
@@ -97,27 +102,14 @@ func (l *usageLedger) bound(uid types.UID) bool {
 	return ok
 }
 
-// contribution returns what clone uid adds to its host's usage, if it is bound.
-func (l *usageLedger) contribution(uid types.UID) (Binding, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b, ok := l.applied[uid]
-	return b, ok
-}
-
+// add adds (sign 1) or removes (sign -1) a binding's contribution to its host.
 func (l *usageLedger) add(b Binding, sign int64) {
 	u := l.hosts[b.Host]
 	if u == nil {
 		u = &HostUsage{}
 		l.hosts[b.Host] = u
 	}
-	u.Clones += int(sign)
-	if b.MemoryInFlight {
-		u.InFlightMemMiB += sign * b.MemoryMiB
-	}
-	if b.StorageInFlight {
-		u.InFlightCOWBytes += sign * b.COWBytes
-	}
+	u.add(b, sign)
 	if *u == (HostUsage{}) {
 		delete(l.hosts, b.Host)
 	}

@@ -459,19 +459,28 @@ func (r *VMCloneReconciler) ensureRescheduleOnNodeLoss(ctx context.Context, s *c
 
 // hostDisruption counts the registered hosts whose heartbeat is stale at now.
 func (r *VMCloneReconciler) hostDisruption(ctx context.Context, now time.Time) (Disruption, error) {
+	hosts, leases, err := r.hostsAndHeartbeats(ctx)
+	if err != nil {
+		return Disruption{}, err
+	}
+	return HostDisruption(hosts, leases, now, r.Opts.HeartbeatGrace), nil
+}
+
+// hostsAndHeartbeats reads the registered hosts and their heartbeat Leases, by host name.
+func (r *VMCloneReconciler) hostsAndHeartbeats(ctx context.Context) ([]vmv1alpha1.XenHost, map[string]*coordinationv1.Lease, error) {
 	var hosts vmv1alpha1.XenHostList
 	if err := r.List(ctx, &hosts); err != nil {
-		return Disruption{}, fmt.Errorf("list XenHosts: %w", err)
+		return nil, nil, fmt.Errorf("list XenHosts: %w", err)
 	}
 	var leases coordinationv1.LeaseList
 	if err := r.Leases.List(ctx, &leases, client.InNamespace(r.Opts.LeaseNamespace)); err != nil {
-		return Disruption{}, fmt.Errorf("list heartbeat Leases in %s: %w", r.Opts.LeaseNamespace, err)
+		return nil, nil, fmt.Errorf("list heartbeat Leases in %s: %w", r.Opts.LeaseNamespace, err)
 	}
 	byHost := make(map[string]*coordinationv1.Lease, len(leases.Items))
 	for i := range leases.Items {
 		byHost[leases.Items[i].Name] = &leases.Items[i]
 	}
-	return HostDisruption(hosts.Items, byHost, now, r.Opts.HeartbeatGrace), nil
+	return hosts.Items, byHost, nil
 }
 
 func (r *VMCloneReconciler) lease(ctx context.Context, node string) (*coordinationv1.Lease, error) {
@@ -533,19 +542,10 @@ func (r *VMCloneReconciler) placementInput(ctx context.Context, s *cloneScope) (
 	in := PlacementInput{
 		Clone: s.clone, Template: s.tmpl, Now: r.Opts.Clock.Now(),
 		HeartbeatGrace: r.Opts.HeartbeatGrace, DefaultStrategy: r.Opts.DefaultPlacement,
-		Leases: map[string]*coordinationv1.Lease{},
 	}
-	var hosts vmv1alpha1.XenHostList
-	if err := r.List(ctx, &hosts); err != nil {
-		return in, fmt.Errorf("list XenHosts: %w", err)
-	}
-	in.Hosts = hosts.Items
-	var leases coordinationv1.LeaseList
-	if err := r.Leases.List(ctx, &leases, client.InNamespace(r.Opts.LeaseNamespace)); err != nil {
-		return in, fmt.Errorf("list heartbeat Leases in %s: %w", r.Opts.LeaseNamespace, err)
-	}
-	for i := range leases.Items {
-		in.Leases[leases.Items[i].Name] = &leases.Items[i]
+	var err error
+	if in.Hosts, in.Leases, err = r.hostsAndHeartbeats(ctx); err != nil {
+		return in, err
 	}
 	var templates vmv1alpha1.VMTemplateList
 	if err := r.List(ctx, &templates); err != nil {
@@ -556,20 +556,9 @@ func (r *VMCloneReconciler) placementInput(ctx context.Context, s *cloneScope) (
 		byName[templates.Items[i].Name] = &templates.Items[i]
 	}
 	// What the bound clones take comes from the ledger, kept up to date by the informer's
-	// events: no scan of every clone per decision.
-	in.Usage = r.ledger.usage(func(name string) *vmv1alpha1.VMTemplate { return byName[name] })
-	if own, ok := r.ledger.contribution(s.clone.UID); ok {
-		// Not normally reached (a clone is placed while unbound), but exclude it if it is.
-		u := in.Usage[own.Host]
-		u.Clones--
-		if own.MemoryInFlight {
-			u.InFlightMemMiB -= own.MemoryMiB
-		}
-		if own.StorageInFlight {
-			u.InFlightCOWBytes -= own.COWBytes
-		}
-		in.Usage[own.Host] = u
-	}
+	// events: no scan of every clone per decision. The clone itself is left out: the ledger
+	// may still count it on the host it was just moved off (rescheduled in this reconcile).
+	in.Usage = r.ledger.usage(func(name string) *vmv1alpha1.VMTemplate { return byName[name] }, s.clone.UID)
 	for uid, b := range r.reserved.pendingBindings(r.ledger.bound, time.Now()) {
 		if uid != s.clone.UID {
 			in.Bindings = append(in.Bindings, b)

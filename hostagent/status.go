@@ -112,12 +112,9 @@ func (r *CloneReconciler) applyStatus(ctx context.Context, s *cloneScope) error 
 	}
 	if s.applied == nil {
 		before := agentStatus(s.clone)
-		if before.Timestamps != nil && *before.Timestamps == (vmv1alpha1.CloneTimestamps{}) {
-			before.Timestamps = nil
-		}
 		s.applied = &before
 	}
-	if equality.Semantic.DeepEqual(*s.applied, s.status) {
+	if sameAgentStatus(*s.applied, s.status) {
 		return nil
 	}
 	st, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&s.status)
@@ -199,7 +196,9 @@ func (r *CloneReconciler) agentShareUnchanged(ctx context.Context, s *cloneScope
 // (agentStatus lists them by type, a reconcile appends them as it sets them).
 func sameAgentStatus(a, b vmv1alpha1.VMCloneStatus) bool {
 	norm := func(st vmv1alpha1.VMCloneStatus) vmv1alpha1.VMCloneStatus {
-		st, _ = asStored(st)
+		if stored, err := asStored(st); err == nil {
+			st = stored
+		}
 		if st.Timestamps != nil && *st.Timestamps == (vmv1alpha1.CloneTimestamps{}) {
 			st.Timestamps = nil
 		}
