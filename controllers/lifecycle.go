@@ -154,6 +154,13 @@ func ReadyCondition(in ReadyInput) metav1.Condition {
 		}
 		return cond
 	}
+	if !c.HostReportCurrent() {
+		// Bound, but the host has not reported on this binding yet (or what the status shows
+		// is an earlier host's report, after a reschedule).
+		cond.Status, cond.Reason = metav1.ConditionFalse, ReasonWaitingForHost
+		cond.Message = fmt.Sprintf("bound to %s; waiting for its hostagent to report", c.Status.NodeName)
+		return cond
+	}
 	if c.Spec.ResetRequests > c.Status.ObservedResetRequests {
 		cond.Status, cond.Reason = metav1.ConditionFalse, ReasonResetting
 		cond.Message = fmt.Sprintf("reset %d requested (spec.resetRequests); waiting for the hostagent on %s to replace the disk with a fresh snapshot",
@@ -225,11 +232,7 @@ func setKStatusConditions(st *vmv1alpha1.VMCloneStatus, clone *vmv1alpha1.VMClon
 	}
 	cond := metav1.Condition{Status: metav1.ConditionTrue, Reason: ready.Reason, Message: ready.Message,
 		ObservedGeneration: clone.Generation, LastTransitionTime: ready.LastTransitionTime}
-	phase := clone.Status.Phase
-	if st.Phase != "" {
-		phase = st.Phase
-	}
-	if phase == vmv1alpha1.PhaseFailed {
+	if clone.HostReportCurrent() && clone.Status.Phase == vmv1alpha1.PhaseFailed {
 		cond.Type = vmv1alpha1.ConditionStalled
 	} else {
 		cond.Type = vmv1alpha1.ConditionReconciling

@@ -34,8 +34,9 @@ type reservations struct {
 
 type reservedBinding struct {
 	Binding
-	message string
-	at      time.Time
+	message    string
+	generation int64
+	at         time.Time
 }
 
 type reservedMAC struct {
@@ -53,10 +54,10 @@ func newReservations() *reservations {
 	}
 }
 
-func (r *reservations) reserveBinding(key types.NamespacedName, uid types.UID, b Binding, message string, at time.Time) {
+func (r *reservations) reserveBinding(key types.NamespacedName, uid types.UID, b Binding, message string, generation int64, at time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.bindings[uid] = reservedBinding{Binding: b, message: message, at: at}
+	r.bindings[uid] = reservedBinding{Binding: b, message: message, generation: generation, at: at}
 	r.byName[key] = uid
 }
 

@@ -12,7 +12,7 @@ import (
 func TestReservations(t *testing.T) {
 	r := newReservations()
 	a := types.NamespacedName{Namespace: "ns", Name: "a"}
-	r.reserveBinding(a, "uid-a", Binding{Host: "h1", MemoryMiB: 512}, "placed on h1", testNow)
+	r.reserveBinding(a, "uid-a", Binding{Host: "h1", MemoryMiB: 512}, "placed on h1", 1, testNow)
 	if b, ok := r.bindingFor("uid-a"); !ok || b.Host != "h1" || b.message != "placed on h1" {
 		t.Fatalf("bindingFor = %+v, %v", b, ok)
 	}
@@ -62,7 +62,7 @@ func TestReservations(t *testing.T) {
 	}
 
 	b := types.NamespacedName{Namespace: "ns", Name: "b"}
-	r.reserveBinding(b, "uid-b", Binding{Host: "h2"}, "", testNow)
+	r.reserveBinding(b, "uid-b", Binding{Host: "h2"}, "", 1, testNow)
 	r.reserveMAC(b, "uid-b", "00:16:3e:00:00:02")
 	r.forget(b)
 	if got := r.pendingBindings(notBound, now); len(got) != 0 {

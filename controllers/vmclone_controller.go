@@ -1,30 +1,17 @@
 package controllers
 
-// The VMClone reconciler decides; the host agent acts. They share the clone's status through
-// server-side apply with two field managers, so neither overwrites the other:
+// The VMClone reconciler decides; the host agent acts. Every status field has one writer
+// (docs/architecture.md, "Who writes what"): this reconciler binds a clone once per host —
+// nodeName, bindingGeneration, uuid, interfaces, hostname and timestamps.scheduled in one
+// server-side apply — and owns what only it can know: expiresAt and the conditions Scheduled,
+// Expired, Ready, Reconciling and Stalled. After binding, the host agent alone writes what its
+// host knows (phase, message, domain, volume, its conditions). Ready is the controller's because
+// it is the one place that sees every input: the binding, the host's heartbeat, the lifetime
+// and the agent's report — and a lost host cannot report anything.
 //
-//	xenclone-controller (this file)      xenclone-hostagent (issue 6)
-//	-------------------------------      ----------------------------
-//	status.nodeName                      status.phase from Provisioning on (applied with force)
-//	status.uuid                          status.message once it owns the phase
-//	status.interfaces (MACs)             status.domain, status.volume
-//	status.hostname                      status.observedGeneration, observedResetRequests
-//	status.expiresAt                     status.timestamps other than scheduled
-//	status.timestamps.scheduled          conditions VolumeReady, GuestPrepared,
-//	status.phase/message while Pending     DomainRunning, StorageAtRisk
-//	  or Scheduled (the agent takes      metadata.finalizers: vm.xenclone.dev/host-cleanup
-//	  them over with a forced apply)
-//	conditions Scheduled, Ready, Expired
-//	labels vm.xenclone.dev/node and vm.xenclone.dev/template
-//
-// The controller applies without force: if the agent already took the phase over and this
-// reconcile saw a stale cache, the apply fails with a conflict and the next reconcile, with
-// fresh state, leaves the phase out. Conditions are a map keyed by type, so each manager owns
-// only its own entries. The user's spec is never written (GitOps tools would see drift).
-//
-// Binding order: status.nodeName (with uuid and MACs) is written first and is the source of
-// truth; the node label, which the agent's cache selects on, follows in the next reconcile.
-// So an agent never sees a clone without its identity.
+// The agent's watch selects clones on status.nodeName (a CRD selectable field), so binding is
+// one write and the agent never sees a clone without its identity. The user's spec and labels
+// are never written (GitOps tools would see drift).
 
 import (
 	"context"
@@ -94,11 +81,9 @@ type cloneScope struct {
 	status vmv1alpha1.VMCloneStatus
 	// deleted is set when the clone was deleted on expiry: nothing left to apply.
 	deleted bool
-	// forceApply is set when the controller takes the phase back from the agent (a clone
-	// rescheduled off a lost host).
-	forceApply bool
-	// stale is set when a write showed this reconcile read an old version: it applies
-	// nothing, and the newer version's event reconciles the clone again.
+	// stale is set when a write showed the cache is behind this controller's own earlier
+	// write: the status built from it would undo that write, so nothing is applied and the
+	// newer version's event reconciles the clone again.
 	stale bool
 }
 
@@ -135,19 +120,10 @@ func (r *VMCloneReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 		if s.deleted || s.stale || equality.Semantic.DeepEqual(s.status, controllerStatus(clone)) {
 			return
 		}
-		var opts []client.SubResourceApplyOption
-		if s.forceApply {
-			opts = append(opts, client.ForceOwnership)
-		}
-		if err := applyStatus(ctx, r.Client, r.Scheme, clone, &s.status, opts...); err != nil {
-			if apierrors.IsNotFound(err) {
-				return // deleted meanwhile (scale-down, expiry): nothing to record
-			}
-			if apierrors.IsConflict(err) {
-				// The agent took over a field this reconcile saw stale (the phase), or a
-				// namesake replaced the clone (UID precondition): the newer object's event
-				// reconciles it again.
-				log.FromContext(ctx).V(1).Info("status apply conflicts with the host agent; waiting for the fresh clone", "error", err.Error())
+		if err := applyStatus(ctx, r.Client, r.Scheme, clone, &s.status); err != nil {
+			if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+				// Deleted meanwhile (scale-down, expiry), or replaced by a namesake (the UID
+				// precondition): nothing to record; a namesake's own events reconcile it.
 				return
 			}
 			reterr = kerrors.NewAggregate([]error{reterr, err})
@@ -229,18 +205,11 @@ func (r *VMCloneReconciler) ensureHost(ctx context.Context, s *cloneScope, reque
 		return false, err
 	}
 	rescheduleIn, err := r.ensureRescheduleOnNodeLoss(ctx, s)
-	if err != nil || s.stale {
-		return false, err
-	}
-	requeueWithin(rescheduleIn)
-	placed, err := r.ensurePlacement(ctx, s)
 	if err != nil {
 		return false, err
 	}
-	if err := r.ensureLabels(ctx, s); err != nil {
-		return false, err
-	}
-	return placed, nil
+	requeueWithin(rescheduleIn)
+	return r.ensurePlacement(ctx, s)
 }
 
 // ensureTemplate loads the template and checks the clone's namespace may use it. A bound clone
@@ -421,39 +390,17 @@ func (r *VMCloneReconciler) ensureRescheduleOnNodeLoss(ctx context.Context, s *c
 		log.FromContext(ctx).Info("rescheduling paused: widespread host loss", "lostHost", node, "lost", d.Lost, "hosts", d.Total)
 		return r.Opts.HeartbeatGrace, nil
 	}
-	// The agent's report describes the lost host: drop it, so Ready and the pool see a clone
-	// that waits for its new host rather than one "running" nowhere.
-	patch := client.MergeFromWithOptions(s.clone.DeepCopy(), client.MergeFromWithOptimisticLock{})
-	s.clone.Status.Phase = vmv1alpha1.PhasePending
-	s.clone.Status.Message = fmt.Sprintf("host %s lost; rescheduling (spec.placement.onNodeLost: Reschedule)", node)
-	s.clone.Status.Domain, s.clone.Status.Volume = nil, nil
-	var keep []metav1.Condition
-	for _, c := range s.clone.Status.Conditions {
-		for _, t := range controllerConditions {
-			if c.Type == t {
-				keep = append(keep, c)
-			}
-		}
-	}
-	s.clone.Status.Conditions = keep
-	if err := r.Status().Patch(ctx, s.clone, patch, client.FieldOwner(FieldManager)); err != nil {
-		if apierrors.IsConflict(err) {
-			// Our cache is behind (often: this very move was already made): apply nothing
-			// from this old version; the newer version's event brings the clone back.
-			s.stale = true
-			return 0, nil
-		}
-		return 0, fmt.Errorf("reset status of clone leaving lost host %s: %w", node, err)
-	}
+	// The old host's report stays in the status until the new host's agent replaces it; it
+	// carries the old binding generation, so nothing counts it meanwhile (HostReportCurrent).
+	// Placement below binds the clone anew in this same reconcile: one write.
 	r.Recorder.Eventf(s.clone, nil, corev1.EventTypeWarning, ReasonRescheduled, "Reschedule",
 		"host %s has been lost for over %s: placing the clone on another host with the same identity (spec.placement.onNodeLost: Reschedule); its old disk is abandoned",
 		node, r.Opts.NodeLostRescheduleAfter)
 	log.FromContext(ctx).Info("rescheduling clone off lost host", "lostHost", node)
 	s.status.NodeName = ""
 	s.status.Timestamps = nil
-	s.status.Phase = vmv1alpha1.PhasePending
-	meta.RemoveStatusCondition(&s.status.Conditions, vmv1alpha1.ConditionScheduled)
-	s.forceApply = true
+	r.setCondition(s, vmv1alpha1.ConditionScheduled, metav1.ConditionFalse, ReasonRescheduled,
+		fmt.Sprintf("host %s lost; looking for another host (spec.placement.onNodeLost: Reschedule)", node))
 	return 0, nil
 }
 
@@ -507,6 +454,7 @@ func (r *VMCloneReconciler) ensurePlacement(ctx context.Context, s *cloneScope) 
 		// Decided moments ago by a reconcile whose write the cache does not show yet:
 		// keep that decision rather than place twice.
 		s.status.NodeName = b.Host
+		s.status.BindingGeneration = b.generation
 		r.setScheduled(s, b.Host, b.message, false)
 		s.status.Timestamps = &vmv1alpha1.CloneTimestamps{Scheduled: &metav1.Time{Time: b.at}}
 		return true, nil
@@ -524,11 +472,13 @@ func (r *VMCloneReconciler) ensurePlacement(ctx context.Context, s *cloneScope) 
 	}
 	req := RequestFor(s.clone, s.tmpl)
 	now := r.Opts.Clock.Now()
+	gen := s.status.BindingGeneration + 1
 	r.reserved.reserveBinding(s.key, s.clone.UID, Binding{
 		Clone: s.key.String(), Host: res.Host, MemoryMiB: req.MemoryMiB, COWBytes: req.COWBytes,
 		MemoryInFlight: true, StorageInFlight: true,
-	}, res.Message, now)
+	}, res.Message, gen, now)
 	s.status.NodeName = res.Host
+	s.status.BindingGeneration = gen
 	r.setScheduled(s, res.Host, res.Message, true)
 	s.status.Timestamps = &vmv1alpha1.CloneTimestamps{Scheduled: &metav1.Time{Time: now}}
 	schedulingSeconds.Observe(now.Sub(s.clone.CreationTimestamp.Time).Seconds())
@@ -572,6 +522,12 @@ func (r *VMCloneReconciler) placementInput(ctx context.Context, s *cloneScope) (
 // agent reports the volume ready.
 func bindingOf(c *vmv1alpha1.VMClone, tmpl *vmv1alpha1.VMTemplate) Binding {
 	b := Binding{Clone: c.Namespace + "/" + c.Name, Host: c.Status.NodeName, MemoryMiB: cloneMemoryMiB(c, tmpl), COWBytes: cloneCOWBytes(c, tmpl)}
+	if !c.HostReportCurrent() {
+		// Its host has not reported on this binding yet: nothing of it is in the host's
+		// free memory or VG figures.
+		b.MemoryInFlight, b.StorageInFlight = true, true
+		return b
+	}
 	switch c.Status.Phase {
 	case "", vmv1alpha1.PhasePending, vmv1alpha1.PhaseScheduled, vmv1alpha1.PhaseProvisioning,
 		vmv1alpha1.PhaseStarting, vmv1alpha1.PhaseResetting:
@@ -581,36 +537,6 @@ func bindingOf(c *vmv1alpha1.VMClone, tmpl *vmv1alpha1.VMTemplate) Binding {
 		b.StorageInFlight = true
 	}
 	return b
-}
-
-// ensureLabels applies the labels other components select on: the template always, the node
-// once status.nodeName is persisted (so the agent never sees a clone without its identity).
-func (r *VMCloneReconciler) ensureLabels(ctx context.Context, s *cloneScope) error {
-	want := map[string]string{vmv1alpha1.TemplateLabel: s.clone.Spec.TemplateRef.Name}
-	if n := s.clone.Status.NodeName; n != "" {
-		want[vmv1alpha1.NodeNameLabel] = n
-	}
-	have := s.clone.GetLabels()
-	same := true
-	for k, v := range want {
-		if have[k] != v {
-			same = false
-		}
-	}
-	if _, bound := want[vmv1alpha1.NodeNameLabel]; !bound && have[vmv1alpha1.NodeNameLabel] != "" {
-		// Unbound (moved off a lost host): the stale label would keep the old host's agent and
-		// orphan collector treating the clone as theirs. Applying without it removes it.
-		same = false
-	}
-	if same {
-		return nil
-	}
-	err := applyLabels(ctx, r.Client, r.Scheme, s.clone, want)
-	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
-		// Deleted or replaced by a namesake meanwhile: its own events bring it back.
-		return nil
-	}
-	return err
 }
 
 // ensureLifetime records status.expiresAt and, at expiry, deletes the clone or marks it
@@ -690,18 +616,13 @@ func (r *VMCloneReconciler) ensureReady(ctx context.Context, s *cloneScope) erro
 	return nil
 }
 
-// setScheduled records a binding: Scheduled True, phase Scheduled while the controller still
-// owns the phase.
+// setScheduled records a binding: Scheduled True.
 func (r *VMCloneReconciler) setScheduled(s *cloneScope, host, message string, announce bool) {
 	prev := meta.FindStatusCondition(s.clone.Status.Conditions, vmv1alpha1.ConditionScheduled)
 	if announce && (prev == nil || prev.Status != metav1.ConditionTrue) {
 		r.Recorder.Eventf(s.clone, nil, corev1.EventTypeNormal, ReasonScheduled, "Bind", "%s", message)
 	}
 	r.setCondition(s, vmv1alpha1.ConditionScheduled, metav1.ConditionTrue, ReasonScheduled, message)
-	if ownsPhase(s.clone.Status.Phase) {
-		s.status.Phase = vmv1alpha1.PhaseScheduled
-		s.status.Message = fmt.Sprintf("bound to %s; waiting for its hostagent", host)
-	}
 }
 
 // setUnscheduled records why the clone is not placed; the event fires only when the reason or
@@ -712,9 +633,6 @@ func (r *VMCloneReconciler) setUnscheduled(s *cloneScope, reason, message string
 		r.Recorder.Eventf(s.clone, nil, corev1.EventTypeWarning, reason, "Schedule", "%s", message)
 	}
 	r.setCondition(s, vmv1alpha1.ConditionScheduled, metav1.ConditionFalse, reason, message)
-	s.status.Phase = vmv1alpha1.PhasePending
-	s.status.Message = message
-	r.setCondition(s, vmv1alpha1.ConditionReady, metav1.ConditionFalse, reason, message)
 }
 
 // setCondition sets one of the controller's conditions; a transition is stamped with the
@@ -726,12 +644,6 @@ func (r *VMCloneReconciler) setCondition(s *cloneScope, typ string, status metav
 	})
 }
 
-// ownsPhase says whether the controller still owns status.phase: until the agent moves the
-// clone past Scheduled.
-func ownsPhase(p vmv1alpha1.VMClonePhase) bool {
-	return p == "" || p == vmv1alpha1.PhasePending || p == vmv1alpha1.PhaseScheduled
-}
-
 // controllerConditions are the condition types this controller owns on a VMClone.
 var controllerConditions = []string{vmv1alpha1.ConditionScheduled, vmv1alpha1.ConditionReady, vmv1alpha1.ConditionExpired,
 	vmv1alpha1.ConditionReconciling, vmv1alpha1.ConditionStalled}
@@ -740,14 +652,12 @@ var controllerConditions = []string{vmv1alpha1.ConditionScheduled, vmv1alpha1.Co
 // starting point of the status this reconcile applies.
 func controllerStatus(c *vmv1alpha1.VMClone) vmv1alpha1.VMCloneStatus {
 	st := vmv1alpha1.VMCloneStatus{
-		NodeName:   c.Status.NodeName,
-		UUID:       c.Status.UUID,
-		Interfaces: c.Status.Interfaces,
-		Hostname:   c.Status.Hostname,
-		ExpiresAt:  c.Status.ExpiresAt,
-	}
-	if ownsPhase(c.Status.Phase) {
-		st.Phase, st.Message = c.Status.Phase, c.Status.Message
+		NodeName:          c.Status.NodeName,
+		BindingGeneration: c.Status.BindingGeneration,
+		UUID:              c.Status.UUID,
+		Interfaces:        c.Status.Interfaces,
+		Hostname:          c.Status.Hostname,
+		ExpiresAt:         c.Status.ExpiresAt,
 	}
 	if ts := c.Status.Timestamps; ts != nil && ts.Scheduled != nil {
 		st.Timestamps = &vmv1alpha1.CloneTimestamps{Scheduled: ts.Scheduled}

@@ -2,7 +2,9 @@ package controllers
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -40,15 +43,21 @@ func TestCloneBindsToLiveHostWithTemplate(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		get(g, c)
 		g.Expect(c.Status.NodeName).To(Equal(good.Name))
-		g.Expect(c.Labels).To(HaveKeyWithValue(vmv1alpha1.NodeNameLabel, good.Name))
-		g.Expect(c.Labels).To(HaveKeyWithValue(vmv1alpha1.TemplateLabel, tmpl.Name))
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	// Binding is one status write: the agents select on status.nodeName, no label follows.
+	g.Expect(c.Labels).To(BeEmpty(), "xenclone writes no labels")
+	g.Expect(c.Status.BindingGeneration).To(Equal(int64(1)))
+	var onGood vmv1alpha1.VMCloneList
+	g.Expect(k8sClient.List(context.Background(), &onGood, client.InNamespace(ns),
+		client.MatchingFieldsSelector{Selector: fields.OneTermEqualSelector(vmv1alpha1.NodeNameField, good.Name)})).To(Succeed())
+	g.Expect(onGood.Items).To(HaveLen(1), "the API server selects clones on status.nodeName")
 
 	g.Expect(c.Status.UUID).To(Equal(string(c.UID)))
 	g.Expect(c.Status.Hostname).To(Equal(c.Name))
 	g.Expect(c.Status.Interfaces).To(HaveLen(1))
 	g.Expect(c.Status.Interfaces[0].MAC).To(MatchRegexp(`^00:16:3e(:[0-9a-f]{2}){3}$`))
-	g.Expect(c.Status.Phase).To(Equal(vmv1alpha1.PhaseScheduled))
+	// No agent has reported: the phase is the API server's default, written by nobody.
+	g.Expect(c.Status.Phase).To(Equal(vmv1alpha1.PhasePending))
 	g.Expect(c.Status.Timestamps.Scheduled).NotTo(BeNil())
 	sched := condition(c, vmv1alpha1.ConditionScheduled)
 	g.Expect(sched.Status).To(Equal(metav1.ConditionTrue))
@@ -325,67 +334,105 @@ func poke(t *testing.T, c *vmv1alpha1.VMClone) {
 	}
 }
 
-// TestAgentAndControllerShareStatus plays the host agent with its own field manager: it takes
-// the phase over and reports its conditions; the controller keeps its fields, does not take
-// the phase back, and derives Ready from the agent's conditions.
-func TestAgentAndControllerShareStatus(t *testing.T) {
+// TestOneWriterPerStatusField plays the host agent with its own field manager: it reports the
+// host's state; the controller derives Ready from it and never writes a field the agent writes
+// (the managed fields of the two managers are disjoint), and a report of an earlier binding
+// counts for nothing.
+func TestOneWriterPerStatusField(t *testing.T) {
 	needEnvtest(t)
 	g := NewWithT(t)
-	ctx := context.Background()
 	ns := newNamespace(t)
 	tmpl := newTemplate(t, "512Mi")
 	h := newHost(t, 8192, []string{tmpl.Name})
 	c := newClone(t, ns, tmpl.Name)
 	g.Eventually(func(g Gomega) {
 		get(g, c)
-		g.Expect(c.Labels).To(HaveKeyWithValue(vmv1alpha1.NodeNameLabel, h.Name))
+		g.Expect(c.Status.NodeName).To(Equal(h.Name))
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
 	mac := c.Status.Interfaces[0].MAC
 
-	agentApply := func(phase vmv1alpha1.VMClonePhase, running metav1.ConditionStatus) {
-		now := metav1.Now()
-		st := vmv1alpha1.VMCloneStatus{
-			Phase: phase,
-			Conditions: []metav1.Condition{
-				{Type: vmv1alpha1.ConditionVolumeReady, Status: metav1.ConditionTrue, Reason: "SnapshotTaken", Message: "ok", LastTransitionTime: now},
-				{Type: vmv1alpha1.ConditionGuestPrepared, Status: metav1.ConditionTrue, Reason: "Scrubbed", Message: "ok", LastTransitionTime: now},
-				{Type: vmv1alpha1.ConditionDomainRunning, Status: running, Reason: "Started", Message: "xl create", LastTransitionTime: now},
-			},
+	running := func(st string) map[string]any {
+		now := metav1.Now().UTC().Format(time.RFC3339)
+		cond := func(typ, st string) map[string]any {
+			return map[string]any{"type": typ, "status": st, "reason": "Done", "message": "ok", "lastTransitionTime": now}
 		}
-		u := &unstructured.Unstructured{Object: map[string]any{}}
-		u.SetAPIVersion(vmv1alpha1.GroupVersion.String())
-		u.SetKind("VMClone")
-		u.SetNamespace(c.Namespace)
-		u.SetName(c.Name)
-		obj, err := runtimeToUnstructured(&st)
-		g.Expect(err).NotTo(HaveOccurred())
-		u.Object["status"] = obj
-		g.Expect(k8sClient.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u),
-			client.FieldOwner("xenclone-hostagent"), client.ForceOwnership)).To(Succeed())
+		return map[string]any{"phase": string(vmv1alpha1.PhaseRunning), "message": "domain up",
+			"domain": map[string]any{"name": "xc-" + c.Name, "id": int64(7), "state": "-b----"},
+			"conditions": []any{cond(vmv1alpha1.ConditionVolumeReady, "True"), cond(vmv1alpha1.ConditionGuestPrepared, "True"),
+				cond(vmv1alpha1.ConditionDomainRunning, st)}}
 	}
-	agentApply(vmv1alpha1.PhaseRunning, metav1.ConditionTrue)
-
+	agentReport(g, c, running("True"))
 	g.Eventually(func(g Gomega) {
 		get(g, c)
 		g.Expect(condition(c, vmv1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionTrue))
 		g.Expect(condition(c, vmv1alpha1.ConditionReady).Reason).To(Equal(ReasonRunning))
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
-	// Both managers' fields coexist; the phase stays the agent's.
-	g.Consistently(func(g Gomega) {
-		get(g, c)
-		g.Expect(c.Status.Phase).To(Equal(vmv1alpha1.PhaseRunning))
-		g.Expect(c.Status.NodeName).To(Equal(h.Name))
-		g.Expect(c.Status.Interfaces[0].MAC).To(Equal(mac))
-		g.Expect(condition(c, vmv1alpha1.ConditionScheduled).Status).To(Equal(metav1.ConditionTrue))
-		g.Expect(condition(c, vmv1alpha1.ConditionDomainRunning).Status).To(Equal(metav1.ConditionTrue))
-	}).WithTimeout(time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+	g.Expect(c.Status.Phase).To(Equal(vmv1alpha1.PhaseRunning))
+	g.Expect(c.Status.NodeName).To(Equal(h.Name))
+	g.Expect(c.Status.Interfaces[0].MAC).To(Equal(mac))
 
-	// The domain stops: Ready follows the agent's condition.
-	agentApply(vmv1alpha1.PhaseStopped, metav1.ConditionFalse)
+	// Every status field has one manager: what the controller applies and what the agent
+	// applies never overlap (server-side apply would list a field under both if both set it).
+	owned := map[string]map[string]bool{}
+	for _, mf := range c.ManagedFields {
+		if mf.Subresource != "status" || mf.FieldsV1 == nil {
+			continue
+		}
+		var tree map[string]any
+		g.Expect(json.Unmarshal(mf.FieldsV1.Raw, &tree)).To(Succeed())
+		if owned[mf.Manager] == nil {
+			owned[mf.Manager] = map[string]bool{}
+		}
+		collectLeaves(tree, "", owned[mf.Manager])
+	}
+	g.Expect(owned).To(HaveKey(FieldManager))
+	g.Expect(owned).To(HaveKey("xenclone-hostagent"))
+	for f := range owned[FieldManager] {
+		g.Expect(owned["xenclone-hostagent"]).NotTo(HaveKey(f), "status field %s has two writers", f)
+	}
+	g.Expect(owned["xenclone-hostagent"]).To(HaveKey(".f:status.f:phase"))
+	g.Expect(owned[FieldManager]).To(HaveKey(".f:status.f:nodeName"))
+
+	// The domain stops: Ready follows the agent's report.
+	agentReport(g, c, running("False"))
 	g.Eventually(func(g Gomega) {
 		get(g, c)
 		g.Expect(condition(c, vmv1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionFalse))
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+
+	// A report that describes another binding (a host the clone has left) is not believed.
+	agentReport(g, c, running("True"))
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": vmv1alpha1.GroupVersion.String(), "kind": "VMClone",
+		"metadata": map[string]any{"namespace": c.Namespace, "name": c.Name},
+		"status":   map[string]any{"observedBindingGeneration": c.Status.BindingGeneration + 5},
+	}}
+	g.Expect(k8sClient.Status().Apply(context.Background(), client.ApplyConfigurationFromUnstructured(u),
+		client.FieldOwner("test-old-host"), client.ForceOwnership)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		get(g, c)
+		g.Expect(condition(c, vmv1alpha1.ConditionReady).Reason).To(Equal(ReasonWaitingForHost))
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+}
+
+// collectLeaves adds the paths of a managedFields tree's leaves to out.
+func collectLeaves(tree map[string]any, prefix string, out map[string]bool) {
+	for k, v := range tree {
+		if k == "." {
+			continue
+		}
+		sub, ok := v.(map[string]any)
+		if !ok || len(sub) == 0 {
+			out[prefix+"."+k] = true
+			continue
+		}
+		if strings.HasPrefix(k, "k:") {
+			// A list item (a condition by type): its fields are the item's.
+			out[prefix+"."+k] = true
+			continue
+		}
+		collectLeaves(sub, prefix+"."+k, out)
+	}
 }
 
 // TestNodeLossMarksClonesUnknown: a stale heartbeat turns the host's clones' Ready Unknown
@@ -463,8 +510,8 @@ func TestNodeLossReschedulesOptedInClones(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		get(g, disposable)
 		get(g, pet)
-		g.Expect(disposable.Labels).To(HaveKeyWithValue(vmv1alpha1.NodeNameLabel, lost.Name))
-		g.Expect(pet.Labels).To(HaveKeyWithValue(vmv1alpha1.NodeNameLabel, lost.Name))
+		g.Expect(disposable.Status.NodeName).To(Equal(lost.Name))
+		g.Expect(pet.Status.NodeName).To(Equal(lost.Name))
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
 	markRunning(g, disposable)
 	uuid, mac := disposable.Status.UUID, disposable.Status.Interfaces[0].MAC
@@ -476,9 +523,11 @@ func TestNodeLossReschedulesOptedInClones(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		get(g, disposable)
 		g.Expect(disposable.Status.NodeName).To(Equal(spare.Name))
-		g.Expect(disposable.Labels).To(HaveKeyWithValue(vmv1alpha1.NodeNameLabel, spare.Name))
-		g.Expect(disposable.Status.Phase).To(Equal(vmv1alpha1.PhaseScheduled))
-		g.Expect(condition(disposable, vmv1alpha1.ConditionDomainRunning).Type).To(BeEmpty(), "the lost host's report is dropped")
+		g.Expect(disposable.Status.BindingGeneration).To(Equal(int64(2)))
+		// The lost host's report stays until the new host's agent replaces it, but it is
+		// marked as binding 1's and counts for nothing: no controller write removes it.
+		g.Expect(disposable.Status.ObservedBindingGeneration).To(Equal(int64(1)))
+		g.Expect(disposable.HostReportCurrent()).To(BeFalse())
 		g.Expect(condition(disposable, vmv1alpha1.ConditionReady).Reason).To(Equal(ReasonWaitingForHost))
 		g.Expect(eventsFor(g, ns, disposable.Name)).To(ContainElement(ReasonRescheduled))
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
@@ -507,7 +556,7 @@ func TestNodeLossReschedulePausedWhileMostHostsLost(t *testing.T) {
 	})
 	g.Eventually(func(g Gomega) {
 		get(g, disposable)
-		g.Expect(disposable.Labels).To(HaveKeyWithValue(vmv1alpha1.NodeNameLabel, lost.Name))
+		g.Expect(disposable.Status.NodeName).To(Equal(lost.Name))
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
 	markRunning(g, disposable)
 

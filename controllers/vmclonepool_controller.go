@@ -271,7 +271,7 @@ func (r *VMClonePoolReconciler) members(ctx context.Context, pool *vmv1alpha1.VM
 			Name:     c.Name,
 			Index:    idx,
 			Deleting: !c.DeletionTimestamp.IsZero(),
-			Failed:   c.Status.Phase == vmv1alpha1.PhaseFailed,
+			Failed:   c.HostReportCurrent() && c.Status.Phase == vmv1alpha1.PhaseFailed,
 			Ready:    meta.IsStatusConditionTrue(c.Status.Conditions, vmv1alpha1.ConditionReady),
 		})
 	}

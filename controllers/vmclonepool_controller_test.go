@@ -106,13 +106,12 @@ func TestPoolScaleAndReplace(t *testing.T) {
 	// A member the agent reports Failed is replaced (spec.replaceFailed defaults to true).
 	m := poolMembers(g, pool)
 	victim := m["ci-1"]
-	u := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": vmv1alpha1.GroupVersion.String(), "kind": "VMClone",
-		"metadata": map[string]any{"namespace": ns, "name": victim.Name},
-		"status":   map[string]any{"phase": string(vmv1alpha1.PhaseFailed)},
-	}}
-	g.Expect(k8sClient.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u),
-		client.FieldOwner("xenclone-hostagent"), client.ForceOwnership)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		v := victim
+		get(g, &v)
+		g.Expect(v.Status.NodeName).NotTo(BeEmpty())
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	agentReport(g, &victim, map[string]any{"phase": string(vmv1alpha1.PhaseFailed), "conditions": []any{}})
 	g.Eventually(func(g Gomega) {
 		m := poolMembers(g, pool)
 		g.Expect(m).To(HaveLen(2))
@@ -141,6 +140,16 @@ func TestPoolScaleAndReplace(t *testing.T) {
 
 // markRunning plays the agent reporting a clone's domain running.
 func markRunning(g Gomega, c *vmv1alpha1.VMClone) {
+	agentReport(g, c, map[string]any{"phase": string(vmv1alpha1.PhaseRunning)})
+}
+
+// agentReport plays the host agent of the clone's current binding: it applies report (phase,
+// conditions...) as its own status, with VolumeReady, GuestPrepared and DomainRunning True
+// unless report has conditions.
+func agentReport(g Gomega, c *vmv1alpha1.VMClone, report map[string]any) {
+	cur := &vmv1alpha1.VMClone{}
+	g.Expect(k8sClient.Get(context.Background(), client.ObjectKeyFromObject(c), cur)).To(Succeed())
+	g.Expect(cur.Status.BindingGeneration).NotTo(BeZero(), "the agent reports on bound clones only")
 	now := metav1.Now().UTC().Format("2006-01-02T15:04:05Z")
 	cond := func(typ string) map[string]any {
 		return map[string]any{"type": typ, "status": "True", "reason": "Done", "message": "ok", "lastTransitionTime": now}
@@ -148,13 +157,14 @@ func markRunning(g Gomega, c *vmv1alpha1.VMClone) {
 	u := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": vmv1alpha1.GroupVersion.String(), "kind": "VMClone",
 		"metadata": map[string]any{"namespace": c.Namespace, "name": c.Name},
-		"status": map[string]any{
-			"phase": string(vmv1alpha1.PhaseRunning),
-			"conditions": []any{
-				cond(vmv1alpha1.ConditionVolumeReady), cond(vmv1alpha1.ConditionGuestPrepared), cond(vmv1alpha1.ConditionDomainRunning),
-			},
-		},
+		"status":   report,
 	}}
+	report["observedBindingGeneration"] = cur.Status.BindingGeneration
+	if _, ok := report["conditions"]; !ok {
+		report["conditions"] = []any{
+			cond(vmv1alpha1.ConditionVolumeReady), cond(vmv1alpha1.ConditionGuestPrepared), cond(vmv1alpha1.ConditionDomainRunning),
+		}
+	}
 	g.Expect(k8sClient.Status().Apply(context.Background(), client.ApplyConfigurationFromUnstructured(u),
 		client.FieldOwner("xenclone-hostagent"), client.ForceOwnership)).To(Succeed())
 }

@@ -164,7 +164,7 @@ echo "$out"
 [ "$out" = 1 ] || fail "observedResetRequests=$out after the documented wait, want 1"
 [ "$(kubectl get vmclone web-1 -o jsonpath='{.status.uuid}')" = "$uuid" ] || fail "the reset changed the clone's UUID"
 out=$(kubectl get events --field-selector involvedObject.name=web-1)
-grep -q SnapshotCreated <<<"$out" || fail "no SnapshotCreated event after the reset"
+grep -q 'from a fresh disk: Classic snapshot' <<<"$out" || fail "no Started event naming the fresh snapshot after the reset"
 
 step "user guide 5: run strategies"
 doc <<'CMD'

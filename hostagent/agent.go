@@ -5,7 +5,7 @@ import (
 	"os"
 	"time"
 
-	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -42,11 +42,13 @@ type Options struct {
 }
 
 // CacheOptions restricts an agent's cache to the VMClones bound to its node, so a host's watch
-// carries only its own clones however large the fleet (as KubeVirt's virt-handler does).
+// carries only its own clones however large the fleet (as KubeVirt's virt-handler does). It
+// selects on status.nodeName, a selectable field of the CRD, so the controller's binding write
+// is all it takes for a clone to reach its host.
 func CacheOptions(nodeName string) cache.Options {
 	return cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
-			&vmv1alpha1.VMClone{}: {Label: labels.SelectorFromSet(labels.Set{vmv1alpha1.NodeNameLabel: nodeName})},
+			&vmv1alpha1.VMClone{}: {Field: fields.OneTermEqualSelector(vmv1alpha1.NodeNameField, nodeName)},
 		},
 	}
 }

@@ -227,8 +227,12 @@ func TestArgoCDHealthLifecycle(t *testing.T) {
 	case <-time.After(timeout):
 		t.Fatal("the agent never started the snapshot")
 	}
-	hs := eventuallyHealth(t, "VMClone", c, "Progressing", phaseIs(vmv1alpha1.PhaseScheduled))
-	g.Expect(hs.Message).To(ContainSubstring("Scheduled"))
+	// Bound, no report from the host yet: the phase is the API server's default.
+	hs := eventuallyHealth(t, "VMClone", c, "Progressing", func(g Gomega, o client.Object) {
+		g.Expect(o.(*vmv1alpha1.VMClone).Status.NodeName).To(Equal("xen-a"))
+		g.Expect(o.(*vmv1alpha1.VMClone).Status.Phase).To(Equal(vmv1alpha1.PhasePending))
+	})
+	g.Expect(hs.Message).To(ContainSubstring("waiting for its hostagent"))
 	close(release)
 
 	hs = eventuallyHealth(t, "VMClone", c, "Healthy", readyIs("Running"))
@@ -397,11 +401,12 @@ status:
 		{"starting", "VMClone", "Progressing", "Starting: starting the domain", `
 metadata: {name: a, generation: 1}
 spec: {templateRef: {name: t}}
-status: {phase: Starting, message: starting the domain, observedGeneration: 1}`},
+status: {nodeName: xen-01, phase: Starting, message: starting the domain, observedGeneration: 1}`},
 		{"resetting", "VMClone", "Progressing", "Resetting: the disk is being reset to the template", `
 metadata: {name: a, generation: 2}
 spec: {templateRef: {name: t}, resetRequests: 1}
 status:
+  nodeName: xen-01
   phase: Resetting
   message: the disk is being reset to the template
   observedGeneration: 2
@@ -421,6 +426,7 @@ status:
 metadata: {name: a, generation: 2}
 spec: {templateRef: {name: t}, runStrategy: Halted}
 status:
+  nodeName: xen-01
   phase: Stopping
   message: shutting xc-a down (Halted)
   observedGeneration: 2
@@ -456,10 +462,28 @@ status:
   - {type: GuestPrepared, status: "True", reason: Prepared, message: scrubbed, observedGeneration: 1}
   - {type: DomainRunning, status: "False", reason: Restarting, message: "the guest stopped (poweroff, state ---s--)", observedGeneration: 1}
   - {type: StorageAtRisk, status: "False", reason: StorageOK, message: "COW 0.00% used", observedGeneration: 1}`},
+		// Rescheduled off a lost host: the old host's report (Running) stays until the new
+		// host's agent replaces it, but it describes binding 1 and the clone is on binding 2.
+		{"old host's report after a reschedule", "VMClone", "Progressing", "Pending: WaitingForHost: bound to xen-02", `
+metadata: {name: a, generation: 1}
+spec: {templateRef: {name: t}}
+status:
+  nodeName: xen-02
+  bindingGeneration: 2
+  observedBindingGeneration: 1
+  observedGeneration: 1
+  phase: Running
+  message: domain xc-a (id 4) -b----
+  domain: {name: xc-a}
+  conditions:
+  - {type: Scheduled, status: "True", reason: Scheduled, message: placed on xen-02}
+  - {type: DomainRunning, status: "True", reason: Started, message: domain xc-a started}
+  - {type: Ready, status: "False", reason: WaitingForHost, message: bound to xen-02; waiting for its hostagent to report}`},
 		{"once, powered off", "VMClone", "Healthy", "The guest powered off and stays off (runStrategy: Once)", `
 metadata: {name: a, generation: 1}
 spec: {templateRef: {name: t}, runStrategy: Once}
 status:
+  nodeName: xen-01
   phase: Stopped
   observedGeneration: 1
   conditions:
@@ -469,6 +493,7 @@ status:
 metadata: {name: a, generation: 1}
 spec: {templateRef: {name: t}, runStrategy: Once}
 status:
+  nodeName: xen-01
   phase: Stopped
   observedGeneration: 1
   conditions:
@@ -487,6 +512,7 @@ status:
 metadata: {name: a, generation: 1, deletionTimestamp: "2026-01-01T00:00:00Z"}
 spec: {templateRef: {name: t}}
 status:
+  nodeName: xen-01
   phase: Terminating
   message: removing the domain and its disk from xen-01
   conditions:
@@ -495,6 +521,7 @@ status:
 metadata: {name: a, generation: 1, deletionTimestamp: "2026-01-01T00:00:00Z"}
 spec: {templateRef: {name: t}}
 status:
+  nodeName: xen-01
   phase: Running
   conditions:
   - {type: Ready, status: Unknown, reason: NodeLost, message: heartbeat stale}`},
@@ -502,6 +529,7 @@ status:
 metadata: {name: a, generation: 2}
 spec: {templateRef: {name: t}}
 status:
+  nodeName: xen-01
   phase: Pending
   conditions:
   - {type: Scheduled, status: "False", reason: Unschedulable, message: no host, observedGeneration: 1}
@@ -519,6 +547,7 @@ status:
 metadata: {name: a, generation: 1}
 spec: {templateRef: {name: t}}
 status:
+  nodeName: xen-01
   phase: Starting
   observedGeneration: 1
   conditions:
@@ -526,7 +555,7 @@ status:
 		{"failed", "VMClone", "Degraded", "Failed: snapshot invalid", `
 metadata: {name: a, generation: 1}
 spec: {templateRef: {name: t}}
-status: {phase: Failed, message: snapshot invalid, observedGeneration: 1}`},
+status: {nodeName: xen-01, phase: Failed, message: snapshot invalid, observedGeneration: 1}`},
 
 		{"pool without status", "VMClonePool", "Progressing", "Waiting for the xenclone controller", `
 metadata: {name: p, generation: 1}

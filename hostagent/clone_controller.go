@@ -2,12 +2,12 @@ package hostagent
 
 // The node agent's VMClone reconciler: it drives this host toward each clone bound to it.
 //
-// Status is shared with the controller through server-side apply; this reconciler applies, as
-// field manager "xenclone-hostagent", only what the host knows: phase from Provisioning on,
-// message, domain, volume, observedGeneration, observedResetRequests, the timestamps other than
-// scheduled, and the conditions VolumeReady, GuestPrepared, DomainRunning and StorageAtRisk.
-// The controller owns scheduling, identity (uuid, MACs), expiry and Ready (controllers/
-// vmclone_controller.go has the full table).
+// Once the controller has bound a clone here (status.nodeName, bindingGeneration, uuid, MACs),
+// this reconciler alone writes what the host knows, as field manager "xenclone-hostagent": phase,
+// message, domain, volume, observedGeneration, observedBindingGeneration,
+// observedResetRequests, the timestamps other than scheduled, and the conditions VolumeReady,
+// GuestPrepared, DomainRunning and StorageAtRisk. The controller derives Ready from them
+// (docs/architecture.md has the table).
 //
 // Every step looks at the host first (LVs by ownership tag, domains by name), so the agent can
 // die between any two steps and the next reconcile continues where the host is.
@@ -105,35 +105,8 @@ type CloneReconciler struct {
 	// domainEvents wakes the clones whose domain changed state by itself (domainWatcher).
 	domainEvents chan event.GenericEvent
 
-	// written remembers, per clone UID, the status this agent last wrote, so a reconcile that
-	// reads a cache still behind that write waits instead of acting on the old state (which
-	// would, e.g., reset a disk twice or restart a Once domain that just stopped).
-	written sync.Map // types.UID -> writtenStatus
-}
-
-type writtenStatus struct {
-	status vmv1alpha1.VMCloneStatus
-	at     time.Time
-}
-
-// cacheBehind reports whether the clone read from the cache predates this agent's last status
-// write. Past a few seconds the cache is trusted anyway: a write by someone else (an admin's
-// patch) must not block the clone forever.
-func (r *CloneReconciler) cacheBehind(c *vmv1alpha1.VMClone) bool {
-	v, ok := r.written.Load(c.UID)
-	if !ok {
-		return false
-	}
-	w := v.(writtenStatus)
-	if time.Since(w.at) > 5*time.Second {
-		r.written.Delete(c.UID)
-		return false
-	}
-	if sameAgentStatus(agentStatus(c), w.status) {
-		r.written.Delete(c.UID)
-		return false
-	}
-	return true
+	// reports holds, per clone, the report this agent last wrote (see reportFor).
+	reports sync.Map // types.NamespacedName -> writtenReport
 }
 
 // SetupWithManager registers the reconciler. The manager's cache holds only this node's clones
@@ -163,17 +136,17 @@ func (r *CloneReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
-// updateMatters filters the clone updates that can change what the agent does: the spec, the
-// labels (binding), deletion and finalizers, and the controller's decisions in status (host,
-// identity, expiry). The agent's own status writes — several per clone — and the controller's
-// Ready updates would otherwise each cost a full read of the host (lvs, xl list).
+// updateMatters filters the clone updates that can change what the agent does: the spec,
+// deletion, and the controller's decisions in status (binding, identity, expiry). The agent's
+// own writes (its report, its finalizer) and the controller's Ready updates would otherwise
+// each cost a reconcile.
 func updateMatters(old, cur *vmv1alpha1.VMClone) bool {
-	if old.Generation != cur.Generation || !equality.Semantic.DeepEqual(old.Labels, cur.Labels) ||
-		!old.DeletionTimestamp.Equal(cur.DeletionTimestamp) || !equality.Semantic.DeepEqual(old.Finalizers, cur.Finalizers) {
+	if old.Generation != cur.Generation || !old.DeletionTimestamp.Equal(cur.DeletionTimestamp) {
 		return true
 	}
 	o, c := old.Status, cur.Status
-	if o.NodeName != c.NodeName || o.UUID != c.UUID || !equality.Semantic.DeepEqual(o.Interfaces, c.Interfaces) {
+	if o.NodeName != c.NodeName || o.BindingGeneration != c.BindingGeneration || o.UUID != c.UUID ||
+		!equality.Semantic.DeepEqual(o.Interfaces, c.Interfaces) {
 		return true
 	}
 	oe, ce := meta.FindStatusCondition(o.Conditions, vmv1alpha1.ConditionExpired), meta.FindStatusCondition(c.Conditions, vmv1alpha1.ConditionExpired)
@@ -190,12 +163,12 @@ func (r *CloneReconciler) usageResync() time.Duration {
 func (r *CloneReconciler) clonesOfTemplate(ctx context.Context, o client.Object) []reconcile.Request {
 	// A new or changed template changes what the host reports (templates present, VGs).
 	r.capacityChanged()
-	var list vmv1alpha1.VMCloneList
-	if err := r.List(ctx, &list, client.MatchingLabels{vmv1alpha1.NodeNameLabel: r.NodeName}); err != nil {
+	clones, err := boundClones(ctx, r.Client, r.NodeName)
+	if err != nil {
 		return nil
 	}
 	var out []reconcile.Request
-	for _, c := range list.Items {
+	for _, c := range clones {
 		if c.Spec.TemplateRef.Name == o.GetName() {
 			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&c)})
 		}
@@ -207,15 +180,15 @@ func (r *CloneReconciler) clonesOfTemplate(ctx context.Context, o client.Object)
 type cloneScope struct {
 	clone    *vmv1alpha1.VMClone
 	template *vmv1alpha1.VMTemplate
-	status   vmv1alpha1.VMCloneStatus // only agent-owned fields are applied
-	volume   *lvm.LV
-	vg       lvm.VG
-	pool     *lvm.LV
-	failed   bool
-	// applied is the agent's status as last written (nil: as read); stale is set when the
-	// server holds a newer clone than this reconcile read.
-	applied *vmv1alpha1.VMCloneStatus
-	stale   bool
+	status   vmv1alpha1.VMCloneStatus // the agent's report, as the steps build it
+	// last is the report as last written (or stored): applyStatus writes only a change.
+	last   vmv1alpha1.VMCloneStatus
+	volume *lvm.LV
+	vg     lvm.VG
+	pool   *lvm.LV
+	failed bool
+	// built lists what this reconcile made on the host for the clone, for its Started event.
+	built   []string
 	now     metav1.Time
 	requeue time.Duration
 }
@@ -238,30 +211,31 @@ func (s *cloneScope) requeueAfter(d time.Duration) {
 func (r *CloneReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
 	clone := &vmv1alpha1.VMClone{}
 	if err := r.Get(ctx, req.NamespacedName, clone); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.reports.Delete(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if clone.Labels[vmv1alpha1.NodeNameLabel] != r.NodeName || clone.Status.NodeName != r.NodeName {
+	if clone.Status.NodeName != r.NodeName {
+		r.reports.Delete(req.NamespacedName)
 		return ctrl.Result{}, nil // not (or no longer) ours; orphan collection handles leftovers
 	}
 	log := log.FromContext(ctx).WithValues("node", r.NodeName)
 	ctx = ctrl.LoggerInto(ctx, log)
-	if r.cacheBehind(clone) {
-		return ctrl.Result{RequeueAfter: 200 * time.Millisecond}, nil
-	}
 
 	s := &cloneScope{clone: clone, now: metav1.NewTime(r.Clock.Now())}
-	s.status = agentStatus(clone)
+	s.status, s.last = r.reportFor(clone)
 
 	if !clone.DeletionTimestamp.IsZero() {
 		done, err := r.reconcileDelete(ctx, s)
 		if err != nil || !done {
-			if applyErr := r.applyStatus(ctx, s); applyErr != nil && !apierrors.IsNotFound(applyErr) {
+			if applyErr := r.applyStatus(ctx, s); applyErr != nil {
 				err = errors.Join(err, applyErr)
 			}
 			return ctrl.Result{RequeueAfter: s.requeue}, err
 		}
 		r.capacityChanged()
-		r.written.Delete(clone.UID) // the clone's last reconcile here
+		r.reports.Delete(req.NamespacedName) // the clone's last reconcile here
 		return ctrl.Result{}, r.removeFinalizer(ctx, clone)
 	}
 
@@ -274,20 +248,20 @@ func (r *CloneReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res 
 	}
 
 	defer func() {
-		if err := r.flush(ctx, s); err != nil {
+		if err := r.applyStatus(ctx, s); err != nil {
 			retErr = errors.Join(retErr, err)
 		}
 		if retErr == nil {
 			res.RequeueAfter = s.requeue
 		}
-		if s.stale && retErr == nil && (res.RequeueAfter == 0 || res.RequeueAfter > time.Second) {
-			// A write lost a race with a newer version: run again from it soon. Its event
-			// need not bring us back (the event filter drops writes that only touch the
-			// controller's share of the status), and a long COW-watch requeue must not
-			// leave the unwritten status waiting for a minute.
-			res.RequeueAfter = time.Second
-		}
 	}()
+	if s.last.ObservedBindingGeneration != 0 && s.last.ObservedBindingGeneration != clone.Status.BindingGeneration {
+		// The stored report is another host's, from before a reschedule: replace it at once,
+		// before the slow host work, so nobody reads the old host's phase as this one's.
+		if err := r.applyStatus(ctx, s); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 	return ctrl.Result{}, r.reconcileNormal(ctx, s)
 }
 
@@ -324,15 +298,6 @@ func (r *CloneReconciler) reconcileNormal(ctx context.Context, s *cloneScope) er
 		stepSeconds.WithLabelValues(step.name, result(err)).Observe(time.Since(start).Seconds())
 		if err != nil || !done {
 			return err
-		}
-		if step.name == "volume" || step.name == "guest" {
-			// Show the progress before the next slow step (scrub, xl create).
-			if err := r.flush(ctx, s); err != nil {
-				return err
-			}
-			if s.stale {
-				return nil
-			}
 		}
 	}
 	return nil
@@ -382,7 +347,7 @@ func (r *CloneReconciler) removeVolumes(ctx context.Context, s *cloneScope, vgs 
 			if err := r.Host.Storage.Remove(ctx, lv.Ref(), owner); err != nil && !errors.Is(err, lvm.ErrLVNotFound) {
 				return fmt.Errorf("remove %s: %w", lv.Ref(), err)
 			}
-			r.event(s.clone, corev1.EventTypeNormal, "VolumeRemoved", "RemoveSnapshot", "removed %s", lv.Ref())
+			log.FromContext(ctx).V(1).Info("removed volume", "lv", lv.Ref().String())
 		}
 	}
 	return nil
@@ -440,7 +405,9 @@ func (r *CloneReconciler) ensureVolume(ctx context.Context, s *cloneScope) (bool
 	s.volume = &lv
 	s.pool = poolOf(rep, lv)
 	r.markVolumeReady(s, lv)
-	r.event(s.clone, corev1.EventTypeNormal, ReasonVolumeCreated, "CreateSnapshot", "%s snapshot %s of %s", req.Mode, lv.Ref(), req.Origin)
+	// Told in the Started event with the rest: one event per clone start, not one per step.
+	s.built = append(s.built, fmt.Sprintf("%s snapshot %s of %s", req.Mode, lv.Ref(), req.Origin))
+	log.FromContext(ctx).V(1).Info("snapshot created", "lv", lv.Ref().String(), "mode", req.Mode)
 	return true, nil
 }
 
@@ -531,8 +498,8 @@ func (r *CloneReconciler) ensureGuestPrepared(ctx context.Context, s *cloneScope
 		if err := r.Host.Storage.AddTag(ctx, lv.Ref(), OwnerOf(s.clone), PreparedTag); err != nil {
 			return false, fmt.Errorf("mark %s prepared: %w", lv.Ref(), err)
 		}
-		r.event(s.clone, corev1.EventTypeNormal, ReasonPrepared, "PrepareGuest", "scrubbed %d item(s) (%s), hostname %s",
-			len(rep.Changed), summarize(rep.Changed, 5), Hostname(s.clone))
+		s.built = append(s.built, fmt.Sprintf("scrubbed %d item(s) (%s), hostname %s",
+			len(rep.Changed), summarize(rep.Changed, 5), Hostname(s.clone)))
 	}
 	s.setCondition(vmv1alpha1.ConditionGuestPrepared, metav1.ConditionTrue, ReasonPrepared,
 		fmt.Sprintf("machine-specific data scrubbed, hostname %s", Hostname(s.clone)))
@@ -699,7 +666,11 @@ func (r *CloneReconciler) startDomain(ctx context.Context, s *cloneScope, name s
 		s.status.Domain = &vmv1alpha1.DomainStatus{Name: name, ID: int32(dom.ID), State: dom.State.String()}
 	}
 	r.capacityChanged()
-	r.event(s.clone, corev1.EventTypeNormal, ReasonStarted, "StartDomain", "domain %s started on %s", name, r.NodeName)
+	what := fmt.Sprintf("domain %s started on %s", name, r.NodeName)
+	if len(s.built) > 0 {
+		what += " from a fresh disk: " + strings.Join(s.built, "; ")
+	}
+	r.event(s.clone, corev1.EventTypeNormal, ReasonStarted, "StartDomain", "%s", what)
 	return true, nil
 }
 
@@ -773,7 +744,10 @@ func (r *CloneReconciler) stopDomain(ctx context.Context, s *cloneScope, why str
 		}
 		s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionFalse, ReasonShuttingDown,
 			fmt.Sprintf("shutting %s down (%s); it is destroyed after %s", name, why, r.ShutdownGrace))
-		r.event(s.clone, corev1.EventTypeNormal, ReasonShuttingDown, "StopDomain", "asked domain %s to shut down (%s)", name, why)
+		if s.clone.DeletionTimestamp.IsZero() {
+			// A deleted clone's events outlive it for nothing: its status says Terminating.
+			r.event(s.clone, corev1.EventTypeNormal, ReasonShuttingDown, "StopDomain", "asked domain %s to shut down (%s)", name, why)
+		}
 		cond = meta.FindStatusCondition(s.status.Conditions, vmv1alpha1.ConditionDomainRunning)
 	}
 	step, wait := xen.NextStopStep(found, dom.State, cond.LastTransitionTime.Time, s.now.Time, r.ShutdownGrace)

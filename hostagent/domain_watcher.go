@@ -8,8 +8,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/log"
-
-	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
 )
 
 // domainWatcher is the agent's view of the hypervisor between reconciles: xl has no event
@@ -68,12 +66,12 @@ func (w *domainWatcher) poll(ctx context.Context) error {
 	if first || len(changed) == 0 {
 		return nil
 	}
-	var clones vmv1alpha1.VMCloneList
-	if err := w.client.List(ctx, &clones, client.MatchingLabels{vmv1alpha1.NodeNameLabel: w.nodeName}); err != nil {
+	bound, err := boundClones(ctx, w.client, w.nodeName)
+	if err != nil {
 		return err
 	}
-	for i := range clones.Items {
-		c := &clones.Items[i]
+	for i := range bound {
+		c := &bound[i]
 		if changed[DomainName(c)] {
 			select {
 			case w.events <- event.GenericEvent{Object: c}:

@@ -133,12 +133,12 @@ func (h *HostReporter) Report(ctx context.Context) error {
 	if err := h.Client.List(ctx, &templates); err != nil {
 		return fmt.Errorf("list templates: %w", err)
 	}
-	var clones vmv1alpha1.VMCloneList
-	if err := h.Client.List(ctx, &clones, client.MatchingLabels{vmv1alpha1.NodeNameLabel: h.NodeName}); err != nil {
+	bound, err := boundClones(ctx, h.Client, h.NodeName)
+	if err != nil {
 		return fmt.Errorf("list clones: %w", err)
 	}
 	phases := map[string]float64{}
-	for _, c := range clones.Items {
+	for _, c := range bound {
 		phases[string(c.Status.Phase)]++
 	}
 	for _, p := range []vmv1alpha1.VMClonePhase{vmv1alpha1.PhasePending, vmv1alpha1.PhaseScheduled, vmv1alpha1.PhaseProvisioning,
@@ -146,7 +146,7 @@ func (h *HostReporter) Report(ctx context.Context) error {
 		vmv1alpha1.PhaseResetting, vmv1alpha1.PhaseFailed, vmv1alpha1.PhaseUnknown, vmv1alpha1.PhaseTerminating} {
 		clonesByPhase.WithLabelValues(h.NodeName, string(p)).Set(phases[string(p)])
 	}
-	st := h.observe(ctx, templates.Items, len(clones.Items), host.Generation)
+	st := h.observe(ctx, templates.Items, len(bound), host.Generation)
 	// Conditions keep their transition times when nothing changed.
 	for i := range st.Conditions {
 		if old := meta.FindStatusCondition(host.Status.Conditions, st.Conditions[i].Type); old != nil &&

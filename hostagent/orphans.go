@@ -79,12 +79,12 @@ type orphan struct {
 
 // Collect makes one pass.
 func (o *OrphanCollector) Collect(ctx context.Context) error {
-	var clones vmv1alpha1.VMCloneList
-	if err := o.Client.List(ctx, &clones, client.MatchingLabels{vmv1alpha1.NodeNameLabel: o.NodeName}); err != nil {
+	bound, err := boundClones(ctx, o.Client, o.NodeName)
+	if err != nil {
 		return fmt.Errorf("list clones: %w", err)
 	}
 	uids, uuids := map[string]bool{}, map[string]bool{}
-	for _, c := range clones.Items {
+	for _, c := range bound {
 		uids[string(c.UID)] = true
 		if c.Status.UUID != "" {
 			uuids[c.Status.UUID] = true

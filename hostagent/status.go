@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -12,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -24,27 +24,33 @@ var agentConditions = []string{
 	vmv1alpha1.ConditionDomainRunning, vmv1alpha1.ConditionStorageAtRisk,
 }
 
-// agentOwnsPhase says whether a phase is one the agent writes (the controller writes Pending,
-// Scheduled and Unknown).
-func agentOwnsPhase(p vmv1alpha1.VMClonePhase) bool {
-	switch p {
-	case "", vmv1alpha1.PhasePending, vmv1alpha1.PhaseScheduled, vmv1alpha1.PhaseUnknown:
-		return false
+// agentStatus is the part of a clone's status the agent owns, as currently stored, if it
+// describes the clone's current binding. A report from another binding (the clone's earlier
+// host, before a reschedule) is not this host's to continue from: the agent starts afresh,
+// with the resets counted as done (its disk will be a fresh snapshot anyway).
+func agentStatus(c *vmv1alpha1.VMClone) vmv1alpha1.VMCloneStatus {
+	if !c.HostReportCurrent() {
+		return vmv1alpha1.VMCloneStatus{
+			ObservedBindingGeneration: c.Status.BindingGeneration,
+			ObservedResetRequests:     c.Spec.ResetRequests,
+			Timestamps:                &vmv1alpha1.CloneTimestamps{},
+		}
 	}
-	return true
+	return storedReport(c)
 }
 
-// agentStatus is the part of a clone's status the agent owns, as currently stored.
-func agentStatus(c *vmv1alpha1.VMClone) vmv1alpha1.VMCloneStatus {
+// storedReport is the agent's part of a clone's status as stored, whichever binding it
+// describes.
+func storedReport(c *vmv1alpha1.VMClone) vmv1alpha1.VMCloneStatus {
 	st := vmv1alpha1.VMCloneStatus{
-		ObservedGeneration:    c.Status.ObservedGeneration,
-		Domain:                c.Status.Domain.DeepCopy(),
-		Volume:                c.Status.Volume.DeepCopy(),
-		ObservedResetRequests: c.Status.ObservedResetRequests,
-		Timestamps:            &vmv1alpha1.CloneTimestamps{},
-	}
-	if agentOwnsPhase(c.Status.Phase) {
-		st.Phase, st.Message = c.Status.Phase, c.Status.Message
+		ObservedGeneration:        c.Status.ObservedGeneration,
+		ObservedBindingGeneration: c.Status.ObservedBindingGeneration,
+		Phase:                     c.Status.Phase,
+		Message:                   c.Status.Message,
+		Domain:                    c.Status.Domain.DeepCopy(),
+		Volume:                    c.Status.Volume.DeepCopy(),
+		ObservedResetRequests:     c.Status.ObservedResetRequests,
+		Timestamps:                &vmv1alpha1.CloneTimestamps{},
 	}
 	if ts := c.Status.Timestamps; ts != nil {
 		st.Timestamps.VolumeReady = ts.VolumeReady.DeepCopy()
@@ -60,6 +66,33 @@ func agentStatus(c *vmv1alpha1.VMClone) vmv1alpha1.VMCloneStatus {
 	return st
 }
 
+// reportFor is where a reconcile starts from: the report this agent last wrote for the clone's
+// current binding, else the one stored. The agent is the only writer of these fields, so what
+// it wrote is never older than what its cache shows — which may lag its own write by a moment,
+// and acting on that lag once restarted a Once domain that had just stopped.
+// It returns the report to build on and the one the server holds, to write only a change.
+func (r *CloneReconciler) reportFor(c *vmv1alpha1.VMClone) (base, last vmv1alpha1.VMCloneStatus) {
+	key := client.ObjectKeyFromObject(c)
+	if v, ok := r.reports.Load(key); ok {
+		w := v.(writtenReport)
+		if w.uid == c.UID && w.status.ObservedBindingGeneration == c.Status.BindingGeneration {
+			base = *w.status.DeepCopy()
+			if base.Timestamps == nil {
+				base.Timestamps = &vmv1alpha1.CloneTimestamps{}
+			}
+			return base, *w.status.DeepCopy()
+		}
+		r.reports.Delete(key)
+	}
+	return agentStatus(c), storedReport(c)
+}
+
+// writtenReport is a report this agent wrote, for the clone of that UID.
+type writtenReport struct {
+	uid    types.UID
+	status vmv1alpha1.VMCloneStatus
+}
+
 // phaseOf derives the clone's phase and message from the agent's conditions. It returns an
 // empty phase while the agent has nothing to say yet (the controller's phase stands).
 func phaseOf(s *cloneScope) (vmv1alpha1.VMClonePhase, string) {
@@ -67,6 +100,8 @@ func phaseOf(s *cloneScope) (vmv1alpha1.VMClonePhase, string) {
 	find := func(t string) *metav1.Condition { return meta.FindStatusCondition(conds, t) }
 	vol, guest, dom := find(vmv1alpha1.ConditionVolumeReady), find(vmv1alpha1.ConditionGuestPrepared), find(vmv1alpha1.ConditionDomainRunning)
 	switch {
+	case !s.clone.DeletionTimestamp.IsZero():
+		return vmv1alpha1.PhaseTerminating, "removing the domain and its disk from " + s.clone.Status.NodeName
 	case s.failed:
 		return vmv1alpha1.PhaseFailed, find(vmv1alpha1.ConditionStorageAtRisk).Message
 	case vol == nil || vol.Reason == ReasonWaitingForIdentity:
@@ -99,96 +134,53 @@ func phaseOf(s *cloneScope) (vmv1alpha1.VMClonePhase, string) {
 	return vmv1alpha1.PhaseStarting, dom.Message
 }
 
-// applyStatus writes the agent's part of the status with server-side apply, and only when it
-// changed since the last write: a clone costs a handful of writes over its life, not one per
-// reconcile. The apply carries the resourceVersion the reconcile started from, so a status
-// computed from a stale cache can never remove fields a newer write set (server-side apply
-// drops fields a manager stops sending); a stale reconcile gets a conflict and the fresh
-// object's event runs it again.
+// applyStatus writes the agent's report with server-side apply, only when it differs from the
+// last one written (or stored): a clone costs a handful of writes over its life, not one per
+// reconcile. Every field sent is the agent's alone, so no resourceVersion precondition is
+// needed and no other writer's change can conflict; the UID keeps the write off a namesake
+// created meanwhile.
 func (r *CloneReconciler) applyStatus(ctx context.Context, s *cloneScope) error {
+	s.status.Phase, s.status.Message = phaseOf(s)
 	s.status.ObservedGeneration = s.clone.Generation
+	s.status.ObservedBindingGeneration = s.clone.Status.BindingGeneration
 	if ts := s.status.Timestamps; ts != nil && *ts == (vmv1alpha1.CloneTimestamps{}) {
 		s.status.Timestamps = nil
 	}
-	if s.applied == nil {
-		before := agentStatus(s.clone)
-		s.applied = &before
-	}
-	if sameAgentStatus(*s.applied, s.status) {
+	if sameAgentStatus(s.last, s.status) {
 		return nil
 	}
 	st, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&s.status)
 	if err != nil {
 		return fmt.Errorf("encode status: %w", err)
 	}
-	var u *unstructured.Unstructured
-	for attempt := 0; ; attempt++ {
-		u = &unstructured.Unstructured{Object: map[string]any{
-			"apiVersion": vmv1alpha1.GroupVersion.String(),
-			"kind":       "VMClone",
-			"metadata": map[string]any{"name": s.clone.Name, "namespace": s.clone.Namespace,
-				"uid": string(s.clone.UID), "resourceVersion": s.clone.ResourceVersion},
-			"status": st,
-		}}
-		// Forced: the agent takes the phase over from the controller once it acts on the clone.
-		err = r.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u),
-			client.FieldOwner(FieldManager), client.ForceOwnership)
-		if err == nil {
-			break
-		}
-		if !apierrors.IsConflict(err) {
-			return fmt.Errorf("apply status of %s/%s: %w", s.clone.Namespace, s.clone.Name, err)
-		}
-		// Someone wrote the clone since this reconcile read it. If the agent's own share is
-		// still what this reconcile started from, the other write was the controller's (its
-		// conditions, labels): this status is still right, so write it on the new version.
-		// Dropping it instead would lose what the host just did — a guest that powered off
-		// and whose domain was cleaned up would look like a vanished domain next time.
-		fresh, same, rerr := r.agentShareUnchanged(ctx, s)
-		if rerr != nil || !same || attempt == 2 {
-			log.FromContext(ctx).V(1).Info("status write raced a newer version of the clone; retrying from it",
-				"resourceVersion", s.clone.ResourceVersion, "error", err.Error())
-			s.stale = true
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": vmv1alpha1.GroupVersion.String(),
+		"kind":       "VMClone",
+		"metadata":   map[string]any{"name": s.clone.Name, "namespace": s.clone.Namespace, "uid": string(s.clone.UID)},
+		"status":     st,
+	}}
+	if err := r.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+			// Gone, or replaced by a namesake (UID precondition): nothing of ours to report.
+			r.reports.Delete(client.ObjectKeyFromObject(s.clone))
+			log.FromContext(ctx).V(1).Info("clone gone before its report was written", "error", err.Error())
 			return nil
 		}
-		s.clone.ResourceVersion = fresh
+		return fmt.Errorf("apply status of %s/%s: %w", s.clone.Namespace, s.clone.Name, err)
 	}
-	// Later writes of this reconcile start from what the server now holds.
-	s.clone.ResourceVersion = u.GetResourceVersion()
-	// Remember the status as the server stores it: times have one-second precision on the
-	// wire, and cacheBehind compares this with what the cache returns. Kept with nanoseconds,
-	// it never matched, and every reconcile after a write waited out cacheBehind's timeout.
+	// Remember the report as the server stores it (times in whole seconds), so the next
+	// comparison is with what is really there.
 	applied, err := asStored(s.status)
 	if err != nil {
 		return err
 	}
+	s.last = applied
 	s.status = *applied.DeepCopy()
 	if s.status.Timestamps == nil {
 		s.status.Timestamps = &vmv1alpha1.CloneTimestamps{} // the steps set its fields
 	}
-	s.applied = &applied
-	r.written.Store(s.clone.UID, writtenStatus{status: applied, at: time.Now()})
+	r.reports.Store(client.ObjectKeyFromObject(s.clone), writtenReport{uid: s.clone.UID, status: applied})
 	return nil
-}
-
-// flush writes the status between steps, so `kubectl get -w` shows Provisioning and Starting
-// while the slow host work happens rather than only its end.
-func (r *CloneReconciler) flush(ctx context.Context, s *cloneScope) error {
-	s.status.Phase, s.status.Message = phaseOf(s)
-	return r.applyStatus(ctx, s)
-}
-
-// agentShareUnchanged reads the clone uncached and reports its resourceVersion and whether the
-// agent's share of its status is still the one this reconcile started from (s.applied).
-func (r *CloneReconciler) agentShareUnchanged(ctx context.Context, s *cloneScope) (string, bool, error) {
-	var cur vmv1alpha1.VMClone
-	if err := r.Reader.Get(ctx, client.ObjectKeyFromObject(s.clone), &cur); err != nil {
-		return "", false, err
-	}
-	if cur.UID != s.clone.UID {
-		return "", false, nil
-	}
-	return cur.ResourceVersion, sameAgentStatus(agentStatus(&cur), *s.applied), nil
 }
 
 // sameAgentStatus compares two versions of the agent's share of a status as the server would
@@ -196,6 +188,7 @@ func (r *CloneReconciler) agentShareUnchanged(ctx context.Context, s *cloneScope
 // (agentStatus lists them by type, a reconcile appends them as it sets them).
 func sameAgentStatus(a, b vmv1alpha1.VMCloneStatus) bool {
 	norm := func(st vmv1alpha1.VMCloneStatus) vmv1alpha1.VMCloneStatus {
+		st = *st.DeepCopy()
 		if stored, err := asStored(st); err == nil {
 			st = stored
 		}
@@ -221,3 +214,21 @@ func asStored(st vmv1alpha1.VMCloneStatus) (vmv1alpha1.VMCloneStatus, error) {
 	}
 	return out, nil
 }
+
+// boundClones lists the clones bound to node. The agent's cache holds only those already (it
+// selects on status.nodeName); the filter keeps callers right with any reader.
+func boundClones(ctx context.Context, c client.Reader, node string) ([]vmv1alpha1.VMClone, error) {
+	var list vmv1alpha1.VMCloneList
+	if err := c.List(ctx, &list); err != nil {
+		return nil, fmt.Errorf("list VMClones bound to %s: %w", node, err)
+	}
+	out := list.Items[:0]
+	for i := range list.Items {
+		if list.Items[i].Status.NodeName == node {
+			out = append(out, list.Items[i])
+		}
+	}
+	return out, nil
+}
+
+func keyOf(c *vmv1alpha1.VMClone) types.NamespacedName { return client.ObjectKeyFromObject(c) }

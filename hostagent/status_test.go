@@ -6,37 +6,48 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
 )
 
-// After the agent writes a status, the cache soon returns it as the API server stores it (times
-// in whole seconds). cacheBehind must then say the cache caught up; before asStored it compared
-// nanosecond times with second ones, never matched, and every reconcile after a write stalled
-// for cacheBehind's whole timeout (5 s per status write).
-func TestCacheCatchesUpWithOwnWriteDespiteTimePrecision(t *testing.T) {
-	now := metav1.NewTime(time.Date(2026, 11, 25, 21, 37, 47, 111339002, time.UTC))
-	st := vmv1alpha1.VMCloneStatus{
-		Phase:      vmv1alpha1.PhaseProvisioning,
-		Timestamps: &vmv1alpha1.CloneTimestamps{VolumeReady: &now},
-		Conditions: []metav1.Condition{{Type: vmv1alpha1.ConditionVolumeReady, Status: metav1.ConditionTrue,
-			ObservedGeneration: 1, LastTransitionTime: now, Reason: "SnapshotCreated", Message: "disk /dev/vg0/x"}},
+func boundClone(binding, observed int64) *vmv1alpha1.VMClone {
+	return &vmv1alpha1.VMClone{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web", UID: "5e1f"},
+		Status:     vmv1alpha1.VMCloneStatus{NodeName: "xen-a", BindingGeneration: binding, ObservedBindingGeneration: observed},
 	}
-	stored, err := asStored(st)
+}
+
+// The agent is the only writer of its report, so a reconcile starts from what it last wrote
+// even when the cache still shows the clone from before that write: a Once domain whose start
+// was just recorded must not look unstarted (it would be started a second time).
+func TestReportForPrefersOwnLastWriteOverLaggingCache(t *testing.T) {
+	now := metav1.NewTime(time.Date(2026, 11, 25, 21, 37, 47, 111339002, time.UTC))
+	written := vmv1alpha1.VMCloneStatus{
+		ObservedBindingGeneration: 1, Phase: vmv1alpha1.PhaseRunning,
+		Timestamps: &vmv1alpha1.CloneTimestamps{Started: &now},
+	}
+	stored, err := asStored(written)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := stored.Timestamps.VolumeReady.Time; !got.Equal(now.Truncate(time.Second)) {
+	if got := stored.Timestamps.Started.Time; !got.Equal(now.Truncate(time.Second)) {
 		t.Fatalf("asStored kept %v, want whole seconds", got)
 	}
-
 	r := &CloneReconciler{}
-	uid := types.UID("5e1f")
-	r.written.Store(uid, writtenStatus{status: stored, at: time.Now()})
+	lagging := boundClone(1, 0) // the cache has not seen the write yet
+	r.reports.Store(keyOf(lagging), writtenReport{uid: lagging.UID, status: stored})
 
-	// What the informer decodes from the watch event of that write.
-	wire, err := json.Marshal(&vmv1alpha1.VMClone{ObjectMeta: metav1.ObjectMeta{UID: uid}, Status: st})
+	base, last := r.reportFor(lagging)
+	if base.Timestamps == nil || base.Timestamps.Started == nil || base.Phase != vmv1alpha1.PhaseRunning {
+		t.Fatalf("reportFor started from the lagging cache, not the agent's own write: %+v", base)
+	}
+	if !sameAgentStatus(last, stored) {
+		t.Fatal("reportFor: last written report is not what was written")
+	}
+
+	// What the informer decodes from the watch event of that write compares equal, so the
+	// next reconcile writes nothing (times have whole seconds on the wire).
+	wire, err := json.Marshal(&vmv1alpha1.VMClone{Status: written})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,14 +55,43 @@ func TestCacheCatchesUpWithOwnWriteDespiteTimePrecision(t *testing.T) {
 	if err := json.Unmarshal(wire, &cached); err != nil {
 		t.Fatal(err)
 	}
-	if r.cacheBehind(&cached) {
-		t.Fatal("cacheBehind: the cache holds the agent's own write but is reported behind")
+	if !sameAgentStatus(storedReport(&cached), stored) {
+		t.Fatal("the stored report and the written one differ only in time precision but compare different")
 	}
 
-	// A cache that really predates the write is behind.
-	r.written.Store(uid, writtenStatus{status: stored, at: time.Now()})
-	cached.Status.Conditions = nil
-	if !r.cacheBehind(&cached) {
-		t.Fatal("cacheBehind: a cache without the agent's last write is reported caught up")
+	// A namesake (another UID) or another binding does not inherit the report.
+	other := boundClone(1, 0)
+	other.UID = "77aa"
+	if base, _ := r.reportFor(other); base.Phase != "" {
+		t.Fatalf("a namesake inherited the report: %+v", base)
+	}
+	r.reports.Store(keyOf(lagging), writtenReport{uid: lagging.UID, status: stored})
+	if base, _ := r.reportFor(boundClone(2, 1)); base.Phase != "" || base.ObservedBindingGeneration != 2 {
+		t.Fatalf("a new binding continued from the old binding's report: %+v", base)
+	}
+}
+
+// A report from an earlier binding (the clone's host before a reschedule) is not this host's
+// state: the agent starts afresh, with the resets asked so far counted as done.
+func TestAgentStatusIgnoresEarlierBindingsReport(t *testing.T) {
+	now := metav1.Now()
+	c := boundClone(2, 1)
+	c.Spec.ResetRequests = 3
+	c.Status.Phase = vmv1alpha1.PhaseRunning
+	c.Status.Timestamps = &vmv1alpha1.CloneTimestamps{Started: &now}
+	c.Status.Conditions = []metav1.Condition{{Type: vmv1alpha1.ConditionDomainRunning, Status: metav1.ConditionTrue, Reason: ReasonStarted}}
+	st := agentStatus(c)
+	if st.Phase != "" || st.Timestamps.Started != nil || len(st.Conditions) != 0 {
+		t.Fatalf("agentStatus carried the old host's report over: %+v", st)
+	}
+	if st.ObservedBindingGeneration != 2 || st.ObservedResetRequests != 3 {
+		t.Fatalf("agentStatus = binding %d resets %d, want 2 and 3", st.ObservedBindingGeneration, st.ObservedResetRequests)
+	}
+	if c.HostReportCurrent() {
+		t.Fatal("HostReportCurrent: a report of binding 1 counts for binding 2")
+	}
+	c.Status.ObservedBindingGeneration = 2
+	if got := agentStatus(c); got.Phase != vmv1alpha1.PhaseRunning {
+		t.Fatalf("agentStatus dropped the current binding's report: %+v", got)
 	}
 }

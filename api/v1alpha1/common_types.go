@@ -6,15 +6,6 @@ import (
 
 // Labels, annotations and finalizers shared by the controller and the host agents.
 const (
-	// NodeNameLabel is set by the controller on every VMClone bound to a host. Each host agent
-	// caches only the clones whose label equals its own node name, as KubeVirt's virt-handler
-	// does with kubevirt.io/nodeName.
-	NodeNameLabel = "vm.xenclone.dev/node"
-
-	// TemplateLabel carries the VMTemplate name of a VMClone so clones of a template can be
-	// listed with a label selector.
-	TemplateLabel = "vm.xenclone.dev/template"
-
 	// PoolLabel names the VMClonePool that owns a VMClone.
 	PoolLabel = "vm.xenclone.dev/pool"
 

@@ -203,21 +203,39 @@ type CloneStorage struct {
 	COWSize *resource.Quantity `json:"cowSize,omitempty"`
 }
 
-// VMCloneStatus is written by two field managers: the controller (scheduling, identity,
-// lifetime, Scheduled and Ready) and the host agent (volume, domain, host conditions).
+// VMCloneStatus has one writer per field (docs/architecture.md, "Who writes what"). The
+// controller binds the clone once per host — nodeName, bindingGeneration, uuid, interfaces,
+// hostname, timestamps.scheduled, in one apply — and owns what only it can know: expiresAt and
+// the conditions Scheduled, Expired, Ready, Reconciling and Stalled. Everything else is the
+// bound host agent's report of its host: phase, message, domain, volume, observedGeneration,
+// observedBindingGeneration, observedResetRequests, the other timestamps and the conditions
+// VolumeReady, GuestPrepared, DomainRunning and StorageAtRisk. A report whose
+// observedBindingGeneration differs from bindingGeneration describes an earlier host and is
+// ignored (VMClone.HostReport).
 type VMCloneStatus struct {
-	// ObservedGeneration is the generation the status describes.
+	// ObservedGeneration is the generation the host agent's report describes.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// Phase summarizes the clone's state.
+	// Phase summarizes the clone's state as its host reports it. Pending until the host agent
+	// has reported (the API server fills it in; no controller writes it).
+	// +kubebuilder:default=Pending
 	// +optional
 	Phase VMClonePhase `json:"phase,omitempty"`
-	// Message says, for a human, what is happening or what to do.
+	// Message says, for a human, what is happening on the host or what to do.
 	// +optional
 	Message string `json:"message,omitempty"`
 	// NodeName is the host the clone is bound to.
 	// +optional
 	NodeName string `json:"nodeName,omitempty"`
+	// BindingGeneration counts the clone's bindings: 1 once it is placed on its first host,
+	// one more each time it is placed on another (spec.placement.onNodeLost: Reschedule).
+	// +optional
+	BindingGeneration int64 `json:"bindingGeneration,omitempty"`
+	// ObservedBindingGeneration is the binding the host agent's report (phase, message,
+	// domain, volume, its conditions and timestamps) describes: a report from a host the
+	// clone has left has an older value and counts for nothing.
+	// +optional
+	ObservedBindingGeneration int64 `json:"observedBindingGeneration,omitempty"`
 	// UUID is the Xen domain UUID, allocated once and kept across resets.
 	// +optional
 	UUID string `json:"uuid,omitempty"`
@@ -321,6 +339,8 @@ type CloneTimestamps struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:shortName=vmc,categories=xenclone
 // +kubebuilder:subresource:status
+// +kubebuilder:selectablefield:JSONPath=`.status.nodeName`
+// +kubebuilder:selectablefield:JSONPath=`.spec.templateRef.name`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.status.nodeName`
 // +kubebuilder:printcolumn:name="Template",type=string,JSONPath=`.spec.templateRef.name`

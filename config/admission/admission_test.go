@@ -189,12 +189,12 @@ func agentClient(t *testing.T, node string) client.Client {
 	return cl
 }
 
-// boundClone creates a clone bound to node the way the controller binds it (status, label).
+// boundClone creates a clone bound to node the way the controller binds it (status.nodeName).
 func boundClone(t *testing.T, name, node string) *vmv1alpha1.VMClone {
 	t.Helper()
 	ctx := context.Background()
 	c := &vmv1alpha1.VMClone{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: name, Labels: map[string]string{vmv1alpha1.NodeNameLabel: node}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: name},
 		Spec:       vmv1alpha1.VMCloneSpec{TemplateRef: vmv1alpha1.LocalObjectReference{Name: "debian12"}},
 	}
 	if err := admin.Create(ctx, c); err != nil {
@@ -263,7 +263,7 @@ func eventuallyDenied(t *testing.T, fn func() error) error {
 }
 
 // TestAgentCannotTouchAnotherNodesClone is the "must show": agent A's identity cannot
-// update a clone bound to node B — not its status, not its metadata, not by relabelling — while
+// update a clone bound to node B — not its status, not its metadata, not by rebinding — while
 // it can update its own.
 func TestAgentCannotTouchAnotherNodesClone(t *testing.T) {
 	ctx := context.Background()
@@ -289,8 +289,8 @@ func TestAgentCannotTouchAnotherNodesClone(t *testing.T) {
 		t.Fatal(err)
 	}
 	patch := client.MergeFrom(cur.DeepCopy())
-	cur.Labels[vmv1alpha1.NodeNameLabel] = "xen-a"
-	wantForbidden(t, "agent xen-a relabels xen-b's clone to itself", agentA.Patch(ctx, cur, patch), "hostagent-own-node")
+	cur.Status.NodeName = "xen-a"
+	wantForbidden(t, "agent xen-a rebinds xen-b's clone to itself", agentA.Status().Patch(ctx, cur, patch), "hostagent-own-node")
 	if err := admin.Get(ctx, client.ObjectKeyFromObject(mine), cur); err != nil {
 		t.Fatal(err)
 	}

@@ -83,11 +83,11 @@ func TestAgentOnGarbageLVM(t *testing.T) {
 		Domain:   vmv1alpha1.DomainSpec{Memory: &mem, Boot: &vmv1alpha1.BootSpec{Bootloader: "pygrub"}},
 	}}))
 	// Bound by hand the way the controller binds (no controller here: it would see no capacity).
-	c := &vmv1alpha1.VMClone{ObjectMeta: metav1.ObjectMeta{Namespace: nsName, Name: "web-1", Labels: map[string]string{vmv1alpha1.NodeNameLabel: node}},
+	c := &vmv1alpha1.VMClone{ObjectMeta: metav1.ObjectMeta{Namespace: nsName, Name: "web-1"},
 		Spec: vmv1alpha1.VMCloneSpec{TemplateRef: vmv1alpha1.LocalObjectReference{Name: "junk-tpl"}}}
 	must(k8s.Create(ctx, c))
 	patch := client.MergeFrom(c.DeepCopy())
-	c.Status.NodeName, c.Status.UUID = node, "0c1d2e3f-0000-4000-8000-00000000beef"
+	c.Status.NodeName, c.Status.BindingGeneration, c.Status.UUID = node, 1, "0c1d2e3f-0000-4000-8000-00000000beef"
 	c.Status.Interfaces = []vmv1alpha1.InterfaceStatus{{Index: 0, MAC: "00:16:3e:00:be:ef", Bridge: "xenbr0"}}
 	must(k8s.Status().Patch(ctx, c, patch))
 

@@ -64,6 +64,21 @@ if obj.status == nil then
 end
 local st = obj.status
 local conds = st.conditions
+-- The host agent's report (phase, message, its conditions) counts only if it describes the
+-- clone's current binding: after a reschedule the old host's report stays until the new
+-- host's agent replaces it.
+local reportCurrent = st.nodeName ~= nil and st.nodeName ~= "" and
+  (st.observedBindingGeneration or 0) == (st.bindingGeneration or 0)
+if not reportCurrent then
+  local own = {}
+  for _, c in ipairs(conds or {}) do
+    if c.type == "Scheduled" or c.type == "Ready" or c.type == "Expired" then
+      table.insert(own, c)
+    end
+  end
+  conds = own
+  st = { nodeName = st.nodeName, conditions = own, phase = "Pending" }
+end
 local phase = text(st.phase)
 local node = text(st.nodeName)
 local ready = condition(conds, "Ready")
