@@ -38,7 +38,7 @@ func AllocateInterfaces(nics []vmv1alpha1.NIC, current []vmv1alpha1.InterfaceSta
 	for i, nic := range nics {
 		iface := vmv1alpha1.InterfaceStatus{Index: int32(i), Bridge: nic.Bridge}
 		if iface.Bridge == "" {
-			iface.Bridge = "xenbr0"
+			iface.Bridge = vmv1alpha1.DefaultBridge
 		}
 		var have string
 		if i < len(current) {
@@ -86,37 +86,16 @@ next:
 	return "", fmt.Errorf("no free MAC in %s after %d draws", xenOUI, macDrawAttempts)
 }
 
-// cloneNICs is the clone's NIC list: its own, else the template's.
+// cloneNICs, cloneHostname and hostnameLabel keep the names the clone and pool reconcilers
+// call, so the agent and the controller read one resolution (vmv1alpha1.Effective).
+// ensureIdentity asks for the host name only while status.hostname is empty, so Effective's
+// preference for the recorded name does not make it sticky on a stale value.
 func cloneNICs(clone *vmv1alpha1.VMClone, tmpl *vmv1alpha1.VMTemplate) []vmv1alpha1.NIC {
-	if len(clone.Spec.NICs) > 0 {
-		return clone.Spec.NICs
-	}
-	if tmpl == nil {
-		return nil
-	}
-	nics := make([]vmv1alpha1.NIC, len(tmpl.Spec.Domain.NICs))
-	copy(nics, tmpl.Spec.Domain.NICs)
-	for i := range nics {
-		// A template's MAC would be shared by every clone: never inherit it.
-		nics[i].MAC = ""
-	}
-	return nics
+	return vmv1alpha1.Effective(clone, tmpl).NICs
 }
 
-// cloneHostname is the guest host name: spec.hostname, else the clone's name made a valid
-// RFC 1123 label.
 func cloneHostname(clone *vmv1alpha1.VMClone) string {
-	if clone.Spec.Hostname != "" {
-		return clone.Spec.Hostname
-	}
-	return hostnameLabel(clone.Name)
+	return vmv1alpha1.Effective(clone, nil).Hostname
 }
 
-// hostnameLabel turns an object name (a DNS subdomain) into a host name label.
-func hostnameLabel(name string) string {
-	h := strings.ReplaceAll(name, ".", "-")
-	if len(h) > 63 {
-		h = h[:63]
-	}
-	return strings.Trim(h, "-")
-}
+func hostnameLabel(name string) string { return vmv1alpha1.HostnameLabel(name) }

@@ -8,21 +8,10 @@ import (
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
-)
-
-// Defaults the placement falls back to when neither the clone nor its template says.
-const (
-	// defaultMemoryMiB is xl.cfg's own default when a domain config has no memory line.
-	defaultMemoryMiB = 128
-	// Thin pool thresholds when a template sets none (the CRD defaults, repeated for templates
-	// created before defaulting or through a client that skips it).
-	defaultThinDataPercent     = 80
-	defaultThinMetadataPercent = 70
 )
 
 // Binding is a clone already placed on a host, as placement accounts for it.
@@ -90,30 +79,18 @@ type CloneRequest struct {
 
 // RequestFor derives what a clone needs from its spec and its template's defaults.
 func RequestFor(clone *vmv1alpha1.VMClone, tmpl *vmv1alpha1.VMTemplate) CloneRequest {
+	e := vmv1alpha1.Effective(clone, tmpl)
 	req := CloneRequest{
-		MemoryMiB:           cloneMemoryMiB(clone, tmpl),
-		Mode:                tmpl.Spec.Snapshot.Mode,
-		VolumeGroup:         string(tmpl.Spec.Origin.VolumeGroup),
-		ThinPool:            string(tmpl.Spec.Snapshot.ThinPool),
-		DataPercentMax:      defaultThinDataPercent,
-		MetadataPercentMax:  defaultThinMetadataPercent,
+		MemoryMiB:           e.MemoryMiB,
+		Mode:                e.Mode,
+		VolumeGroup:         e.VolumeGroup,
+		COWBytes:            e.COWBytes,
+		ThinPool:            e.ThinPool,
+		DataPercentMax:      e.PoolDataPercent,
+		MetadataPercentMax:  e.PoolMetadataPercent,
 		TemplateName:        tmpl.Name,
 		TemplateSelector:    tmpl.Spec.HostSelector,
 		RequireReadOnlyCopy: true,
-	}
-	if req.Mode == "" {
-		req.Mode = vmv1alpha1.SnapshotClassic
-	}
-	if req.Mode == vmv1alpha1.SnapshotClassic {
-		req.COWBytes = cloneCOWBytes(clone, tmpl)
-	}
-	if t := tmpl.Spec.Snapshot.PoolThresholds; t != nil {
-		if t.DataPercent > 0 {
-			req.DataPercentMax = t.DataPercent
-		}
-		if t.MetadataPercent > 0 {
-			req.MetadataPercentMax = t.MetadataPercent
-		}
 	}
 	if p := clone.Spec.Placement; p != nil {
 		req.NodeName = p.NodeName
@@ -123,30 +100,14 @@ func RequestFor(clone *vmv1alpha1.VMClone, tmpl *vmv1alpha1.VMTemplate) CloneReq
 	return req
 }
 
-// cloneMemoryMiB is the clone's start memory: its override, else the template's, else xl's
-// default. Rounded up to MiB as xl does.
+// cloneMemoryMiB and cloneCOWBytes are what a bound clone takes on its host. They stay as
+// functions so bindingOf (in the reconciler) needs no change to count what the agent allocates.
 func cloneMemoryMiB(clone *vmv1alpha1.VMClone, tmpl *vmv1alpha1.VMTemplate) int64 {
-	var q *resource.Quantity
-	if clone.Spec.Resources != nil && clone.Spec.Resources.Memory != nil {
-		q = clone.Spec.Resources.Memory
-	} else if tmpl != nil && tmpl.Spec.Domain.Memory != nil {
-		q = tmpl.Spec.Domain.Memory
-	}
-	if q == nil {
-		return defaultMemoryMiB
-	}
-	return ceilDiv(q.Value(), 1<<20)
+	return vmv1alpha1.Effective(clone, tmpl).MemoryMiB
 }
 
-// cloneCOWBytes is the classic COW size: the clone's override, else the template's.
 func cloneCOWBytes(clone *vmv1alpha1.VMClone, tmpl *vmv1alpha1.VMTemplate) int64 {
-	if clone.Spec.Storage != nil && clone.Spec.Storage.COWSize != nil {
-		return clone.Spec.Storage.COWSize.Value()
-	}
-	if tmpl != nil && tmpl.Spec.Snapshot.COWSize != nil {
-		return tmpl.Spec.Snapshot.COWSize.Value()
-	}
-	return 0
+	return vmv1alpha1.Effective(clone, tmpl).COWBytes
 }
 
 func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }

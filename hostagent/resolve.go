@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"k8s.io/apimachinery/pkg/api/resource"
-
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
 	"github.com/xenclone/xenclone/hostagent/lvm"
 	"github.com/xenclone/xenclone/hostagent/xen"
@@ -57,56 +55,20 @@ func OwnerOf(c *vmv1alpha1.VMClone) lvm.Owner {
 }
 
 // Hostname is the guest host name in effect.
-func Hostname(c *vmv1alpha1.VMClone) string {
-	if c.Spec.Hostname != "" {
-		return c.Spec.Hostname
-	}
-	if c.Status.Hostname != "" {
-		return c.Status.Hostname
-	}
-	// A clone name is an RFC 1123 subdomain; a host name must be a label.
-	h := c.Name
-	if len(h) > 63 {
-		h = h[:63]
-	}
-	out := []byte(h)
-	for i, b := range out {
-		if b == '.' {
-			out[i] = '-'
-		}
-	}
-	return string(out)
-}
-
-// COWBytes is a classic snapshot's initial COW area for the clone.
-func COWBytes(t *vmv1alpha1.VMTemplate, c *vmv1alpha1.VMClone) uint64 {
-	if c.Spec.Storage != nil && c.Spec.Storage.COWSize != nil {
-		return uint64(c.Spec.Storage.COWSize.Value())
-	}
-	if t.Spec.Snapshot.COWSize != nil {
-		return uint64(t.Spec.Snapshot.COWSize.Value())
-	}
-	return 1 << 30
-}
+func Hostname(c *vmv1alpha1.VMClone) string { return vmv1alpha1.Effective(c, nil).Hostname }
 
 // SnapshotFor is the volume to create for a clone.
 func SnapshotFor(t *vmv1alpha1.VMTemplate, c *vmv1alpha1.VMClone) SnapshotRequest {
-	mode := t.Spec.Snapshot.Mode
-	if mode == "" {
-		mode = vmv1alpha1.SnapshotClassic
-	}
-	req := SnapshotRequest{
-		VG:       string(t.Spec.Origin.VolumeGroup),
-		Origin:   string(t.Spec.Origin.LogicalVolume),
+	e := vmv1alpha1.Effective(c, t)
+	return SnapshotRequest{
+		VG:       e.VolumeGroup,
+		Origin:   e.Origin,
 		Name:     VolumeName(c),
-		Mode:     mode,
-		ThinPool: string(t.Spec.Snapshot.ThinPool),
+		Mode:     e.Mode,
+		ThinPool: e.ThinPool,
+		COWBytes: uint64(e.COWBytes),
 		Owner:    OwnerOf(c),
 	}
-	if mode == vmv1alpha1.SnapshotClassic {
-		req.COWBytes = COWBytes(t, c)
-	}
-	return req
 }
 
 // seedVdev is where the cloud-init seed appears in the guest: the disk after the root.
@@ -117,49 +79,21 @@ const seedVdev = "xvdb"
 // the clone's disk; seedPath, if not empty, its cloud-init seed.
 func DomainConfigFor(t *vmv1alpha1.VMTemplate, c *vmv1alpha1.VMClone, volumePath, seedPath string) (xen.DomainConfig, error) {
 	d := t.Spec.Domain
+	e := vmv1alpha1.Effective(c, t)
 	cfg := xen.DomainConfig{
-		Name:       DomainName(c),
-		UUID:       c.Status.UUID,
-		Type:       xen.GuestType(orDefault(string(d.Type), "pv")),
-		MemoryMiB:  512,
-		VCPUs:      1,
-		OnPoweroff: xen.LifecycleAction(d.OnPoweroff),
-		OnReboot:   xen.LifecycleAction(d.OnReboot),
-		OnCrash:    xen.LifecycleAction(d.OnCrash),
+		Name:         DomainName(c),
+		UUID:         c.Status.UUID,
+		Type:         xen.GuestType(orDefault(string(d.Type), "pv")),
+		MemoryMiB:    e.MemoryMiB,
+		MaxMemoryMiB: e.MaxMemoryMiB,
+		VCPUs:        int(e.VCPUs),
+		MaxVCPUs:     int(e.MaxVCPUs),
+		OnPoweroff:   xen.LifecycleAction(d.OnPoweroff),
+		OnReboot:     xen.LifecycleAction(d.OnReboot),
+		OnCrash:      xen.LifecycleAction(d.OnCrash),
 	}
 	if cfg.UUID == "" {
 		return xen.DomainConfig{}, fmt.Errorf("clone has no UUID yet: the controller allocates status.uuid when it schedules the clone")
-	}
-	if d.Memory != nil {
-		cfg.MemoryMiB = mib(*d.Memory)
-	}
-	if d.MaxMemory != nil {
-		cfg.MaxMemoryMiB = mib(*d.MaxMemory)
-	}
-	if d.VCPUs != nil {
-		cfg.VCPUs = int(*d.VCPUs)
-	}
-	if d.MaxVCPUs != nil {
-		cfg.MaxVCPUs = int(*d.MaxVCPUs)
-	}
-	if r := c.Spec.Resources; r != nil {
-		if r.Memory != nil {
-			cfg.MemoryMiB = mib(*r.Memory)
-		}
-		if r.MaxMemory != nil {
-			cfg.MaxMemoryMiB = mib(*r.MaxMemory)
-		}
-		if r.VCPUs != nil {
-			cfg.VCPUs = int(*r.VCPUs)
-		}
-	}
-	// A clone that asks for more memory or vCPUs than the template's ceilings gets ceilings
-	// that fit rather than a config xl refuses.
-	if cfg.MaxMemoryMiB != 0 && cfg.MaxMemoryMiB < cfg.MemoryMiB {
-		cfg.MaxMemoryMiB = cfg.MemoryMiB
-	}
-	if cfg.MaxVCPUs != 0 && cfg.MaxVCPUs < cfg.VCPUs {
-		cfg.MaxVCPUs = cfg.VCPUs
 	}
 	if b := d.Boot; b != nil {
 		cfg.Bootloader, cfg.Kernel, cfg.Ramdisk, cfg.Cmdline = b.Bootloader, b.Kernel, b.Ramdisk, b.Cmdline
@@ -174,26 +108,13 @@ func DomainConfigFor(t *vmv1alpha1.VMTemplate, c *vmv1alpha1.VMClone, volumePath
 		cfg.Disks = append(cfg.Disks, xen.Disk{Target: seedPath, Vdev: seedVdev, ReadOnly: true})
 	}
 	for _, nic := range c.Status.Interfaces {
-		cfg.VIFs = append(cfg.VIFs, xen.VIF{MAC: nic.MAC, Bridge: orDefault(nic.Bridge, "xenbr0")})
+		cfg.VIFs = append(cfg.VIFs, xen.VIF{MAC: nic.MAC, Bridge: orDefault(nic.Bridge, vmv1alpha1.DefaultBridge)})
 	}
 	return cfg, nil
 }
 
-// NICsFor are the NICs a clone wants: its own override list, else the template's.
-func NICsFor(t *vmv1alpha1.VMTemplate, c *vmv1alpha1.VMClone) []vmv1alpha1.NIC {
-	if len(c.Spec.NICs) > 0 {
-		return c.Spec.NICs
-	}
-	return t.Spec.Domain.NICs
-}
-
 // ConfigPath is where a domain's xl.cfg lives.
 func ConfigPath(dir, domain string) string { return filepath.Join(dir, domain+".cfg") }
-
-func mib(q resource.Quantity) int64 {
-	const m = 1 << 20
-	return (q.Value() + m - 1) / m
-}
 
 func orDefault(v, def string) string {
 	if v == "" {
@@ -247,14 +168,7 @@ func UsagePolicies(t *vmv1alpha1.VMTemplate) (lvm.SnapshotPolicy, lvm.PoolPolicy
 			sp.MaxSize = uint64(ae.MaxSize.Value())
 		}
 	}
-	pp := lvm.PoolPolicy{DataThresholdPercent: 80, MetadataThresholdPercent: 70}
-	if th := t.Spec.Snapshot.PoolThresholds; th != nil {
-		if th.DataPercent != 0 {
-			pp.DataThresholdPercent = float64(th.DataPercent)
-		}
-		if th.MetadataPercent != 0 {
-			pp.MetadataThresholdPercent = float64(th.MetadataPercent)
-		}
-	}
+	e := vmv1alpha1.Effective(nil, t)
+	pp := lvm.PoolPolicy{DataThresholdPercent: float64(e.PoolDataPercent), MetadataThresholdPercent: float64(e.PoolMetadataPercent)}
 	return sp, pp
 }

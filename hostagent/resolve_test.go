@@ -10,6 +10,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
+	"github.com/xenclone/xenclone/controllers"
 	"github.com/xenclone/xenclone/hostagent/lvm"
 	"github.com/xenclone/xenclone/hostagent/xen"
 )
@@ -184,5 +185,40 @@ func TestUsagePolicies(t *testing.T) {
 	sp, pp = UsagePolicies(&vmv1alpha1.VMTemplate{})
 	if sp.Validate() != nil || pp.Validate() != nil {
 		t.Errorf("defaults invalid: %+v %+v", sp, pp)
+	}
+}
+
+// Placement reserves what the agent then allocates: memory and COW area must be the same
+// figures when the template leaves them to the defaults (placement once counted 128 MiB and
+// no COW while the agent started 512 MiB on a 1 GiB snapshot).
+func TestPlacementRequestMatchesAgent(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		tpl  *vmv1alpha1.VMTemplate
+		mut  func(*vmv1alpha1.VMClone)
+	}{
+		{"template without memory or COW size", &vmv1alpha1.VMTemplate{}, func(*vmv1alpha1.VMClone) {}},
+		{"clone overrides", &vmv1alpha1.VMTemplate{}, func(c *vmv1alpha1.VMClone) {
+			mem, cow := resource.MustParse("1500Mi"), resource.MustParse("3Gi")
+			c.Spec.Resources = &vmv1alpha1.CloneResources{Memory: &mem}
+			c.Spec.Storage = &vmv1alpha1.CloneStorage{COWSize: &cow}
+		}},
+		{"thin template", &vmv1alpha1.VMTemplate{Spec: vmv1alpha1.VMTemplateSpec{
+			Snapshot: vmv1alpha1.SnapshotSpec{Mode: vmv1alpha1.SnapshotThin}}}, func(*vmv1alpha1.VMClone) {}},
+	} {
+		c := testClone("default", "web-1", "1a2b3c4d-0000-4000-8000-000000000000")
+		c.Status.UUID = string(c.UID)
+		tc.mut(c)
+		req := controllers.RequestFor(c, tc.tpl)
+		cfg, err := DomainConfigFor(tc.tpl, c, "/dev/vg0/x", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if req.MemoryMiB != cfg.MemoryMiB {
+			t.Errorf("%s: placement counts %d MiB, the agent starts the domain with %d MiB", tc.name, req.MemoryMiB, cfg.MemoryMiB)
+		}
+		if snap := SnapshotFor(tc.tpl, c); req.COWBytes != int64(snap.COWBytes) {
+			t.Errorf("%s: placement counts %d bytes of COW, the agent allocates %d", tc.name, req.COWBytes, snap.COWBytes)
+		}
 	}
 }

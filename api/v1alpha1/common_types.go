@@ -92,7 +92,7 @@ type DomainSpec struct {
 	Type DomainType `json:"type,omitempty"`
 
 	// Memory is the guest's memory at start, e.g. 1Gi (xl.cfg memory, rounded up to MiB).
-	// At least 32Mi, at most 4Ti.
+	// At least 32Mi, at most 4Ti. Unset means 512Mi, which is also what placement counts.
 	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('32Mi')) >= 0 && quantity(string(self)).compareTo(quantity('4Ti')) <= 0",message="memory must be between 32Mi and 4Ti, e.g. 512Mi or 2Gi"
 	// +optional
 	Memory *resource.Quantity `json:"memory,omitempty"`
@@ -103,7 +103,8 @@ type DomainSpec struct {
 	// +optional
 	MaxMemory *resource.Quantity `json:"maxMemory,omitempty"`
 
-	// VCPUs is the number of virtual CPUs online at start (xl.cfg vcpus), 1 to 512.
+	// VCPUs is the number of virtual CPUs online at start (xl.cfg vcpus), 1 to 512. Unset
+	// means 1.
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=512
 	// +optional
