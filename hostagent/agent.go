@@ -105,6 +105,7 @@ func SetupWithManager(mgr ctrl.Manager, o Options) error {
 		CommandTimeout: o.CommandTimeout,
 		changed:        reporter.Poke,
 		domainEvents:   watcher.events,
+		expectDomain:   watcher.Expect,
 	}
 	return r.SetupWithManager(mgr)
 }

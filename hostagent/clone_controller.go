@@ -104,6 +104,9 @@ type CloneReconciler struct {
 	changed func()
 	// domainEvents wakes the clones whose domain changed state by itself (domainWatcher).
 	domainEvents chan event.GenericEvent
+	// expectDomain tells the domain watcher a domain is about to change (shut down, finish
+	// dying), so it looks often until it has.
+	expectDomain func(name string)
 
 	// reports holds, per clone, the report this agent last wrote (see reportFor).
 	reports sync.Map // types.NamespacedName -> writtenReport
@@ -307,7 +310,7 @@ func (r *CloneReconciler) reconcileNormal(ctx context.Context, s *cloneScope) er
 // snapshot and the seed, record the reset; the next steps take a fresh snapshot, prepare it and
 // start the domain again with the same identity.
 func (r *CloneReconciler) ensureReset(ctx context.Context, s *cloneScope) (bool, error) {
-	if s.clone.Spec.ResetRequests <= s.clone.Status.ObservedResetRequests {
+	if s.clone.Spec.ResetRequests <= s.status.ObservedResetRequests {
 		return true, nil
 	}
 	stopped, err := r.stopDomain(ctx, s, ReasonResetting)
@@ -523,15 +526,17 @@ func effectiveStrategy(c *vmv1alpha1.VMClone) vmv1alpha1.RunStrategy {
 }
 
 // wantRunning says whether the domain should run now, from the run strategy in force and what
-// the guest did last (all of it read from the clone's status, so it survives agent restarts).
-func wantRunning(c *vmv1alpha1.VMClone) bool {
-	last := meta.FindStatusCondition(c.Status.Conditions, vmv1alpha1.ConditionDomainRunning)
+// the guest did last as the agent's report says (the report being built, which is also what is
+// stored, so it survives agent restarts). The report, not the clone as read: a reconcile that
+// just saw the guest power off must not start it again from the clone's older conditions.
+func wantRunning(c *vmv1alpha1.VMClone, report vmv1alpha1.VMCloneStatus) bool {
+	last := meta.FindStatusCondition(report.Conditions, vmv1alpha1.ConditionDomainRunning)
 	switch effectiveStrategy(c) {
 	case vmv1alpha1.RunStrategyHalted:
 		return false
 	case vmv1alpha1.RunStrategyOnce:
 		// Run until the guest stops by itself for good; a reboot keeps it going.
-		if c.Status.Timestamps == nil || c.Status.Timestamps.Started == nil {
+		if report.Timestamps == nil || report.Timestamps.Started == nil {
 			return true
 		}
 		return last == nil || last.Status == metav1.ConditionTrue || last.Reason == ReasonRestarting
@@ -565,7 +570,7 @@ func (r *CloneReconciler) ensureDomain(ctx context.Context, s *cloneScope) (bool
 	if found && dom.State.Shutdown {
 		step := xen.DecideStep(dom.State, PolicyFor(s.template, effectiveStrategy(s.clone)))
 		if step == xen.StepNone || step == xen.StepWait {
-			s.requeueAfter(2 * time.Second)
+			r.awaitDomain(s, name, domainChangeFallback)
 			return false, nil
 		}
 		if err := r.Host.Hypervisor.DestroyOwned(ctx, name, s.clone.Status.UUID); err != nil {
@@ -585,13 +590,19 @@ func (r *CloneReconciler) ensureDomain(ctx context.Context, s *cloneScope) (bool
 			fmt.Sprintf("the guest stopped (%s, state %s)", dom.State.Reason, dom.State))
 		s.status.Timestamps.Stopped = &s.now
 		r.event(s.clone, eventType(reason), reason, "DomainStopped", "domain %s stopped by the guest (%s)", name, dom.State.Reason)
-		// The destroyed domain's memory is freed asynchronously, and a dying domain with the
-		// same name blocks xl create: come back shortly.
-		s.requeueAfter(time.Second)
-		return false, nil
+		// A destroyed domain may linger as dying (its memory is freed asynchronously), and a
+		// dying domain of the same name blocks xl create: go on only once it is gone.
+		if dom, found, err = r.Host.Hypervisor.Lookup(ctx, name); err != nil {
+			return false, fmt.Errorf("look up domain %s: %w", name, err)
+		}
+		if found {
+			r.awaitDomain(s, name, domainChangeFallback)
+			return false, nil
+		}
+		s.status.Domain = &vmv1alpha1.DomainStatus{Name: name}
 	}
 
-	if !wantRunning(s.clone) {
+	if !wantRunning(s.clone, s.status) {
 		stopped, err := r.stopDomain(ctx, s, ReasonHalted)
 		if err != nil || !stopped {
 			return false, err
@@ -615,7 +626,7 @@ func (r *CloneReconciler) ensureDomain(ctx context.Context, s *cloneScope) (bool
 		return true, nil
 	}
 	if found && dom.State.Dying {
-		s.requeueAfter(time.Second)
+		r.awaitDomain(s, name, domainChangeFallback)
 		return false, nil
 	}
 	return r.startDomain(ctx, s, name)
@@ -722,7 +733,7 @@ func (r *CloneReconciler) stopDomain(ctx context.Context, s *cloneScope, why str
 		return true, nil
 	}
 	if dom.State.Dying {
-		s.requeueAfter(time.Second)
+		r.awaitDomain(s, name, domainChangeFallback)
 		return false, nil
 	}
 	if cond == nil || cond.Reason != ReasonShuttingDown {
@@ -753,7 +764,9 @@ func (r *CloneReconciler) stopDomain(ctx context.Context, s *cloneScope, why str
 	step, wait := xen.NextStopStep(found, dom.State, cond.LastTransitionTime.Time, s.now.Time, r.ShutdownGrace)
 	switch step {
 	case xen.StopWait:
-		s.requeueAfter(minDuration(wait, 2*time.Second))
+		// The domain watcher wakes the clone as soon as the guest has shut down; the
+		// requeue only ends the grace period.
+		r.awaitDomain(s, name, wait)
 		return false, nil
 	case xen.StopDestroy:
 		if err := r.Host.Hypervisor.DestroyOwned(ctx, name, s.clone.Status.UUID); err != nil {
@@ -761,8 +774,11 @@ func (r *CloneReconciler) stopDomain(ctx context.Context, s *cloneScope, why str
 		}
 		s.status.Timestamps.Stopped = &s.now
 		s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionFalse, ReasonStopped, fmt.Sprintf("domain %s stopped (%s)", name, why))
-		s.requeueAfter(time.Second)
-		return false, nil
+		// Go on in this reconcile once the domain is gone; a dying one is waited for.
+		if _, found, err := r.Host.Hypervisor.Lookup(ctx, name); err != nil || found {
+			r.awaitDomain(s, name, domainChangeFallback)
+			return false, err
+		}
 	}
 	return true, nil
 }
@@ -785,7 +801,7 @@ func (r *CloneReconciler) reconcileDelete(ctx context.Context, s *cloneScope) (b
 	if err := r.Host.Guest.RemoveSeed(ctx, string(s.clone.UID)); err != nil {
 		return false, fmt.Errorf("remove seed: %w", err)
 	}
-	if err := r.removeVolumes(ctx, s, r.cloneVGs(ctx, s.clone)); err != nil {
+	if err := r.removeVolumes(ctx, s, r.cloneVGs(ctx, s.clone, s.status.Volume)); err != nil {
 		return false, err
 	}
 	return true, nil
@@ -793,7 +809,7 @@ func (r *CloneReconciler) reconcileDelete(ctx context.Context, s *cloneScope) (b
 
 // cloneVGs are the volume groups that may hold the clone's disk: the one recorded in its status
 // and its template's.
-func (r *CloneReconciler) cloneVGs(ctx context.Context, c *vmv1alpha1.VMClone) []string {
+func (r *CloneReconciler) cloneVGs(ctx context.Context, c *vmv1alpha1.VMClone, vol *vmv1alpha1.VolumeStatus) []string {
 	seen := map[string]bool{}
 	var out []string
 	add := func(vg string) {
@@ -802,9 +818,9 @@ func (r *CloneReconciler) cloneVGs(ctx context.Context, c *vmv1alpha1.VMClone) [
 			out = append(out, vg)
 		}
 	}
-	if c.Status.Volume != nil {
+	if vol != nil {
 		// /dev/<vg>/<lv>
-		if parts := strings.Split(strings.TrimPrefix(c.Status.Volume.Path, "/dev/"), "/"); len(parts) == 2 {
+		if parts := strings.Split(strings.TrimPrefix(vol.Path, "/dev/"), "/"); len(parts) == 2 {
 			add(parts[0])
 		}
 	}
@@ -835,6 +851,20 @@ func (r *CloneReconciler) domainError(s *cloneScope, name, op string, err error)
 	return fmt.Errorf("%s %s: %w", op, name, err)
 }
 
+// domainChangeFallback bounds a wait for a domain to change by itself (shut down, finish
+// dying) when the domain watcher's event is what normally ends it.
+const domainChangeFallback = 10 * time.Second
+
+// awaitDomain makes the clone wait for its domain to change: the domain watcher looks at the
+// host often until it does and wakes the clone then, instead of the clone polling on fixed
+// requeues; fallback is a backstop (or the end of a grace period).
+func (r *CloneReconciler) awaitDomain(s *cloneScope, name string, fallback time.Duration) {
+	if r.expectDomain != nil {
+		r.expectDomain(name)
+	}
+	s.requeueAfter(fallback)
+}
+
 func (r *CloneReconciler) capacityChanged() {
 	if r.changed != nil {
 		r.changed()
@@ -859,11 +889,4 @@ func summarize(items []string, n int) string {
 		return strings.Join(items, ", ")
 	}
 	return fmt.Sprintf("%s and %d more", strings.Join(items[:n], ", "), len(items)-n)
-}
-
-func minDuration(a, b time.Duration) time.Duration {
-	if a < b {
-		return a
-	}
-	return b
 }

@@ -3,6 +3,7 @@ package hostagent
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -14,30 +15,114 @@ import (
 // stream, so one `xl list` per interval for the whole host (not one per clone) finds domains
 // that changed state by themselves — a guest that powered off, rebooted or crashed — and wakes
 // exactly their clones, which then apply their run strategy.
+//
+// While a reconcile waits for a domain to change (a requested shutdown, a destroyed domain
+// still dying), the watcher looks every fastInterval instead, until every awaited domain has
+// changed or its wait has run out: a stop continues the moment the guest is down, not at the
+// next fixed requeue.
 type domainWatcher struct {
 	client   client.Client
 	nodeName string
 	hyp      Hypervisor
 	interval time.Duration
-	events   chan event.GenericEvent
+	// fastInterval is the polling interval while a domain change is awaited (default 200 ms).
+	fastInterval time.Duration
+	// expectFor bounds one wait (default 2 minutes: past any shutdown grace period a
+	// reconcile waits out by itself).
+	expectFor time.Duration
+	events    chan event.GenericEvent
 
-	last map[string]string // domain name -> "id/state"
+	mu       sync.Mutex
+	awaited  map[string]time.Time // domain name -> until when
+	wake     chan struct{}
+	last     map[string]string // domain name -> "id/state"
+	haveLast bool
 }
 
 func (w *domainWatcher) NeedLeaderElection() bool { return false }
 
+// Expect asks the watcher to look often until domain name changes.
+func (w *domainWatcher) Expect(name string) {
+	w.mu.Lock()
+	if w.awaited == nil {
+		w.awaited = map[string]time.Time{}
+	}
+	w.awaited[name] = time.Now().Add(w.expectWindow())
+	if w.wake == nil {
+		w.wake = make(chan struct{}, 1)
+	}
+	wake := w.wake
+	w.mu.Unlock()
+	select {
+	case wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *domainWatcher) expectWindow() time.Duration {
+	if w.expectFor > 0 {
+		return w.expectFor
+	}
+	return 2 * time.Minute
+}
+
+func (w *domainWatcher) fast() time.Duration {
+	if w.fastInterval > 0 {
+		return w.fastInterval
+	}
+	return 200 * time.Millisecond
+}
+
+// next is how long until the next look: short while any domain change is awaited.
+func (w *domainWatcher) next() time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	now := time.Now()
+	for n, until := range w.awaited {
+		if now.After(until) {
+			delete(w.awaited, n)
+		}
+	}
+	if len(w.awaited) > 0 {
+		return w.fast()
+	}
+	return w.interval
+}
+
+func (w *domainWatcher) wakeChan() chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.wake == nil {
+		w.wake = make(chan struct{}, 1)
+	}
+	return w.wake
+}
+
 func (w *domainWatcher) Start(ctx context.Context) error {
-	t := time.NewTicker(w.interval)
+	wake := w.wakeChan()
+	t := time.NewTimer(w.interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-wake:
+			// A new wait: the next look comes within fastInterval rather than after a
+			// whole slow interval. Not at once: the domain has only just been asked.
+			if !t.Stop() {
+				select {
+				case <-t.C:
+				default:
+				}
+			}
+			t.Reset(w.fast())
+			continue
 		}
 		if err := w.poll(ctx); err != nil {
 			log.FromContext(ctx).V(1).Info("poll domains", "node", w.nodeName, "error", err.Error())
 		}
+		t.Reset(w.next())
 	}
 }
 
@@ -50,19 +135,24 @@ func (w *domainWatcher) poll(ctx context.Context) error {
 	for _, d := range doms {
 		cur[d.Name] = fmt.Sprintf("%d/%s", d.ID, d.State)
 	}
-	first := w.last == nil
+	w.mu.Lock()
+	last, first := w.last, !w.haveLast
+	w.last, w.haveLast = cur, true
 	changed := map[string]bool{}
 	for n, s := range cur {
-		if w.last[n] != s {
+		if last[n] != s {
 			changed[n] = true
 		}
 	}
-	for n := range w.last {
+	for n := range last {
 		if _, ok := cur[n]; !ok {
 			changed[n] = true
 		}
 	}
-	w.last = cur
+	for n := range changed {
+		delete(w.awaited, n)
+	}
+	w.mu.Unlock()
 	if first || len(changed) == 0 {
 		return nil
 	}

@@ -163,7 +163,7 @@ func TestWantRunning(t *testing.T) {
 	} {
 		c := testClone("ns", "c", "u")
 		tc.mut(c)
-		if got := wantRunning(c); got != tc.want {
+		if got := wantRunning(c, c.Status); got != tc.want {
 			t.Errorf("%s: wantRunning = %v, want %v", tc.name, got, tc.want)
 		}
 	}

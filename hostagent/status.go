@@ -127,7 +127,7 @@ func phaseOf(s *cloneScope) (vmv1alpha1.VMClonePhase, string) {
 	case ReasonHalted, ReasonStopped, ReasonGuestPoweredOff:
 		return vmv1alpha1.PhaseStopped, dom.Message
 	case ReasonGuestCrashed:
-		if !wantRunning(s.clone) {
+		if !wantRunning(s.clone, s.status) {
 			return vmv1alpha1.PhaseStopped, dom.Message
 		}
 	}
