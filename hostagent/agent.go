@@ -39,8 +39,9 @@ type Options struct {
 	OrphanGrace    time.Duration
 	AgentVersion   string
 	Clock          clock.WithTicker
-	// HostReadMaxAge bounds how old a shared host read (lvs report, xl list, xl info) may be
-	// when a reconcile is served from it (default DefaultHostViewMaxAge; see HostView).
+	// HostReadMaxAge, if set, bounds how old a shared host read (lvs report, xl list, xl info)
+	// may be when a reconcile is served from it (defaults: DefaultStorageMaxAge and the others;
+	// see HostView).
 	HostReadMaxAge time.Duration
 	// CapacityReportInterval is the least time between two XenHost capacity reports (default
 	// 3 s): the pokes of a burst of clones coalesce into one.

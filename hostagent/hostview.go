@@ -18,10 +18,11 @@ package hostagent
 //     snapshot; anything else drops it. Capacity figures a patch cannot know exactly (VG
 //     metadata free, thin-pool data %) keep the age of the read they came from, so MaxAge bounds
 //     them like any other change from outside.
-//   - Generation counters keep a read from being stored as fresh when a change of ours ran
-//     while it was in flight (it may or may not show that change), and keep a caller that just
-//     changed the host from joining a read that started before its change. So a reconcile never
-//     acts on a snapshot taken before its own change unless that change was patched into it.
+//   - Sequence counters keep a read from being stored when a change of ours that cannot be
+//     patched ended while it was in flight (it may or may not show that change; patchable ones
+//     are patched into it), and keep a caller that just changed the host from joining a read
+//     that started before its change. So a reconcile never acts on a snapshot taken before its
+//     own change unless that change was patched into it.
 //   - Errors are never stored: the next caller asks the host again.
 //
 // Domains are tracked per name: our xl create/destroy/shutdown of domain X forces the next
@@ -43,16 +44,23 @@ import (
 	"github.com/xenclone/xenclone/hostagent/xen"
 )
 
-// DefaultHostViewMaxAge is how old a shared host snapshot may be before a caller reads the host
-// again. It is short next to every interval that depends on host state (UsageResync, the
-// orphan grace, the shutdown grace), and long next to a reconcile burst, where a dozen clones
-// per second each want the same `lvs` report.
-const DefaultHostViewMaxAge = 2 * time.Second
+// Default ages a shared host snapshot may reach before a caller reads the host again. They are
+// short next to every interval that depends on host state (UsageResync, the orphan grace, the
+// shutdown grace) and long next to a reconcile burst, where several clones per second each
+// want the same `lvs` report. A VG changes behind the agent's back only through guests writing
+// (COW and pool usage, watched once a minute) or an administrator; domains change by
+// themselves more often (a guest shutting down), and `xl list` is cheap, so their list is kept
+// for less.
+const (
+	DefaultStorageMaxAge = 5 * time.Second
+	DefaultDomainMaxAge  = 2 * time.Second
+	DefaultInfoMaxAge    = 2 * time.Second
+)
 
 // HostViewOptions configure a HostView.
 type HostViewOptions struct {
 	// StorageMaxAge bounds the age of a VG report served from the snapshot (default
-	// DefaultHostViewMaxAge).
+	// DefaultStorageMaxAge).
 	StorageMaxAge time.Duration
 	// DomainMaxAge bounds the age of the domain list lookups are served from.
 	DomainMaxAge time.Duration
@@ -69,7 +77,7 @@ type HostView struct {
 	opts    HostViewOptions
 
 	mu   sync.Mutex
-	vgs  map[string]*cell[lvm.Report]
+	vgs  map[string]*vgCell
 	info cell[xen.HostInfo]
 	doms domainCell
 }
@@ -81,15 +89,18 @@ var (
 
 // NewHostView wraps h's Storage and Hypervisor.
 func NewHostView(h Host, o HostViewOptions) *HostView {
-	for _, d := range []*time.Duration{&o.StorageMaxAge, &o.DomainMaxAge, &o.InfoMaxAge} {
-		if *d <= 0 {
-			*d = DefaultHostViewMaxAge
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&o.StorageMaxAge, DefaultStorageMaxAge}, {&o.DomainMaxAge, DefaultDomainMaxAge}, {&o.InfoMaxAge, DefaultInfoMaxAge}} {
+		if *d.v <= 0 {
+			*d.v = d.def
 		}
 	}
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
 	}
-	return &HostView{storage: h.Storage, hyp: h.Hypervisor, opts: o, vgs: map[string]*cell[lvm.Report]{},
+	return &HostView{storage: h.Storage, hyp: h.Hypervisor, opts: o, vgs: map[string]*vgCell{},
 		doms: domainCell{lastChange: map[string]uint64{}}}
 }
 
@@ -109,7 +120,8 @@ func (v *HostView) Fresh(h Host) Host {
 	return h
 }
 
-// cell is one shared snapshot (a VG report, xl info) with its single-flight read.
+// cell is one shared snapshot that no change of ours can patch (xl info) with its
+// single-flight read.
 type cell[T any] struct {
 	// gen changes at the start and at the end of each change of ours, so a read that saw
 	// either can tell; changing counts the changes in progress.
@@ -204,20 +216,138 @@ func endChange[T any](c *cell[T], patch func(*T) bool) {
 	}
 }
 
-func (v *HostView) vg(name string) *cell[lvm.Report] {
+// vgCell is one VG's shared report. Our changes to a VG come in two kinds: those whose effect
+// a patch can apply exactly and idempotently (applying it to a report that already shows the
+// change leaves it as it is), and the others, which drop the report. A read that overlapped a
+// patchable change may or may not show it; patching it afterwards makes it right either way,
+// so it can still be stored — which matters in a burst, where some change is nearly always in
+// progress on the VG. lvm reports a VG from one metadata version (it takes the VG lock), so a
+// report shows each change entirely or not at all.
+type vgCell struct {
+	// seq counts our changes to the VG that ended; a read or flight remembers seq at its start.
+	seq uint64
+	// unknownAt is seq after the last change that could not be patched: a read that started
+	// before it is never stored.
+	unknownAt uint64
+	// patches of changes that ended while a read was in flight, in the order they ended.
+	patches []vgPatch
+	active  map[*vgFlight]struct{}
+
+	rep    lvm.Report
+	has    bool
+	at     time.Time // when the read behind rep started
+	flight *vgFlight
+}
+
+type vgPatch struct {
+	seq uint64
+	fn  func(*lvm.Report) bool
+}
+
+type vgFlight struct {
+	seq  uint64
+	at   time.Time
+	done chan struct{}
+	rep  lvm.Report
+	err  error
+}
+
+func (v *HostView) vg(name string) *vgCell {
 	c := v.vgs[name]
 	if c == nil {
-		c = &cell[lvm.Report]{}
+		c = &vgCell{active: map[*vgFlight]struct{}{}}
 		v.vgs[name] = c
 	}
 	return c
 }
 
+// report serves a VG's report: from the snapshot unless fresh is set or it is too old; else by
+// joining the read in flight if no change of ours ended since it started (and fresh is not
+// set); else by a new read that the others then join.
 func (v *HostView) report(ctx context.Context, vg string, fresh bool) (lvm.Report, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return getCell(ctx, v, v.vg(vg), v.opts.StorageMaxAge, fresh,
-		func(ctx context.Context) (lvm.Report, error) { return v.storage.Report(ctx, vg) }, cloneReport)
+	c := v.vg(vg)
+	for {
+		now := v.opts.Clock.Now()
+		if !fresh && c.has && now.Sub(c.at) < v.opts.StorageMaxAge {
+			return cloneReport(c.rep), nil
+		}
+		f := c.flight
+		if fresh || f == nil || f.seq != c.seq {
+			return v.readVG(ctx, vg, c, now)
+		}
+		v.mu.Unlock()
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			v.mu.Lock()
+			return lvm.Report{}, ctx.Err()
+		}
+		v.mu.Lock()
+		if f.err != nil && isContextErr(f.err) && ctx.Err() == nil {
+			continue // the leader's reconcile gave up; ours did not: read again
+		}
+		if f.err != nil {
+			return lvm.Report{}, f.err
+		}
+		return cloneReport(f.rep), nil
+	}
+}
+
+// readVG reads the VG (v.mu held on entry and return, released while reading) and stores the
+// result if every change that ended meanwhile could be patched into it.
+func (v *HostView) readVG(ctx context.Context, vg string, c *vgCell, now time.Time) (lvm.Report, error) {
+	f := &vgFlight{seq: c.seq, at: now, done: make(chan struct{})}
+	c.flight = f
+	c.active[f] = struct{}{}
+	v.mu.Unlock()
+	rep, err := v.storage.Report(ctx, vg)
+	v.mu.Lock()
+	defer close(f.done)
+	delete(c.active, f)
+	if c.flight == f {
+		c.flight = nil
+	}
+	patched, ok := rep, err == nil && c.unknownAt <= f.seq
+	if ok {
+		patched = cloneReport(rep)
+		for _, p := range c.patches {
+			if p.seq > f.seq && !p.fn(&patched) {
+				ok = false
+				break
+			}
+		}
+	}
+	c.prunePatches()
+	if !ok {
+		// Errors are never stored; neither is a read our changes may have overtaken. It is
+		// still a read of the host, good for the callers waiting on it.
+		f.rep, f.err = rep, err
+		return cloneReport(rep), err
+	}
+	f.rep = patched
+	if !c.has || !f.at.Before(c.at) {
+		c.rep, c.has, c.at = cloneReport(patched), true, f.at
+	}
+	return cloneReport(patched), nil
+}
+
+// prunePatches forgets the patches no read in flight still needs.
+func (c *vgCell) prunePatches() {
+	if len(c.active) == 0 {
+		c.patches = nil
+		return
+	}
+	oldest := c.seq
+	for f := range c.active {
+		oldest = min(oldest, f.seq)
+	}
+	i := 0
+	for i < len(c.patches) && c.patches[i].seq <= oldest {
+		i++
+	}
+	c.patches = c.patches[i:]
 }
 
 // Report implements Storage from the VG's shared snapshot.
@@ -225,20 +355,26 @@ func (v *HostView) Report(ctx context.Context, vg string) (lvm.Report, error) {
 	return v.report(ctx, vg, false)
 }
 
-// changeVG runs fn as a change of ours to vg; patch (given fn's error) updates the snapshot.
+// changeVG runs fn as a change of ours to vg; patch (given fn's error) brings a report up to
+// date with it, idempotently, or says it cannot (false); nil means it never can.
 func (v *HostView) changeVG(vg string, fn func() error, patch func(error, *lvm.Report) bool) error {
-	v.mu.Lock()
-	c := v.vg(vg)
-	beginChange(c)
-	v.mu.Unlock()
 	err := fn()
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	c := v.vg(vg)
+	c.seq++
 	var p func(*lvm.Report) bool
 	if patch != nil {
 		p = func(r *lvm.Report) bool { return patch(err, r) }
 	}
-	endChange(c, p)
+	if c.has && (p == nil || !p(&c.rep)) {
+		c.rep, c.has = lvm.Report{}, false
+	}
+	if p == nil {
+		c.unknownAt = c.seq
+	} else if len(c.active) > 0 {
+		c.patches = append(c.patches, vgPatch{seq: c.seq, fn: p})
+	}
 	return err
 }
 
@@ -291,7 +427,7 @@ func (v *HostView) Remove(ctx context.Context, ref lvm.Ref, owner lvm.Owner) err
 			}
 			i := indexLV(r, ref.Name)
 			if i < 0 {
-				return err != nil // gone here and on the host
+				return true // the report already shows it gone
 			}
 			lv := r.LVs[i]
 			r.LVs = slices.Delete(slices.Clone(r.LVs), i, i+1)

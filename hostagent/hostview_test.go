@@ -263,7 +263,7 @@ func TestHostViewReportMaxAge(t *testing.T) {
 	s.mu.Lock()
 	s.free = 1
 	s.mu.Unlock()
-	clk.SetTime(clk.Now().Add(DefaultHostViewMaxAge - time.Millisecond))
+	clk.SetTime(clk.Now().Add(DefaultStorageMaxAge - time.Millisecond))
 	rep, _ := v.Report(ctx, "vg0")
 	g.Expect(rep.VG.Free).NotTo(BeEquivalentTo(1), "still the snapshot")
 	clk.SetTime(clk.Now().Add(time.Millisecond))
@@ -379,25 +379,42 @@ func TestHostViewReadDuringChangeIsNotStored(t *testing.T) {
 	g.Expect(tpl.HasTag(PreparedTag)).To(BeTrue())
 }
 
-// TestHostViewStaleReadDropped: the first read finishes after the change and must not be
-// stored as the VG's snapshot.
-func TestHostViewStaleReadDropped(t *testing.T) {
+// TestHostViewReadOverlappingChange: a read that finishes after a change of ours it may have
+// missed is patched before it is stored (tag added), or not stored at all when the change
+// cannot be patched (an extension).
+func TestHostViewReadOverlappingChange(t *testing.T) {
 	g := NewWithT(t)
 	s := newCountingStorage()
 	s.started, s.gate = make(chan struct{}, 4), make(chan struct{}, 4)
 	v, _ := newTestView(s, newCountingHypervisor())
 	ctx := context.Background()
-	done := make(chan struct{})
-	go func() { _, _ = v.Report(ctx, "vg0"); close(done) }()
-	<-s.started
-	g.Expect(v.AddTag(ctx, lvm.Ref{VG: "vg0", Name: "tpl"}, testOwner, PreparedTag)).To(Succeed())
+	lv, err := v.CreateSnapshot(ctx, SnapshotRequest{VG: "vg0", Origin: "tpl", Name: "c1", COWBytes: 1 << 30, Owner: testOwner})
+	g.Expect(err).NotTo(HaveOccurred())
+
+	done := make(chan lvm.Report, 1)
+	go func() { rep, _ := v.Report(ctx, "vg0"); done <- rep }()
+	<-s.started // the VG is read before the tag
+	g.Expect(v.AddTag(ctx, lv.Ref(), testOwner, PreparedTag)).To(Succeed())
+	s.gate <- struct{}{}
+	rep := <-done
+	got, _ := rep.LV("c1")
+	g.Expect(got.HasTag(PreparedTag)).To(BeTrue(), "the read is patched with the tag it missed")
+	rep, _ = v.Report(ctx, "vg0")
+	got, _ = rep.LV("c1")
+	g.Expect(got.HasTag(PreparedTag)).To(BeTrue())
+	g.Expect(s.reports.Load()).To(BeEquivalentTo(1), "the patched read was stored")
+
+	g.Expect(v.ExtendSnapshot(ctx, lv.Ref(), testOwner, 0)).To(Succeed()) // drop the snapshot
+	go func() { rep, _ := v.Report(ctx, "vg0"); done <- rep }()
+	<-s.started // read before the extension
+	g.Expect(v.ExtendSnapshot(ctx, lv.Ref(), testOwner, 1<<30)).To(Succeed())
 	s.gate <- struct{}{}
 	<-done
 	s.started, s.gate = nil, nil
-	rep, _ := v.Report(ctx, "vg0")
-	tpl, _ := rep.LV("tpl")
-	g.Expect(tpl.HasTag(PreparedTag)).To(BeTrue(), "the read from before the tag was not kept")
-	g.Expect(s.reports.Load()).To(BeEquivalentTo(2))
+	rep, _ = v.Report(ctx, "vg0")
+	got, _ = rep.LV("c1")
+	g.Expect(got.Size).To(BeEquivalentTo(2<<30), "the read from before the extension was not kept")
+	g.Expect(s.reports.Load()).To(BeEquivalentTo(3))
 }
 
 func TestHostViewDomains(t *testing.T) {
@@ -457,7 +474,7 @@ func TestHostViewDomains(t *testing.T) {
 	h.mu.Lock()
 	h.doms["d7"] = xen.DomainInfo{Name: "d7", ID: 9}
 	h.mu.Unlock()
-	clk.SetTime(clk.Now().Add(DefaultHostViewMaxAge))
+	clk.SetTime(clk.Now().Add(DefaultDomainMaxAge))
 	_, found, _ = v.Lookup(ctx, "d7")
 	g.Expect(found).To(BeTrue())
 	g.Expect(h.lists.Load()).To(BeEquivalentTo(7))
@@ -502,7 +519,7 @@ func TestHostViewInfo(t *testing.T) {
 	g.Expect(v.DestroyOwned(ctx, "d1", "uuid")).To(Succeed())
 	_, _ = v.Info(ctx)
 	g.Expect(h.infos.Load()).To(BeEquivalentTo(3))
-	clk.SetTime(clk.Now().Add(DefaultHostViewMaxAge))
+	clk.SetTime(clk.Now().Add(DefaultInfoMaxAge))
 	_, _ = v.Info(ctx)
 	g.Expect(h.infos.Load()).To(BeEquivalentTo(4))
 }
@@ -529,9 +546,16 @@ func TestHostViewFresh(t *testing.T) {
 // TestHostViewRace: many clones' reconciles at once, each creating, tagging and removing its
 // own LV and domain, must each see their own changes at every step. Run with -race.
 func TestHostViewRace(t *testing.T) {
+	// A long max age: only our own changes keep the view right. A short one: reads overlap
+	// changes all the time and are patched, dropped or joined.
+	for _, age := range []time.Duration{time.Hour, time.Millisecond} {
+		t.Run(age.String(), func(t *testing.T) { raceView(t, age) })
+	}
+}
+
+func raceView(t *testing.T, age time.Duration) {
 	s, h := newCountingStorage(), newCountingHypervisor()
-	// The real clock with a long max age: only our own changes keep the view right.
-	v := NewHostView(Host{Storage: s, Hypervisor: h}, HostViewOptions{StorageMaxAge: time.Hour, DomainMaxAge: time.Hour})
+	v := NewHostView(Host{Storage: s, Hypervisor: h}, HostViewOptions{StorageMaxAge: age, DomainMaxAge: age})
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	errs := make(chan error, 64)
