@@ -39,6 +39,13 @@ type Options struct {
 	OrphanGrace    time.Duration
 	AgentVersion   string
 	Clock          clock.WithTicker
+	// HostReadMaxAge, if set, bounds how old a shared host read (lvs report, xl list, xl info)
+	// may be when a reconcile is served from it (defaults: DefaultStorageMaxAge and the others;
+	// see HostView).
+	HostReadMaxAge time.Duration
+	// CapacityReportInterval is the least time between two XenHost capacity reports (default
+	// 3 s): the pokes of a burst of clones coalesce into one.
+	CapacityReportInterval time.Duration
 }
 
 // CacheOptions restricts an agent's cache to the VMClones bound to its node, so a host's watch
@@ -68,9 +75,14 @@ func SetupWithManager(mgr ctrl.Manager, o Options) error {
 	if err := os.MkdirAll(o.Host.ConfigDir, 0o700); err != nil {
 		return fmt.Errorf("create domain config folder: %w", err)
 	}
+	// One view of the host for everyone in this agent: a change made around it would not
+	// invalidate what it holds.
+	view := NewHostView(o.Host, HostViewOptions{StorageMaxAge: o.HostReadMaxAge, DomainMaxAge: o.HostReadMaxAge,
+		InfoMaxAge: o.HostReadMaxAge, Clock: o.Clock})
+	host := view.Host(o.Host)
 	reporter := &HostReporter{
-		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), NodeName: o.NodeName, Host: o.Host, LeaseNamespace: o.LeaseNamespace,
-		RenewInterval: o.RenewInterval, AgentVersion: o.AgentVersion, Clock: o.Clock,
+		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), NodeName: o.NodeName, Host: host, LeaseNamespace: o.LeaseNamespace,
+		RenewInterval: o.RenewInterval, AgentVersion: o.AgentVersion, Clock: o.Clock, ReportInterval: o.CapacityReportInterval,
 		poke: make(chan struct{}, 1),
 	}
 	if err := mgr.Add(reporter); err != nil {
@@ -82,8 +94,9 @@ func SetupWithManager(mgr ctrl.Manager, o Options) error {
 	if o.OrphanGrace == 0 {
 		o.OrphanGrace = 10 * time.Minute
 	}
+	// The collector removes what it finds, so it reads the host itself (see HostView.Fresh).
 	collector := &OrphanCollector{
-		Client: mgr.GetClient(), NodeName: o.NodeName, Host: o.Host, Interval: o.OrphanInterval,
+		Client: mgr.GetClient(), NodeName: o.NodeName, Host: view.Fresh(o.Host), Interval: o.OrphanInterval,
 		Grace: o.OrphanGrace, Recorder: mgr.GetEventRecorder("xenclone-hostagent"), Clock: o.Clock,
 	}
 	if err := mgr.Add(collector); err != nil {
@@ -92,13 +105,13 @@ func SetupWithManager(mgr ctrl.Manager, o Options) error {
 	if o.DomainPoll == 0 {
 		o.DomainPoll = 5 * time.Second
 	}
-	watcher := &domainWatcher{client: mgr.GetClient(), nodeName: o.NodeName, hyp: o.Host.Hypervisor,
+	watcher := &domainWatcher{client: mgr.GetClient(), nodeName: o.NodeName, hyp: view,
 		interval: o.DomainPoll, events: make(chan event.GenericEvent, 256)}
 	if err := mgr.Add(watcher); err != nil {
 		return fmt.Errorf("add domain watcher: %w", err)
 	}
 	r := &CloneReconciler{
-		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), NodeName: o.NodeName, Host: o.Host,
+		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), NodeName: o.NodeName, Host: host,
 		LeaseNamespace: o.LeaseNamespace,
 		Recorder:       mgr.GetEventRecorder("xenclone-hostagent"), Clock: o.Clock,
 		ShutdownGrace: o.ShutdownGrace, UsageResync: o.UsageResync, MaxConcurrent: o.MaxConcurrent,

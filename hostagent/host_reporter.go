@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -23,9 +25,12 @@ import (
 )
 
 // HostReporter keeps this host's XenHost and heartbeat Lease current. Liveness is the Lease,
-// renewed every RenewInterval like kubelet's node lease (cheap, no status churn); the XenHost
-// status is written only when capacity changes, at most once per RenewInterval, or sooner
-// after the clone reconciler pokes it.
+// renewed every RenewInterval like kubelet's node lease (cheap, no status churn), on its own
+// goroutine so a slow host read never delays a heartbeat. The XenHost status is a coarse view
+// of capacity: it is looked at every RenewInterval and after the clone reconciler pokes, at most
+// once per ReportInterval however many clones change during a burst, and written only when
+// something placement or an operator acts on changed (capacityMoved), or, for smaller drifts,
+// once it has been inexact for ExactAfter.
 type HostReporter struct {
 	Client client.Client
 	// Reader reads uncached (the Lease): the agent's role allows get, not list/watch.
@@ -38,8 +43,19 @@ type HostReporter struct {
 	LeaseDuration time.Duration
 	AgentVersion  string
 	Clock         clock.WithTicker
+	// ReportInterval is the least time between two capacity reports (default 3 s): pokes
+	// within it coalesce into one report at its end.
+	ReportInterval time.Duration
+	// ExactAfter is how long the XenHost may show figures that differ from the host by less
+	// than capacityMoved's thresholds (default 1 minute).
+	ExactAfter time.Duration
 
 	poke chan struct{}
+	// renew and report replace RenewLease and Report in tests of the loops.
+	renew, report func(context.Context) error
+	// inexactSince is when the XenHost status first differed from the host by less than the
+	// thresholds, zero while it is exact (only one goroutine, the report loop, calls Report).
+	inexactSince time.Time
 }
 
 // Poke asks for a capacity report soon (after a clone's domain or disk changed).
@@ -61,6 +77,12 @@ func (h *HostReporter) Start(ctx context.Context) error {
 	if h.LeaseDuration == 0 {
 		h.LeaseDuration = 40 * time.Second
 	}
+	if h.ReportInterval == 0 {
+		h.ReportInterval = 3 * time.Second
+	}
+	if h.ExactAfter == 0 {
+		h.ExactAfter = time.Minute
+	}
 	if h.Clock == nil {
 		h.Clock = clock.RealClock{}
 	}
@@ -68,20 +90,69 @@ func (h *HostReporter) Start(ctx context.Context) error {
 		h.poke = make(chan struct{}, 1)
 	}
 	log := log.FromContext(ctx).WithValues("node", h.NodeName)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		h.renewLoop(ctx, log)
+	}()
+	h.reportLoop(ctx, log)
+	wg.Wait()
+	return nil
+}
+
+// renewLoop renews the heartbeat every RenewInterval, whatever the host reads are doing.
+func (h *HostReporter) renewLoop(ctx context.Context, log logr.Logger) {
 	tick := h.Clock.NewTicker(h.RenewInterval)
 	defer tick.Stop()
+	renew := h.RenewLease
+	if h.renew != nil {
+		renew = h.renew
+	}
 	for {
-		if err := h.RenewLease(ctx); err != nil {
+		if err := renew(ctx); err != nil {
 			log.Error(err, "renew heartbeat lease")
-		}
-		if err := h.Report(ctx); err != nil {
-			log.Error(err, "report host capacity")
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return
+		case <-tick.C():
+		}
+	}
+}
+
+// reportLoop reports capacity every RenewInterval and after pokes, never twice within
+// ReportInterval: a burst of clones pokes once per clone, and the XenHost needs one write for
+// all of them, not one each.
+func (h *HostReporter) reportLoop(ctx context.Context, log logr.Logger) {
+	tick := h.Clock.NewTicker(h.RenewInterval)
+	defer tick.Stop()
+	report := h.Report
+	if h.report != nil {
+		report = h.report
+	}
+	for {
+		if err := report(ctx); err != nil {
+			log.Error(err, "report host capacity")
+		}
+		last := h.Clock.Now()
+		select {
+		case <-ctx.Done():
+			return
 		case <-tick.C():
 		case <-h.poke:
+		}
+		if wait := h.ReportInterval - h.Clock.Since(last); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-h.Clock.After(wait):
+			}
+		}
+		// Pokes that came while waiting are covered by the report about to run.
+		select {
+		case <-h.poke:
+		default:
 		}
 	}
 }
@@ -155,7 +226,19 @@ func (h *HostReporter) Report(ctx context.Context) error {
 		}
 	}
 	if equality.Semantic.DeepEqual(host.Status, st) {
+		h.inexactSince = time.Time{}
 		return nil
+	}
+	if !capacityMoved(host.Status, st) {
+		// A drift below the thresholds: placement counts its own in-flight bindings, so the
+		// XenHost need not follow every clone. It is made exact once it has been off for
+		// ExactAfter.
+		if h.inexactSince.IsZero() {
+			h.inexactSince = h.Clock.Now()
+		}
+		if h.Clock.Since(h.inexactSince) < h.ExactAfter {
+			return nil
+		}
 	}
 	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&st)
 	if err != nil {
@@ -168,6 +251,7 @@ func (h *HostReporter) Report(ctx context.Context) error {
 	if err := h.Client.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
 		return fmt.Errorf("apply XenHost %s status: %w", h.NodeName, err)
 	}
+	h.inexactSince = time.Time{}
 	return nil
 }
 
