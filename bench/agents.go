@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -96,6 +97,10 @@ func agentsMain(args []string) int {
 type AgentStats struct {
 	Requests RequestCounts    `json:"requests"`
 	HostOps  map[string]OpSum `json:"hostOps"`
+	// RequestsByResource are the same requests by verb and resource (see requestKey).
+	RequestsByResource RequestCounts `json:"requestsByResource,omitempty"`
+	// HostOpsByHost are HostOps per simulated host.
+	HostOpsByHost map[string]map[string]OpSum `json:"hostOpsByHost,omitempty"`
 }
 
 func runAgents(ctx context.Context, kubeconfig, dir, xl string, n, conc int, statsAddr string, lat Latency) error {
@@ -124,7 +129,7 @@ func runAgents(ctx context.Context, kubeconfig, dir, xl string, n, conc int, sta
 			return fmt.Errorf("agent manager for %s: %w", name, err)
 		}
 		if err := hostagent.SetupWithManager(mgr, hostagent.Options{
-			NodeName: name, Host: timedHost(h.AgentHost(), ops), LeaseNamespace: leaseNamespace,
+			NodeName: name, Host: timedHost(h.AgentHost(), ops.host(name)), LeaseNamespace: leaseNamespace,
 			RenewInterval: 10 * time.Second, ShutdownGrace: 20 * time.Second, MaxConcurrent: conc, AgentVersion: "bench",
 		}); err != nil {
 			return fmt.Errorf("agent for %s: %w", name, err)
@@ -137,7 +142,8 @@ func runAgents(ctx context.Context, kubeconfig, dir, xl string, n, conc int, sta
 		return err
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		_ = json.NewEncoder(w).Encode(AgentStats{Requests: counter.snapshot(), HostOps: ops.snapshot()})
+		_ = json.NewEncoder(w).Encode(AgentStats{Requests: counter.snapshot(), HostOps: ops.snapshot(),
+			RequestsByResource: counter.snapshotByResource(), HostOpsByHost: ops.snapshotByHost()})
 	})}
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
@@ -173,10 +179,12 @@ func (r RequestCounts) Sub(o RequestCounts) RequestCounts {
 	return out
 }
 
-// requestCounter counts requests through the rest.Config's transport.
+// requestCounter counts requests through the rest.Config's transport, by verb (n) and by verb
+// and resource (byRes, keyed by requestKey).
 type requestCounter struct {
-	mu sync.Mutex
-	n  RequestCounts
+	mu    sync.Mutex
+	n     RequestCounts
+	byRes RequestCounts
 }
 
 type countingTransport struct {
@@ -189,11 +197,13 @@ func (t countingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if req.URL.Query().Get("watch") == "true" || req.URL.Query().Get("watch") == "1" {
 		verb = "WATCH"
 	}
+	key := requestKey(verb, req.URL.Path, req.Header.Get("Content-Type"))
 	t.c.mu.Lock()
 	if t.c.n == nil {
-		t.c.n = RequestCounts{}
+		t.c.n, t.c.byRes = RequestCounts{}, RequestCounts{}
 	}
 	t.c.n[verb]++
+	t.c.byRes[key]++
 	t.c.mu.Unlock()
 	return t.rt.RoundTrip(req)
 }
@@ -210,4 +220,72 @@ func (c *requestCounter) snapshot() RequestCounts {
 		out[k] = v
 	}
 	return out
+}
+
+func (c *requestCounter) snapshotByResource() RequestCounts {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := RequestCounts{}
+	for k, v := range c.byRes {
+		out[k] = v
+	}
+	return out
+}
+
+// requestKey names a request by verb and resource the way the API server's
+// apiserver_request_total labels it, so the two can be subtracted: "VERB resource.group/sub",
+// e.g. "APPLY vmclones.vm.xenclone.dev/status", "POST events.events.k8s.io", "PUT leases.coordination.k8s.io",
+// "DELETE vmclones.vm.xenclone.dev" (core resources have no group: "POST events"). The verb is
+// the HTTP method, except WATCH (watch=true), LIST (a GET of a collection) and APPLY (a PATCH
+// with a server-side apply body). Paths that name no resource (/metrics, discovery) are
+// "VERB <path>".
+func requestKey(verb, path, contentType string) string {
+	group, res, name, sub, ok := parseResourcePath(path)
+	if !ok {
+		return verb + " " + path
+	}
+	switch {
+	case verb == "GET" && name == "":
+		verb = "LIST"
+	case verb == "PATCH" && strings.HasPrefix(contentType, "application/apply-patch"):
+		verb = "APPLY"
+	}
+	return resourceKey(verb, group, res, sub)
+}
+
+func resourceKey(verb, group, res, sub string) string {
+	k := verb + " " + res
+	if group != "" {
+		k += "." + group
+	}
+	if sub != "" {
+		k += "/" + sub
+	}
+	return k
+}
+
+// parseResourcePath splits /api/v1/[namespaces/<ns>/]<resource>[/<name>[/<sub>]] and
+// /apis/<group>/<version>/[namespaces/<ns>/]<resource>[/<name>[/<sub>]].
+func parseResourcePath(path string) (group, res, name, sub string, ok bool) {
+	seg := strings.Split(strings.Trim(path, "/"), "/")
+	switch {
+	case len(seg) >= 3 && seg[0] == "api":
+		seg = seg[2:]
+	case len(seg) >= 4 && seg[0] == "apis":
+		group, seg = seg[1], seg[3:]
+	default:
+		return "", "", "", "", false
+	}
+	// namespaces/<ns>/<resource>/... unless it is the namespace itself (namespaces/<ns>[/status|/finalize]).
+	if len(seg) >= 3 && seg[0] == "namespaces" && !(len(seg) == 3 && (seg[2] == "status" || seg[2] == "finalize")) {
+		seg = seg[2:]
+	}
+	res = seg[0]
+	if len(seg) > 1 {
+		name = seg[1]
+	}
+	if len(seg) > 2 {
+		sub = strings.Join(seg[2:], "/")
+	}
+	return group, res, name, sub, true
 }

@@ -50,6 +50,13 @@ type ControlPlane struct {
 	DeleteLatency     Quantiles `json:"deleteLatency"`
 	Create            Phase     `json:"create"`
 	Delete            Phase     `json:"delete"`
+	// Lifetime is the whole create → Running → delete → gone of the N clones, from just before
+	// the first create to the last clone gone (it includes what was written between the two
+	// phases, e.g. Ready after Running), and Writes its API writes per clone.
+	Lifetime *Phase       `json:"lifetime,omitempty"`
+	Writes   *WriteBudget `json:"writes,omitempty"`
+	// Single is the single-clone run on the idle cluster afterwards.
+	Single *SingleClone `json:"single,omitempty"`
 }
 
 // Phase is what the processes spent during one phase.
@@ -69,6 +76,15 @@ type Phase struct {
 	HostOps            map[string]OpSum `json:"hostOps"`
 	// Reconciles of the controller, by controller.
 	Reconciles map[string]float64 `json:"controllerReconciles"`
+	// The same requests by verb and resource (requestKey): the agents' and the bench's from
+	// their transports, the API server's from apiserver_request_total's verb, group, resource
+	// and subresource labels. The controller's client-go metric has no resource label; its
+	// share is the API server's minus the agents' and the bench's (see WriteBudget).
+	AgentRequestsByResource     RequestCounts `json:"agentRequestsByResource,omitempty"`
+	BenchRequestsByResource     RequestCounts `json:"benchRequestsByResource,omitempty"`
+	APIServerRequestsByResource RequestCounts `json:"apiserverRequestsByResource,omitempty"`
+	// Seconds is the phase's wall time.
+	Seconds float64 `json:"seconds,omitempty"`
 }
 
 // cluster is everything the control-plane run started, stopped on every path by close.
@@ -257,13 +273,14 @@ func (cl *cluster) waitForHosts(ctx context.Context, n int) error {
 type cloneWatch struct {
 	mu                        sync.Mutex
 	scheduled, running, gone  map[string]time.Time
+	node                      map[string]string
 	runningCount, deleteCount atomic.Int64
 	changed                   chan struct{}
 }
 
 func newCloneWatch() *cloneWatch {
 	return &cloneWatch{scheduled: map[string]time.Time{}, running: map[string]time.Time{}, gone: map[string]time.Time{},
-		changed: make(chan struct{}, 1)}
+		node: map[string]string{}, changed: make(chan struct{}, 1)}
 }
 
 func (w *cloneWatch) see(obj any) {
@@ -276,6 +293,9 @@ func (w *cloneWatch) see(obj any) {
 	defer w.mu.Unlock()
 	if _, ok := w.scheduled[c.Name]; !ok && c.Status.NodeName != "" {
 		w.scheduled[c.Name] = now
+	}
+	if c.Status.NodeName != "" {
+		w.node[c.Name] = c.Status.NodeName
 	}
 	if _, ok := w.running[c.Name]; !ok && c.Status.Phase == vmv1alpha1.PhaseRunning {
 		w.running[c.Name] = now
@@ -351,10 +371,13 @@ type phaseMark struct {
 	benchReqs     RequestCounts
 	apiserverReqs RequestCounts
 	reconciles    map[string]float64
+	benchByRes    RequestCounts
+	apiserverRes  RequestCounts
+	at            time.Time
 }
 
 func (cl *cluster) mark(ctx context.Context) phaseMark {
-	var m phaseMark
+	m := phaseMark{at: time.Now()}
 	m.ctrl, _ = sampleProc(cl.controller.pid())
 	if cl.apiserverPid != 0 {
 		m.api, _ = sampleProc(cl.apiserverPid)
@@ -370,18 +393,19 @@ func (cl *cluster) mark(ctx context.Context) phaseMark {
 		m.ctrlReqs = countsOf(promSum(text, "rest_client_requests_total", "method"))
 		m.reconciles = promSum(text, "controller_runtime_reconcile_total", "controller")
 	}
-	m.benchReqs = cl.benchReqs.snapshot()
-	m.apiserverReqs = cl.apiserverRequests(ctx)
+	m.benchReqs, m.benchByRes = cl.benchReqs.snapshot(), cl.benchReqs.snapshotByResource()
+	m.apiserverReqs, m.apiserverRes = cl.apiserverRequests(ctx)
 	return m
 }
 
-// apiserverRequests is apiserver_request_total by verb, from the API server's own metrics.
-func (cl *cluster) apiserverRequests(ctx context.Context) RequestCounts {
+// apiserverRequests is apiserver_request_total by verb, and by verb and resource, from the API
+// server's own metrics.
+func (cl *cluster) apiserverRequests(ctx context.Context) (RequestCounts, RequestCounts) {
 	raw, err := cl.apiserver.RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
-		return nil
+		return nil, nil
 	}
-	return countsOf(promSum(string(raw), "apiserver_request_total", "verb"))
+	return countsOf(promSum(string(raw), "apiserver_request_total", "verb")), apiserverByResource(string(raw))
 }
 
 func phaseBetween(a, b phaseMark) Phase {
@@ -391,6 +415,9 @@ func phaseBetween(a, b phaseMark) Phase {
 		ControllerRequests: b.ctrlReqs.Sub(a.ctrlReqs), AgentRequests: b.agentStats.Requests.Sub(a.agentStats.Requests),
 		BenchRequests: b.benchReqs.Sub(a.benchReqs), APIServerRequests: b.apiserverReqs.Sub(a.apiserverReqs),
 		HostOps: subOps(b.agentStats.HostOps, a.agentStats.HostOps), Reconciles: map[string]float64{},
+		AgentRequestsByResource: b.agentStats.RequestsByResource.Sub(a.agentStats.RequestsByResource),
+		BenchRequestsByResource: b.benchByRes.Sub(a.benchByRes), APIServerRequestsByResource: b.apiserverRes.Sub(a.apiserverRes),
+		Seconds: b.at.Sub(a.at).Seconds(),
 	}
 	for k, v := range b.reconciles {
 		if d := v - a.reconciles[k]; d != 0 {
@@ -412,6 +439,7 @@ func runControlPlane(ctx context.Context, o Options, work string) (*ControlPlane
 	// Create: every clone from o.Creators parallel clients.
 	cl.resetPeaks()
 	before := cl.mark(ctx)
+	lifeStart := before
 	applied := make([]time.Time, o.Clones)
 	start := time.Now()
 	if err := parallel(ctx, o.Clones, o.Creators, func(i int) error {
@@ -469,6 +497,8 @@ func runControlPlane(ctx context.Context, o Options, work string) (*ControlPlane
 	werr = cl.cloneEvents.waitFor(ctx, int64(o.Clones), cl.cloneEvents.deleteCount.Load, o.Timeout, cl.alive)
 	after = cl.mark(ctx)
 	cp.Delete = phaseBetween(before, after)
+	life := phaseBetween(lifeStart, after)
+	cp.Lifetime, cp.Writes = &life, writeBudget(life, o.Clones, o.Hosts)
 	var gone []float64
 	last = start
 	cl.cloneEvents.mu.Lock()
@@ -485,6 +515,13 @@ func runControlPlane(ctx context.Context, o Options, work string) (*ControlPlane
 	logf("control plane: %d deleted, last gone after %.1fs", len(gone), cp.DeleteWallSeconds)
 	if werr != nil {
 		return cp, nil, fmt.Errorf("waiting for deletion: %w", werr)
+	}
+	if o.Single > 0 && !o.SkipSingle {
+		sg, err := runSingle(ctx, o, cl)
+		cp.Single = sg
+		if err != nil {
+			return cp, nil, fmt.Errorf("single clone: %w", err)
+		}
 	}
 
 	if o.SkipScale || o.Scale <= 0 {

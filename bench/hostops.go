@@ -20,23 +20,54 @@ type OpSum struct {
 	Seconds float64 `json:"seconds"`
 }
 
-// opStats sums host operations by name across every host.
+// opStats sums host operations by name across every host, and per host.
 type opStats struct {
-	mu  sync.Mutex
-	ops map[string]OpSum
+	mu     sync.Mutex
+	ops    map[string]OpSum
+	byHost map[string]map[string]OpSum
 }
 
-func (s *opStats) observe(op string, start time.Time) {
-	d := time.Since(start)
+// hostOps is one host's view of an opStats: what it observes is summed for all hosts and for
+// that host.
+type hostOps struct {
+	s    *opStats
+	name string
+}
+
+func (s *opStats) host(name string) hostOps { return hostOps{s: s, name: name} }
+
+func (h hostOps) observe(op string, start time.Time) {
+	d := time.Since(start).Seconds()
+	s := h.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ops == nil {
-		s.ops = map[string]OpSum{}
+		s.ops, s.byHost = map[string]OpSum{}, map[string]map[string]OpSum{}
 	}
-	o := s.ops[op]
-	o.Count++
-	o.Seconds += d.Seconds()
-	s.ops[op] = o
+	add := func(m map[string]OpSum) {
+		o := m[op]
+		o.Count++
+		o.Seconds += d
+		m[op] = o
+	}
+	add(s.ops)
+	if s.byHost[h.name] == nil {
+		s.byHost[h.name] = map[string]OpSum{}
+	}
+	add(s.byHost[h.name])
+}
+
+func (s *opStats) snapshotByHost() map[string]map[string]OpSum {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]map[string]OpSum{}
+	for h, ops := range s.byHost {
+		out[h] = map[string]OpSum{}
+		for k, v := range ops {
+			out[h][k] = v
+		}
+	}
+	return out
 }
 
 func (s *opStats) snapshot() map[string]OpSum {
@@ -61,7 +92,7 @@ func subOps(a, b map[string]OpSum) map[string]OpSum {
 }
 
 // timedHost wraps a host boundary so every operation is counted and timed.
-func timedHost(h hostagent.Host, s *opStats) hostagent.Host {
+func timedHost(h hostagent.Host, s hostOps) hostagent.Host {
 	return hostagent.Host{
 		Storage: timedStorage{h.Storage, s}, Guest: timedGuest{h.Guest, s},
 		Hypervisor: timedHypervisor{h.Hypervisor, s}, ConfigDir: h.ConfigDir,
@@ -70,7 +101,7 @@ func timedHost(h hostagent.Host, s *opStats) hostagent.Host {
 
 type timedStorage struct {
 	s  hostagent.Storage
-	st *opStats
+	st hostOps
 }
 
 func (t timedStorage) Report(ctx context.Context, vg string) (lvm.Report, error) {
@@ -105,7 +136,7 @@ func (t timedStorage) SetOriginReadOnly(ctx context.Context, ref lvm.Ref) error 
 
 type timedGuest struct {
 	g  hostagent.Guest
-	st *opStats
+	st hostOps
 }
 
 func (t timedGuest) Prepare(ctx context.Context, device string, req hostagent.PrepareRequest) (hostagent.PrepareReport, error) {
@@ -130,7 +161,7 @@ func (t timedGuest) Seeds(ctx context.Context) ([]string, error) {
 
 type timedHypervisor struct {
 	h  hostagent.Hypervisor
-	st *opStats
+	st hostOps
 }
 
 func (t timedHypervisor) List(ctx context.Context) ([]xen.DomainInfo, error) {

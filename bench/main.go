@@ -49,6 +49,10 @@ type Options struct {
 	Strip     bool
 	Workers   int
 	NoLimit   bool
+	// Single clones are created one at a time on the idle cluster after the burst
+	// (SkipSingle or 0 skips that run).
+	Single     int
+	SkipSingle bool
 }
 
 // Latency is what each simulated host operation takes. Defaults are the simulator's realistic
@@ -67,7 +71,7 @@ func defaultOptions() Options {
 		Latency: Latency{Report: 150 * time.Millisecond, Create: 900 * time.Millisecond, Change: 300 * time.Millisecond,
 			Remove: 400 * time.Millisecond, Prepare: 1200 * time.Millisecond, XLCreate: 500 * time.Millisecond, XLShutdown: time.Second},
 		AgentConc: 4, CtrlConc: 4, Creators: 16, Timeout: 10 * time.Minute,
-		CloneCost: true, CostSize: 2 << 30,
+		CloneCost: true, CostSize: 2 << 30, Single: 10,
 	}
 }
 
@@ -99,6 +103,8 @@ func (o *Options) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.Strip, "strip-managed-fields", o.Strip, "Experiment (implies -profile): the controller's cache drops metadata.managedFields (cache.TransformStripManagedFields).")
 	fs.IntVar(&o.Workers, "controller-workers", 0, "Experiment (implies -profile): the controller's MaxConcurrentReconciles (the manager binary has no flag for it; default 4).")
 	fs.BoolVar(&o.NoLimit, "skip-limit", false, "Skip the limit (bare host operations) runs.")
+	fs.IntVar(&o.Single, "single", o.Single, "After the burst, create this many clones one at a time on the idle cluster (each to Running, then deleted) and compare apply → Running with its host operations (0 skips it).")
+	fs.BoolVar(&o.SkipSingle, "skip-single", o.SkipSingle, "Skip the single-clone run (same as -single 0).")
 	fs.BoolVar(&o.Profile, "profile", o.Profile, "Run the controller as this binary's controller role (same controllers.SetupWithManager) with pprof on, and save 30 s CPU profiles of the create and scale phases and a heap profile at scale to bench/results/<name>-*.pprof.")
 }
 

@@ -177,6 +177,64 @@ func promSum(text, metric, groupBy string, match ...string) map[string]float64 {
 	return out
 }
 
+// promLabels parses the labels of one sample line, `metric{a="x",b="y"} 1`, and its value.
+func promLabels(line, metric string) (map[string]string, float64, bool) {
+	rest, ok := strings.CutPrefix(line, metric+"{")
+	if !ok {
+		return nil, 0, false
+	}
+	labels := map[string]string{}
+	for {
+		eq := strings.Index(rest, `="`)
+		if eq < 0 {
+			return nil, 0, false
+		}
+		name := strings.TrimLeft(rest[:eq], ",")
+		rest = rest[eq+2:]
+		var val strings.Builder
+		i := 0
+		for ; i < len(rest) && rest[i] != '"'; i++ {
+			if rest[i] == '\\' && i+1 < len(rest) {
+				i++
+			}
+			val.WriteByte(rest[i])
+		}
+		if i >= len(rest) {
+			return nil, 0, false
+		}
+		labels[name] = val.String()
+		rest = rest[i+1:]
+		if strings.HasPrefix(rest, "}") {
+			rest = rest[1:]
+			break
+		}
+	}
+	f := strings.Fields(rest)
+	if len(f) == 0 {
+		return nil, 0, false
+	}
+	v, err := strconv.ParseFloat(f[0], 64)
+	return labels, v, err == nil
+}
+
+// apiserverByResource is apiserver_request_total keyed like requestKey (verb and
+// resource.group/subresource); requests that name no resource are "VERB" alone.
+func apiserverByResource(text string) RequestCounts {
+	out := RequestCounts{}
+	for _, line := range strings.Split(text, "\n") {
+		l, v, ok := promLabels(line, "apiserver_request_total")
+		if !ok {
+			continue
+		}
+		key := l["verb"]
+		if l["resource"] != "" {
+			key = resourceKey(l["verb"], l["group"], l["resource"], l["subresource"])
+		}
+		out[key] += int64(v)
+	}
+	return out
+}
+
 func countsOf(m map[string]float64) RequestCounts {
 	out := RequestCounts{}
 	for k, v := range m {

@@ -78,17 +78,14 @@ func printTables(w io.Writer, r *Results) {
 			(cp.Create.Agents.CPUSeconds+cp.Delete.Agents.CPUSeconds)/n*1000,
 			(cp.Create.Agents.ChildCPUSeconds+cp.Delete.Agents.ChildCPUSeconds)/n*1000)
 
-		fmt.Fprintf(w, "Host operations the agents ran (create phase):\n\n| operation | count | per clone | total s | mean |\n|---|---|---|---|---|\n")
-		keys := make([]string, 0, len(cp.Create.HostOps))
-		for k := range cp.Create.HostOps {
-			keys = append(keys, k)
+		for _, ph := range []struct {
+			name string
+			ops  map[string]OpSum
+		}{{"create", cp.Create.HostOps}, {"delete", cp.Delete.HostOps}} {
+			fmt.Fprintf(w, "Host operations the agents ran (%s phase; reads = the host reads counted against the target):\n\n", ph.name)
+			printOps(w, ph.ops, n)
 		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			o := cp.Create.HostOps[k]
-			fmt.Fprintf(w, "| %s | %d | %.2f | %.1f | %s |\n", k, o.Count, float64(o.Count)/n, o.Seconds, ms(o.Seconds/float64(o.Count)))
-		}
-		fmt.Fprintln(w)
+		printWrites(w, cp)
 	}
 
 	if b := r.Baseline; b != nil && r.Control != nil {
@@ -102,9 +99,38 @@ func printTables(w io.Writer, r *Results) {
 		}
 		perHost := float64(cp.Clones) / float64(cp.Hosts)
 		over := (cp.CreateWallSeconds - b.Parallel.CreateSeconds) * float64(r.Options.AgentConc) / perHost
-		pct := (cp.CreateWallSeconds/b.Parallel.CreateSeconds - 1) * 100
-		fmt.Fprintf(w, "\nOverhead vs the limit at the same per-host parallelism: %+.0f%% (target ≤ 10%%: %s), %.0f ms of host-worker time per clone ((ours − limit) × %d workers ÷ %.0f clones per host).\n\n",
-			pct, verdict(pct <= 10), over*1000, r.Options.AgentConc, perHost)
+		fmt.Fprintf(w, "\nAt the same per-host parallelism (%d per host, the agents' MaxConcurrent, against the limit run with %d per host):\n\n", r.Options.AgentConc, b.Parallel.PerHost)
+		for _, l := range oursVsLimit(r) {
+			fmt.Fprintf(w, "- %s: %s (target %s) — %s\n", l.measure, l.value, l.target, l.verdict)
+		}
+		fmt.Fprintf(w, "\nOverhead per clone: %.0f ms of host-worker time ((ours − limit) × %d workers ÷ %.0f clones per host).\n\n",
+			over*1000, r.Options.AgentConc, perHost)
+	}
+
+	if cp := r.Control; cp != nil && cp.Single != nil {
+		sg := cp.Single
+		fmt.Fprintf(w, "### One clone at a time on the idle cluster (%d clones, each created, Running, deleted, gone before the next)\n\n", sg.Clones)
+		fmt.Fprintf(w, "| measure | value |\n|---|---|\n")
+		fmt.Fprintf(w, "| apply → Running p50 / min / max | %s / %s / %s |\n", ms(sg.ApplyToRunning.P50), ms(sg.ApplyToRunning.Min), ms(sg.ApplyToRunning.Max))
+		fmt.Fprintf(w, "| host operations on the clone's host, apply → Running, per clone (sum of their durations) | %s |\n", ms(sg.HostOpsSecondsPerClone))
+		fmt.Fprintf(w, "| p50 / host operations (target ≤ %.2f) | %.2f — %s |\n", targetSingleOverOps, sg.Ratio, verdict(sg.Ratio > 0 && sg.Ratio <= targetSingleOverOps))
+		if b := r.Baseline; b != nil {
+			fmt.Fprintf(w, "| the limit's operations per clone, 1 per host at a time (for comparison) | %s |\n", ms(b.Sequential.PerCloneSeconds))
+		}
+		fmt.Fprintf(w, "| delete → gone p50 / max | %s / %s |\n", ms(sg.DeleteLatency.P50), ms(sg.DeleteLatency.Max))
+		if wb := sg.Writes; wb != nil {
+			fmt.Fprintf(w, "| API writes per clone lifetime: VMClone / Events (controller + agents) | %.2f / %.2f |\n", wb.CloneWritesPerClone, wb.EventWritesPerClone)
+		}
+		fmt.Fprintf(w, "\nHost operations on the clone's host from apply to Running (all %d clones):\n\n", sg.Clones)
+		printOps(w, sg.HostOps, float64(sg.Clones))
+	}
+
+	if l := mustShow(r); len(l) > 0 {
+		fmt.Fprintf(w, "### Issue 15: must show\n\n| measure | target | value | verdict |\n|---|---|---|---|\n")
+		for _, x := range l {
+			fmt.Fprintf(w, "| %s | %s | %s | %s |\n", x.measure, x.target, x.value, x.verdict)
+		}
+		fmt.Fprintln(w)
 	}
 
 	if s := r.Scale; s != nil {
@@ -147,4 +173,140 @@ func printTables(w io.Writer, r *Results) {
 	for k, v := range r.Errors {
 		fmt.Fprintf(w, "**%s failed:** %s\n\n", k, v)
 	}
+}
+
+// printOps prints a host operations table, per clone over n clones, with the reads' total.
+func printOps(w io.Writer, ops map[string]OpSum, n float64) {
+	fmt.Fprintf(w, "| operation | read? | count | per clone | total s | mean |\n|---|---|---|---|---|---|\n")
+	reads := map[string]bool{}
+	for _, k := range hostReadOps {
+		reads[k] = true
+	}
+	row := func(name, read string, o OpSum) {
+		mean := "–"
+		if o.Count > 0 {
+			mean = ms(o.Seconds / float64(o.Count))
+		}
+		fmt.Fprintf(w, "| %s | %s | %d | %.2f | %.1f | %s |\n", name, read, o.Count, float64(o.Count)/n, o.Seconds, mean)
+	}
+	for _, k := range sortedKeys(ops) {
+		read := ""
+		if reads[k] {
+			read = "read"
+		}
+		row(k, read, ops[k])
+	}
+	row("**host reads** ("+strings.Join(hostReadOps, ", ")+")", "read", hostReads(ops))
+	row("**all**", "", sumOps(ops))
+	fmt.Fprintln(w)
+}
+
+// printWrites prints the API writes of the clones' lifetime by verb and resource.
+func printWrites(w io.Writer, cp *ControlPlane) {
+	wb, life := cp.Writes, cp.Lifetime
+	if wb == nil || life == nil {
+		return
+	}
+	n := float64(wb.Clones)
+	fmt.Fprintf(w, "API writes over the clones' lifetime (first create → last gone, %s), controller + agents, per clone. "+
+		"Agents: their own transport; controller: the API server's apiserver_request_total minus the agents' and the bench's (the user's %d creates and deletes are not counted).\n\n",
+		sec(wb.Seconds), wb.UserWrites.Total())
+	fmt.Fprintf(w, "| write | per clone | agents | controller |\n|---|---|---|---|\n")
+	all := func(string) bool { return true }
+	agents := writesOf(life.AgentRequestsByResource, all)
+	ours := RequestCounts{}
+	for k, v := range wb.CloneWrites {
+		ours[k] = v
+	}
+	for k, v := range wb.EventWrites {
+		ours[k] = v
+	}
+	for _, k := range sortedKeys(ours) {
+		fmt.Fprintf(w, "| %s | %.2f | %.2f | %.2f |\n", k, float64(ours[k])/n, float64(agents[k])/n, float64(ours[k]-agents[k])/n)
+	}
+	fmt.Fprintf(w, "| **VMClone writes** | %.2f | %.2f | %.2f |\n", wb.CloneWritesPerClone, wb.AgentCloneWritesPerClone, wb.CtrlCloneWritesPerClone)
+	fmt.Fprintf(w, "| **Events** | %.2f | %.2f | %.2f |\n", wb.EventWritesPerClone, wb.AgentEventsPerClone, wb.CtrlEventsPerClone)
+	for _, k := range sortedKeys(wb.OtherWrites) {
+		fmt.Fprintf(w, "| %s (outside the budget) | %.2f | %.2f | %.2f |\n", k, float64(wb.OtherWrites[k])/n, float64(agents[k])/n, float64(wb.OtherWrites[k]-agents[k])/n)
+	}
+	for _, k := range sortedKeys(wb.HostWrites) {
+		fmt.Fprintf(w, "| %s (host heartbeat) | %.2f | %.2f | – |\n", k, float64(wb.HostWrites[k])/n, float64(wb.HostWrites[k])/n)
+	}
+	fmt.Fprintf(w, "\nHost objects (per host, not per clone): %.1f Lease renewals and %.1f XenHost writes per host per minute, %.2f per clone over this run.\n\n",
+		wb.LeaseWritesPerHostMinute, wb.XenHostWritesPerHostMinute, wb.HostWritesPerClone)
+}
+
+type shown struct{ measure, target, value, verdict string }
+
+func oursVsLimit(r *Results) []shown {
+	cp, b := r.Control, r.Baseline
+	if cp == nil {
+		return nil
+	}
+	var out []shown
+	if b == nil || b.Parallel.CreateSeconds == 0 {
+		out = append(out, shown{"ours / limit, create and delete", fmt.Sprintf("≤ %.2f", targetOursVsLimit), "not measured (-skip-limit)", "–"})
+	} else {
+		c, d := cp.CreateWallSeconds/b.Parallel.CreateSeconds, cp.DeleteWallSeconds/b.Parallel.DeleteSeconds
+		out = append(out,
+			shown{fmt.Sprintf("ours / limit, create (%d per host at a time)", b.Parallel.PerHost), fmt.Sprintf("≤ %.2f", targetOursVsLimit),
+				fmt.Sprintf("%.2f (%s vs %s)", c, sec(cp.CreateWallSeconds), sec(b.Parallel.CreateSeconds)), verdict(cp.Running == cp.Clones && c <= targetOursVsLimit)},
+			shown{fmt.Sprintf("ours / limit, delete (%d per host at a time)", b.Parallel.PerHost), fmt.Sprintf("≤ %.2f", targetOursVsLimit),
+				fmt.Sprintf("%.2f (%s vs %s)", d, sec(cp.DeleteWallSeconds), sec(b.Parallel.DeleteSeconds)), verdict(cp.DeleteLatency.N == cp.Clones && d <= targetOursVsLimit)})
+	}
+	out = append(out, shown{fmt.Sprintf("first apply → last Running, %d clones on %d hosts", cp.Clones, cp.Hosts), "< 60 s",
+		sec(cp.CreateWallSeconds), verdict(cp.Running == cp.Clones && cp.CreateWallSeconds < 60)})
+	return out
+}
+
+// mustShow is issue 15's list, each with its target and verdict.
+func mustShow(r *Results) []shown {
+	cp := r.Control
+	if cp == nil {
+		return nil
+	}
+	var out []shown
+	if wb := cp.Writes; wb != nil {
+		out = append(out,
+			shown{"(a) VMClone writes per clone lifetime, controller + agents", fmt.Sprintf("≤ %d", targetCloneWrites),
+				fmt.Sprintf("%.2f (controller %.2f, agents %.2f)", wb.CloneWritesPerClone, wb.CtrlCloneWritesPerClone, wb.AgentCloneWritesPerClone),
+				verdict(wb.CloneWritesPerClone <= targetCloneWrites)},
+			shown{"(a) + (b) Events per clone lifetime", fmt.Sprintf("≤ %d", targetAllWrites),
+				fmt.Sprintf("%.2f (Events %.2f: controller %.2f, agents %.2f)", wb.CloneWritesPerClone+wb.EventWritesPerClone, wb.EventWritesPerClone, wb.CtrlEventsPerClone, wb.AgentEventsPerClone),
+				verdict(wb.CloneWritesPerClone+wb.EventWritesPerClone <= targetAllWrites)},
+			shown{"(c) host-object writes (Lease renewals, XenHost status)", "per-host heartbeat, no per-clone target",
+				fmt.Sprintf("%.2f per clone; %.1f Lease + %.1f XenHost per host per minute", wb.HostWritesPerClone, wb.LeaseWritesPerHostMinute, wb.XenHostWritesPerHostMinute), "–"},
+			shown{"other writes (" + strings.Join(resourcesOf(wb.OtherWrites), ", ") + ")", "outside the budget", fmt.Sprintf("%.2f per clone", wb.OtherWritesPerClone), "–"})
+	} else {
+		out = append(out, shown{"API writes per clone lifetime", fmt.Sprintf("≤ %d (+ Events ≤ %d)", targetCloneWrites, targetAllWrites), "not measured", "–"})
+	}
+	n := float64(cp.Clones)
+	rc, rd := hostReads(cp.Create.HostOps), hostReads(cp.Delete.HostOps)
+	out = append(out,
+		shown{"host reads per clone, create (lvm report, xl list / lookups, xl info, xl list -l)", fmt.Sprintf("≤ %.1f", targetReadsCreate),
+			fmt.Sprintf("%.2f (%d in %.1f s)", float64(rc.Count)/n, rc.Count, rc.Seconds), verdict(float64(rc.Count)/n <= targetReadsCreate)},
+		shown{"host reads per clone, delete", fmt.Sprintf("≤ %.1f", targetReadsDelete),
+			fmt.Sprintf("%.2f (%d in %.1f s)", float64(rd.Count)/n, rd.Count, rd.Seconds), verdict(float64(rd.Count)/n <= targetReadsDelete)})
+	out = append(out, oursVsLimit(r)...)
+	if sg := cp.Single; sg != nil {
+		out = append(out, shown{"single clone on an idle host: apply → Running p50 / its host operations", fmt.Sprintf("≤ %.2f (within 10 %%)", targetSingleOverOps),
+			fmt.Sprintf("%.2f (%s / %s)", sg.Ratio, ms(sg.ApplyToRunning.P50), ms(sg.HostOpsSecondsPerClone)), verdict(sg.Ratio > 0 && sg.Ratio <= targetSingleOverOps)})
+	}
+	return out
+}
+
+// resourcesOf lists the resources of request keys, each once.
+func resourcesOf(r RequestCounts) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, k := range sortedKeys(r) {
+		if _, res := splitKey(k); !seen[res] {
+			seen[res] = true
+			out = append(out, res)
+		}
+	}
+	if len(out) == 0 {
+		out = []string{"none"}
+	}
+	return out
 }
