@@ -37,6 +37,8 @@ type reservedBinding struct {
 	message    string
 	generation int64
 	at         time.Time
+	// written is set once the status write carrying the binding succeeded.
+	written bool
 }
 
 type reservedMAC struct {
@@ -67,6 +69,17 @@ func (r *reservations) bindingFor(uid types.UID) (reservedBinding, bool) {
 	defer r.mu.Unlock()
 	b, ok := r.bindings[uid]
 	return b, ok
+}
+
+// bindingWritten records that uid's reserved binding is stored: a reconcile that still reads
+// the clone unbound is behind that write and must not write it again.
+func (r *reservations) bindingWritten(uid types.UID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if b, ok := r.bindings[uid]; ok {
+		b.written = true
+		r.bindings[uid] = b
+	}
 }
 
 func (r *reservations) reserveInterfaces(key types.NamespacedName, uid types.UID, ifaces []vmv1alpha1.InterfaceStatus) {

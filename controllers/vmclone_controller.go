@@ -120,7 +120,11 @@ func (r *VMCloneReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 		if s.deleted || s.stale || equality.Semantic.DeepEqual(s.status, controllerStatus(clone)) {
 			return
 		}
-		if err := applyStatus(ctx, r.Client, r.Scheme, clone, &s.status); err != nil {
+		err := applyStatus(ctx, r.Client, r.Scheme, clone, &s.status)
+		if err == nil && s.status.NodeName != "" && clone.Status.NodeName == "" {
+			r.reserved.bindingWritten(clone.UID)
+		}
+		if err != nil {
 			if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
 				// Deleted meanwhile (scale-down, expiry), or replaced by a namesake (the UID
 				// precondition): nothing to record; a namesake's own events reconcile it.
@@ -452,7 +456,12 @@ func (r *VMCloneReconciler) ensurePlacement(ctx context.Context, s *cloneScope) 
 	}
 	if b, ok := r.reserved.bindingFor(s.clone.UID); ok {
 		// Decided moments ago by a reconcile whose write the cache does not show yet:
-		// keep that decision rather than place twice.
+		// keep that decision rather than place twice. Once that write is known to have
+		// landed, this reconcile has nothing to add (it would only write the binding again).
+		if b.written {
+			s.stale = true
+			return true, nil
+		}
 		s.status.NodeName = b.Host
 		s.status.BindingGeneration = b.generation
 		r.setScheduled(s, b.Host, b.message, false)

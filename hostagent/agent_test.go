@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -434,4 +435,31 @@ func TestRunOnce(t *testing.T) {
 		_, found := domainOf(t, got)
 		g.Expect(found).To(BeFalse(), "a Once domain must not be started again")
 	}, 3*time.Second, 200*time.Millisecond).Should(Succeed())
+}
+
+// TestFinalizerFromAnOlderAgentIsReleased: agents before server-side apply added the
+// host-cleanup finalizer with a merge patch (another field manager). An upgraded agent's apply
+// cannot take that one back; deleting the clone must still finish.
+func TestFinalizerFromAnOlderAgentIsReleased(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	template(t, "tpl-old-finalizer")
+	c := clone(t, ns, "legacy", "tpl-old-finalizer", func(c *vmv1alpha1.VMClone) {
+		c.Finalizers = []string{vmv1alpha1.CloneFinalizer} // as the older agent's patch left it
+	})
+	c = waitPhase(t, c, vmv1alpha1.PhaseRunning)
+	var holders []string
+	for _, mf := range c.ManagedFields {
+		if strings.Contains(string(mf.FieldsV1.Raw), vmv1alpha1.CloneFinalizer) {
+			holders = append(holders, mf.Manager)
+		}
+	}
+	g.Expect(holders).NotTo(ContainElement(hostagent.FieldManager), "the test needs the finalizer held by another manager")
+
+	g.Expect(k8sClient.Delete(context.Background(), c)).To(Succeed())
+	g.Eventually(func() bool {
+		err := k8sClient.Get(context.Background(), client.ObjectKeyFromObject(c), &vmv1alpha1.VMClone{})
+		return apierrors.IsNotFound(err)
+	}, timeout, 100*time.Millisecond).Should(BeTrue(), "the clone was never released")
+	g.Expect(ownedLVs(t, c.Status.NodeName, string(c.UID))).To(BeEmpty())
 }

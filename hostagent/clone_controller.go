@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -25,6 +26,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
@@ -243,9 +245,7 @@ func (r *CloneReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res 
 	}
 
 	if !controllerutil.ContainsFinalizer(clone, vmv1alpha1.CloneFinalizer) {
-		patch := client.MergeFrom(clone.DeepCopy())
-		controllerutil.AddFinalizer(clone, vmv1alpha1.CloneFinalizer)
-		if err := r.Patch(ctx, clone, patch); err != nil {
+		if _, err := r.applyFinalizer(ctx, clone, true); err != nil {
 			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
 		}
 	}
@@ -560,7 +560,7 @@ func (r *CloneReconciler) ensureDomain(ctx context.Context, s *cloneScope) (bool
 		}
 	}
 	if found {
-		s.status.Domain = &vmv1alpha1.DomainStatus{Name: name, ID: int32(dom.ID), State: dom.State.String()}
+		s.status.Domain = domainStatus(s.status.Domain, name, dom)
 	} else {
 		s.status.Domain = &vmv1alpha1.DomainStatus{Name: name}
 	}
@@ -617,7 +617,7 @@ func (r *CloneReconciler) ensureDomain(ctx context.Context, s *cloneScope) (bool
 	}
 
 	if found && !dom.State.Dying {
-		s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionTrue, ReasonStarted, fmt.Sprintf("domain %s (id %d) %s", name, dom.ID, dom.State))
+		s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionTrue, ReasonStarted, fmt.Sprintf("domain %s (id %d) running", name, dom.ID))
 		if s.status.Timestamps.Started == nil {
 			// The write that recorded the start was lost (agent killed, or a write race):
 			// a running domain has started, and runStrategy Once depends on knowing it.
@@ -674,7 +674,7 @@ func (r *CloneReconciler) startDomain(ctx context.Context, s *cloneScope, name s
 	s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionTrue, ReasonStarted, fmt.Sprintf("domain %s started", name))
 	s.status.Timestamps.Started = &s.now
 	if dom, found, err := r.Host.Hypervisor.Lookup(ctx, name); err == nil && found {
-		s.status.Domain = &vmv1alpha1.DomainStatus{Name: name, ID: int32(dom.ID), State: dom.State.String()}
+		s.status.Domain = domainStatus(s.status.Domain, name, dom)
 	}
 	r.capacityChanged()
 	what := fmt.Sprintf("domain %s started on %s", name, r.NodeName)
@@ -831,7 +831,39 @@ func (r *CloneReconciler) cloneVGs(ctx context.Context, c *vmv1alpha1.VMClone, v
 	return out
 }
 
+// applyFinalizer adds (hold) or drops the agent's finalizer by server-side apply of
+// metadata.finalizers alone. The API server merges finalizers as a set per field manager, so
+// no other finalizer is touched and no resourceVersion is needed: a status write by the
+// controller in between cannot make it fail (a merge patch with an optimistic lock conflicted,
+// one without it could drop another finalizer added meanwhile). It returns the finalizers as
+// the server then holds them.
+func (r *CloneReconciler) applyFinalizer(ctx context.Context, c *vmv1alpha1.VMClone, hold bool) ([]string, error) {
+	md := map[string]any{"name": c.Name, "namespace": c.Namespace, "uid": string(c.UID)}
+	if hold {
+		md["finalizers"] = []any{vmv1alpha1.CloneFinalizer}
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": vmv1alpha1.GroupVersion.String(), "kind": "VMClone", "metadata": md,
+	}}
+	if err := r.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+		return nil, err
+	}
+	return u.GetFinalizers(), nil
+}
+
 func (r *CloneReconciler) removeFinalizer(ctx context.Context, c *vmv1alpha1.VMClone) error {
+	left, err := r.applyFinalizer(ctx, c, false)
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil // gone already, or a namesake (UID precondition)
+	}
+	if err != nil {
+		return fmt.Errorf("remove finalizer: %w", err)
+	}
+	if !slices.Contains(left, vmv1alpha1.CloneFinalizer) {
+		return nil
+	}
+	// Added by an agent from before server-side apply (a merge patch, another field manager):
+	// the apply cannot take it back, a patch can.
 	patch := client.MergeFromWithOptions(c.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	controllerutil.RemoveFinalizer(c, vmv1alpha1.CloneFinalizer)
 	if err := r.Patch(ctx, c, patch); err != nil && !apierrors.IsNotFound(err) {
@@ -849,6 +881,19 @@ func (r *CloneReconciler) domainError(s *cloneScope, name, op string, err error)
 		return nil
 	}
 	return fmt.Errorf("%s %s: %w", op, name, err)
+}
+
+// domainStatus is the report of a domain seen on the host. A live guest's r/b flags change all
+// the time; the state last reported is kept while only they differ, so the status is written
+// when the domain's life changes (started again, paused, shut down), not on every look.
+func domainStatus(prev *vmv1alpha1.DomainStatus, name string, dom xen.DomainInfo) *vmv1alpha1.DomainStatus {
+	ds := &vmv1alpha1.DomainStatus{Name: name, ID: int32(dom.ID), State: dom.State.String()}
+	if prev != nil && prev.Name == ds.Name && prev.ID == ds.ID {
+		if old, err := xen.ParseState(prev.State); err == nil && old.Lifecycle() == dom.State.Lifecycle() {
+			ds.State = prev.State
+		}
+	}
+	return ds
 }
 
 // domainChangeFallback bounds a wait for a domain to change by itself (shut down, finish

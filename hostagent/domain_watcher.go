@@ -133,7 +133,9 @@ func (w *domainWatcher) poll(ctx context.Context) error {
 	}
 	cur := make(map[string]string, len(doms))
 	for _, d := range doms {
-		cur[d.Name] = fmt.Sprintf("%d/%s", d.ID, d.State)
+		// Only changes of the domain's life wake its clone, not a vCPU going from running
+		// to blocked.
+		cur[d.Name] = fmt.Sprintf("%d/%s", d.ID, d.State.Lifecycle())
 	}
 	w.mu.Lock()
 	last, first := w.last, !w.haveLast

@@ -82,6 +82,14 @@ func ParseState(s string) (RunState, error) {
 	return st, nil
 }
 
+// Lifecycle is the state without the scheduler's view of the moment: whether a vCPU is on a
+// CPU (r) or waiting (b) flips many times a second for a live guest and says nothing about its
+// life, so what watches and reports domains compares this.
+func (s RunState) Lifecycle() RunState {
+	s.Running, s.Blocked = false, false
+	return s
+}
+
 // String renders the state as xl prints it.
 func (s RunState) String() string {
 	b := []byte("------")
