@@ -586,8 +586,11 @@ func (r *VMCloneReconciler) ensureLifetime(ctx context.Context, s *cloneScope) (
 
 // ensureReady derives Ready from scheduling, the host's heartbeat and the agent's conditions.
 func (r *VMCloneReconciler) ensureReady(ctx context.Context, s *cloneScope) error {
+	// Ready describes the clone as this reconcile leaves it: bound where it was just placed.
+	view := *s.clone
+	view.Status.NodeName, view.Status.BindingGeneration = s.status.NodeName, s.status.BindingGeneration
 	in := ReadyInput{
-		Clone:           s.clone,
+		Clone:           &view,
 		HostLive:        true,
 		StoppedOnExpiry: meta.IsStatusConditionTrue(s.status.Conditions, vmv1alpha1.ConditionExpired),
 	}

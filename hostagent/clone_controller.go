@@ -112,6 +112,8 @@ type CloneReconciler struct {
 
 	// reports holds, per clone, the report this agent last wrote (see reportFor).
 	reports sync.Map // types.NamespacedName -> writtenReport
+	// holding remembers the clones whose finalizer this agent applied.
+	holding sync.Map // types.UID -> struct{}
 }
 
 // SetupWithManager registers the reconciler. The manager's cache holds only this node's clones
@@ -223,6 +225,7 @@ func (r *CloneReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res 
 	}
 	if clone.Status.NodeName != r.NodeName {
 		r.reports.Delete(req.NamespacedName)
+		r.holding.Delete(clone.UID)
 		return ctrl.Result{}, nil // not (or no longer) ours; orphan collection handles leftovers
 	}
 	log := log.FromContext(ctx).WithValues("node", r.NodeName)
@@ -241,13 +244,16 @@ func (r *CloneReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res 
 		}
 		r.capacityChanged()
 		r.reports.Delete(req.NamespacedName) // the clone's last reconcile here
+		r.holding.Delete(clone.UID)
 		return ctrl.Result{}, r.removeFinalizer(ctx, clone)
 	}
 
-	if !controllerutil.ContainsFinalizer(clone, vmv1alpha1.CloneFinalizer) {
+	if _, held := r.holding.Load(clone.UID); !held && !controllerutil.ContainsFinalizer(clone, vmv1alpha1.CloneFinalizer) {
 		if _, err := r.applyFinalizer(ctx, clone, true); err != nil {
 			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
 		}
+		// The cache may show the clone without it for a moment: do not apply it again.
+		r.holding.Store(clone.UID, struct{}{})
 	}
 
 	defer func() {
@@ -617,7 +623,7 @@ func (r *CloneReconciler) ensureDomain(ctx context.Context, s *cloneScope) (bool
 	}
 
 	if found && !dom.State.Dying {
-		s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionTrue, ReasonStarted, fmt.Sprintf("domain %s (id %d) running", name, dom.ID))
+		s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionTrue, ReasonStarted, runningMessage(name, dom.ID))
 		if s.status.Timestamps.Started == nil {
 			// The write that recorded the start was lost (agent killed, or a write race):
 			// a running domain has started, and runStrategy Once depends on knowing it.
@@ -671,11 +677,14 @@ func (r *CloneReconciler) startDomain(ctx context.Context, s *cloneScope, name s
 		r.event(s.clone, corev1.EventTypeWarning, ReasonStartFailed, "StartDomain", "%s", msg)
 		return false, err
 	}
-	s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionTrue, ReasonStarted, fmt.Sprintf("domain %s started", name))
-	s.status.Timestamps.Started = &s.now
+	msg := fmt.Sprintf("domain %s started", name)
 	if dom, found, err := r.Host.Hypervisor.Lookup(ctx, name); err == nil && found {
 		s.status.Domain = domainStatus(s.status.Domain, name, dom)
+		// What the next look at a running domain says too: no second write for it.
+		msg = runningMessage(name, dom.ID)
 	}
+	s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionTrue, ReasonStarted, msg)
+	s.status.Timestamps.Started = &s.now
 	r.capacityChanged()
 	what := fmt.Sprintf("domain %s started on %s", name, r.NodeName)
 	if len(s.built) > 0 {
@@ -737,7 +746,9 @@ func (r *CloneReconciler) stopDomain(ctx context.Context, s *cloneScope, why str
 		return false, nil
 	}
 	if cond == nil || cond.Reason != ReasonShuttingDown {
-		if _, err := r.Host.Hypervisor.Owner(ctx, name, s.clone.Status.UUID); err != nil {
+		if startedByUs(s, dom) {
+			// Ours by our own report; xl destroy checks the UUID again (DestroyOwned).
+		} else if _, err := r.Host.Hypervisor.Owner(ctx, name, s.clone.Status.UUID); err != nil {
 			// A domain of that name that is not ours is not ours to stop: for this clone
 			// there is nothing running.
 			return errors.Is(err, xen.ErrNotOwned), r.domainError(s, name, "check owner of", err)
@@ -881,6 +892,19 @@ func (r *CloneReconciler) domainError(s *cloneScope, name, op string, err error)
 		return nil
 	}
 	return fmt.Errorf("%s %s: %w", op, name, err)
+}
+
+func runningMessage(name string, id int) string {
+	return fmt.Sprintf("domain %s (id %d) running", name, id)
+}
+
+// startedByUs says whether the report proves the listed domain is the one this agent started
+// for the clone: running by our own report, with the domain id we recorded. Domain ids are not
+// reused while a domain lives, so the ownership check (xl list -l) need not be repeated.
+func startedByUs(s *cloneScope, dom xen.DomainInfo) bool {
+	d := s.status.Domain
+	return d != nil && d.ID != 0 && int(d.ID) == dom.ID &&
+		meta.IsStatusConditionTrue(s.status.Conditions, vmv1alpha1.ConditionDomainRunning)
 }
 
 // domainStatus is the report of a domain seen on the host. A live guest's r/b flags change all
