@@ -30,7 +30,7 @@ import (
 // same way a clone keeps its identity across resets.
 
 // ReasonCloudInitDataMissing: a Secret or key named in spec.cloudInit does not exist.
-const ReasonCloudInitDataMissing = "CloudInitDataMissing"
+const ReasonCloudInitDataMissing = vmv1alpha1.ReasonCloudInitDataMissing
 
 // Secrets named by clones are read uncached (get only: no list/watch of every Secret); the
 // copies live in the lease namespace, with their own Role.

@@ -50,7 +50,7 @@ type HostLivenessReconciler struct {
 
 // ReasonHeartbeatLost is the XenHost Ready reason the controller sets when the host's agent
 // stops renewing its heartbeat: the agent, which normally writes Ready, cannot say so itself.
-const ReasonHeartbeatLost = "HeartbeatLost"
+const ReasonHeartbeatLost = vmv1alpha1.ReasonHeartbeatLost
 
 // The controller writes only the XenHost Ready condition of a lost host (server-side apply of
 // that one list entry); the agent takes it back with its next report.

@@ -11,26 +11,29 @@ import (
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
 )
 
-// Reasons the controller writes into conditions.
+// Reasons the controller writes into a VMClone's conditions and events. They are the
+// vocabulary's (api/v1alpha1/conditions.go), which says what each means and tests check
+// against the health checks and the docs.
 const (
-	ReasonScheduled           = "Scheduled"
-	ReasonUnschedulable       = "Unschedulable"
-	ReasonTemplateNotFound    = "TemplateNotFound"
-	ReasonTemplateDeleting    = "TemplateDeleting"
-	ReasonNamespaceNotAllowed = "NamespaceNotAllowed"
-	ReasonMACConflict         = "MACConflict"
-	ReasonNodeLost            = "NodeLost"
-	ReasonLifetimeEnded       = "LifetimeEnded"
-	ReasonLifetimeRunning     = "LifetimeRunning"
-	ReasonRunning             = "Running"
-	ReasonHalted              = "Halted"
-	ReasonStoppedOnExpiry     = "StoppedOnExpiry"
-	ReasonWaitingForHost      = "WaitingForHost"
-	ReasonFailed              = "Failed"
-	ReasonStopping            = "Stopping"
-	ReasonRescheduled         = "RescheduledFromLostHost"
-	ReasonReschedulePaused    = "ReschedulePaused"
-	ReasonResetting           = "Resetting"
+	ReasonScheduled           = vmv1alpha1.ReasonScheduled
+	ReasonUnschedulable       = vmv1alpha1.ReasonUnschedulable
+	ReasonTemplateNotFound    = vmv1alpha1.ReasonTemplateNotFound
+	ReasonTemplateDeleting    = vmv1alpha1.ReasonTemplateDeleting
+	ReasonNamespaceNotAllowed = vmv1alpha1.ReasonNamespaceNotAllowed
+	ReasonMACConflict         = vmv1alpha1.ReasonMACConflict
+	ReasonNodeLost            = vmv1alpha1.ReasonNodeLost
+	ReasonLifetimeEnded       = vmv1alpha1.ReasonLifetimeEnded
+	ReasonLifetimeRunning     = vmv1alpha1.ReasonLifetimeRunning
+	ReasonRunning             = vmv1alpha1.ReasonRunning
+	ReasonHalted              = vmv1alpha1.ReasonHalted
+	ReasonStoppedOnExpiry     = vmv1alpha1.ReasonStoppedOnExpiry
+	ReasonWaitingForHost      = vmv1alpha1.ReasonWaitingForHost
+	ReasonFailed              = vmv1alpha1.ReasonFailed
+	ReasonStopping            = vmv1alpha1.ReasonStopping
+	ReasonRescheduled         = vmv1alpha1.ReasonRescheduled
+	ReasonReschedulePaused    = vmv1alpha1.ReasonReschedulePaused
+	ReasonResetting           = vmv1alpha1.ReasonResetting
+	ReasonProgressing         = vmv1alpha1.ReasonProgressing
 )
 
 // OnNodeLostAnnotation is the deprecated way to ask for spec.placement.onNodeLost: Reschedule
@@ -202,7 +205,7 @@ func ReadyCondition(in ReadyInput) metav1.Condition {
 			cond.Message = fmt.Sprintf("waiting for the hostagent on %s to report %s", c.Status.NodeName, vmv1alpha1.ConditionDomainRunning)
 			return cond
 		}
-		if dr.Status == metav1.ConditionTrue || dr.Reason == "ShuttingDown" {
+		if dr.Status == metav1.ConditionTrue || dr.Reason == vmv1alpha1.ReasonShuttingDown {
 			cond.Status, cond.Reason = metav1.ConditionFalse, ReasonStopping
 			cond.Message = fmt.Sprintf("waiting for the domain on %s to stop (%s)", c.Status.NodeName, dr.Message)
 			return cond
@@ -220,9 +223,11 @@ func ReadyCondition(in ReadyInput) metav1.Condition {
 	return cond
 }
 
-// setKStatusConditions derives kstatus' Reconciling and Stalled from Ready and the phase, so
-// kstatus reads a clone as InProgress while it is provisioned, Current when Ready, and Failed
-// when it failed. They are present only while True, as kstatus expects.
+// setKStatusConditions derives kstatus' Reconciling and Stalled from Ready, so kstatus reads a
+// clone as InProgress while it is provisioned, Current when Ready, and Failed when it failed.
+// Stalled follows Ready's reason, not the phase: a Failed clone being reset, or on a lost host,
+// is on its way (Ready says Resetting or NodeLost), not stuck. They are present only while
+// True, as kstatus expects.
 func setKStatusConditions(st *vmv1alpha1.VMCloneStatus, clone *vmv1alpha1.VMClone) {
 	meta.RemoveStatusCondition(&st.Conditions, vmv1alpha1.ConditionReconciling)
 	meta.RemoveStatusCondition(&st.Conditions, vmv1alpha1.ConditionStalled)
@@ -232,13 +237,13 @@ func setKStatusConditions(st *vmv1alpha1.VMCloneStatus, clone *vmv1alpha1.VMClon
 	}
 	cond := metav1.Condition{Status: metav1.ConditionTrue, Reason: ready.Reason, Message: ready.Message,
 		ObservedGeneration: clone.Generation, LastTransitionTime: ready.LastTransitionTime}
-	if clone.HostReportCurrent() && clone.Status.Phase == vmv1alpha1.PhaseFailed {
+	if ready.Reason == ReasonFailed {
 		cond.Type = vmv1alpha1.ConditionStalled
 	} else {
 		cond.Type = vmv1alpha1.ConditionReconciling
-	}
-	if cond.Reason == "" {
-		cond.Reason = "Progressing"
+		if cond.Reason == "" {
+			cond.Reason = ReasonProgressing
+		}
 	}
 	// Keep the transition time of a condition that was already there.
 	if old := meta.FindStatusCondition(clone.Status.Conditions, cond.Type); old != nil {

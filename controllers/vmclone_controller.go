@@ -657,8 +657,7 @@ func (r *VMCloneReconciler) setCondition(s *cloneScope, typ string, status metav
 }
 
 // controllerConditions are the condition types this controller owns on a VMClone.
-var controllerConditions = []string{vmv1alpha1.ConditionScheduled, vmv1alpha1.ConditionReady, vmv1alpha1.ConditionExpired,
-	vmv1alpha1.ConditionReconciling, vmv1alpha1.ConditionStalled}
+var controllerConditions = vmv1alpha1.ConditionTypes("VMClone", vmv1alpha1.WriterController)
 
 // controllerStatus projects a clone's status onto the fields the controller owns: the
 // starting point of the status this reconcile applies.

@@ -25,12 +25,12 @@ import (
 
 // Reasons of VMClonePool conditions and events.
 const (
-	ReasonAllReady       = "AllMembersReady"
-	ReasonScaling        = "Scaling"
-	ReasonMembersPending = "MembersNotReady"
-	ReasonMemberCreated  = "MemberCreated"
-	ReasonMemberDeleted  = "MemberDeleted"
-	ReasonMemberFailed   = "ReplacingFailedMember"
+	ReasonAllReady       = vmv1alpha1.ReasonAllMembersReady
+	ReasonScaling        = vmv1alpha1.ReasonScaling
+	ReasonMembersPending = vmv1alpha1.ReasonMembersNotReady
+	ReasonMemberCreated  = vmv1alpha1.ReasonMemberCreated
+	ReasonMemberDeleted  = vmv1alpha1.ReasonMemberDeleted
+	ReasonMemberFailed   = vmv1alpha1.ReasonReplacingFailedMember
 )
 
 // VMClonePoolReconciler keeps spec.replicas clones of a template. Members are named

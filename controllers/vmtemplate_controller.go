@@ -33,11 +33,12 @@ const listedNames = 10
 
 // Reasons of VMTemplate conditions.
 const (
-	ReasonOriginPresent   = "OriginPresent"
-	ReasonNoHostHasOrigin = "NoHostHasOrigin"
-	ReasonInUse           = "InUse"
-	ReasonNotInUse        = "NotInUse"
-	ReasonDeletionBlocked = "DeletionBlocked"
+	ReasonOriginPresent       = vmv1alpha1.ReasonOriginPresent
+	ReasonNoHostHasOrigin     = vmv1alpha1.ReasonNoHostHasOrigin
+	ReasonInvalidHostSelector = vmv1alpha1.ReasonInvalidHostSelector
+	ReasonInUse               = vmv1alpha1.ReasonInUse
+	ReasonNotInUse            = vmv1alpha1.ReasonNotInUse
+	ReasonDeletionBlocked     = vmv1alpha1.ReasonDeletionBlocked
 )
 
 // VMTemplateReconciler aggregates where a template's origin exists (from XenHosts), counts its
@@ -190,7 +191,7 @@ type Presence struct {
 func TemplatePresence(tmpl *vmv1alpha1.VMTemplate, hosts []vmv1alpha1.XenHost) Presence {
 	sel, err := selectorOrEverything(tmpl.Spec.HostSelector)
 	if err != nil {
-		return Presence{Ready: metav1.ConditionFalse, Reason: "InvalidHostSelector",
+		return Presence{Ready: metav1.ConditionFalse, Reason: ReasonInvalidHostSelector,
 			Message: fmt.Sprintf("spec.hostSelector is invalid: %v; fix it", err)}
 	}
 	var p Presence

@@ -52,33 +52,32 @@ import (
 // FieldManager is the agent's server-side apply identity.
 const FieldManager = "xenclone-hostagent"
 
-// Condition reasons the agent writes.
+// Condition reasons the agent writes, from the vocabulary (api/v1alpha1/conditions.go).
 const (
-	ReasonWaitingForIdentity = "WaitingForIdentity"
-	ReasonTemplateNotFound   = "TemplateNotFound"
-	ReasonOriginMissing      = "OriginMissing"
-	ReasonVolumeCreated      = "SnapshotCreated"
-	ReasonVolumeConflict     = "VolumeNameConflict"
-	ReasonStorageError       = "StorageError"
-	ReasonSnapshotInvalid    = "SnapshotInvalid"
-	ReasonCOWExtended        = "COWExtended"
-	ReasonCOWAtMax           = "COWAtMaximum"
-	ReasonPoolAtRisk         = "ThinPoolAtRisk"
-	ReasonStorageOK          = "StorageOK"
-	ReasonPrepared           = "Prepared"
-	ReasonPrepareFailed      = "PrepareFailed"
-	ReasonWaitingForVolume   = "WaitingForVolume"
-	ReasonStarted            = "Started"
-	ReasonStartFailed        = "StartFailed"
-	ReasonShuttingDown       = "ShuttingDown"
-	ReasonStopped            = "Stopped"
-	ReasonGuestPoweredOff    = "GuestPoweredOff"
-	ReasonGuestCrashed       = "GuestCrashed"
-	ReasonRestarting         = "Restarting"
-	ReasonHalted             = "Halted"
-	ReasonResetting          = "Resetting"
-	ReasonSecretMissing      = "SecretMissing"
-	ReasonDomainConflict     = "DomainNameConflict"
+	ReasonWaitingForIdentity = vmv1alpha1.ReasonWaitingForIdentity
+	ReasonTemplateNotFound   = vmv1alpha1.ReasonTemplateNotFound
+	ReasonOriginMissing      = vmv1alpha1.ReasonOriginMissing
+	ReasonVolumeCreated      = vmv1alpha1.ReasonSnapshotCreated
+	ReasonVolumeConflict     = vmv1alpha1.ReasonVolumeNameConflict
+	ReasonStorageError       = vmv1alpha1.ReasonStorageError
+	ReasonSnapshotInvalid    = vmv1alpha1.ReasonSnapshotInvalid
+	ReasonCOWExtended        = vmv1alpha1.ReasonCOWExtended
+	ReasonCOWAtMax           = vmv1alpha1.ReasonCOWAtMaximum
+	ReasonPoolAtRisk         = vmv1alpha1.ReasonThinPoolAtRisk
+	ReasonStorageOK          = vmv1alpha1.ReasonStorageOK
+	ReasonPrepared           = vmv1alpha1.ReasonPrepared
+	ReasonPrepareFailed      = vmv1alpha1.ReasonPrepareFailed
+	ReasonStarted            = vmv1alpha1.ReasonStarted
+	ReasonStartFailed        = vmv1alpha1.ReasonStartFailed
+	ReasonShuttingDown       = vmv1alpha1.ReasonShuttingDown
+	ReasonStopped            = vmv1alpha1.ReasonStopped
+	ReasonGuestPoweredOff    = vmv1alpha1.ReasonGuestPoweredOff
+	ReasonGuestCrashed       = vmv1alpha1.ReasonGuestCrashed
+	ReasonRestarting         = vmv1alpha1.ReasonRestarting
+	ReasonHalted             = vmv1alpha1.ReasonHalted
+	ReasonResetting          = vmv1alpha1.ReasonResetting
+	ReasonSecretMissing      = vmv1alpha1.ReasonSecretMissing
+	ReasonDomainConflict     = vmv1alpha1.ReasonDomainNameConflict
 )
 
 // CloneReconciler reconciles the VMClones bound to one host.

@@ -259,13 +259,13 @@ func (h *HostReporter) Report(ctx context.Context) error {
 func (h *HostReporter) observe(ctx context.Context, templates []vmv1alpha1.VMTemplate, clones int, gen int64) vmv1alpha1.XenHostStatus {
 	now := metav1.NewTime(h.Clock.Now())
 	st := vmv1alpha1.XenHostStatus{ObservedGeneration: gen, AgentVersion: h.AgentVersion, Clones: int32(clones)}
-	ready := metav1.Condition{Type: vmv1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: "HostToolsAnswer",
+	ready := metav1.Condition{Type: vmv1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: vmv1alpha1.ReasonHostToolsAnswer,
 		Message: "xl and lvm answer", ObservedGeneration: gen, LastTransitionTime: now}
-	storage := metav1.Condition{Type: vmv1alpha1.ConditionStorageHealthy, Status: metav1.ConditionTrue, Reason: "StorageOK",
+	storage := metav1.Condition{Type: vmv1alpha1.ConditionStorageHealthy, Status: metav1.ConditionTrue, Reason: vmv1alpha1.ReasonStorageOK,
 		Message: "volume groups readable", ObservedGeneration: gen, LastTransitionTime: now}
 
 	if info, err := h.Host.Hypervisor.Info(ctx); err != nil {
-		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, "XenUnavailable", fmt.Sprintf("xl info failed: %v", err)
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, vmv1alpha1.ReasonXenUnavailable, fmt.Sprintf("xl info failed: %v", err)
 	} else {
 		st.XenVersion, st.CPUs = info.XenVersion, int32(info.NrCPUs)
 		st.Memory = vmv1alpha1.HostMemory{TotalMiB: info.TotalMemoryMiB, FreeMiB: info.FreeMemoryMiB}
@@ -280,7 +280,7 @@ func (h *HostReporter) observe(ctx context.Context, templates []vmv1alpha1.VMTem
 		rep, err := h.Host.Storage.Report(ctx, vg)
 		if err != nil {
 			if !errorsIsVGNotFound(err) {
-				storage.Status, storage.Reason = metav1.ConditionFalse, "VolumeGroupUnreadable"
+				storage.Status, storage.Reason = metav1.ConditionFalse, vmv1alpha1.ReasonVolumeGroupUnreadable
 				storage.Message = fmt.Sprintf("volume group %s: %v", vg, err)
 			}
 			continue
@@ -315,7 +315,7 @@ func (h *HostReporter) observe(ctx context.Context, templates []vmv1alpha1.VMTem
 			// change what new clones get. Protect it before the first clone is placed here.
 			if !lv.Attr.ReadOnly() {
 				if err := h.Host.Storage.SetOriginReadOnly(ctx, lv.Ref()); err != nil {
-					storage.Status, storage.Reason = metav1.ConditionFalse, "OriginNotProtected"
+					storage.Status, storage.Reason = metav1.ConditionFalse, vmv1alpha1.ReasonOriginNotProtected
 					storage.Message = fmt.Sprintf("cannot make template origin %s read-only: %v", lv.Ref(), err)
 				} else {
 					lv.Attr.Permission = lvm.PermRead

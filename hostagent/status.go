@@ -19,10 +19,7 @@ import (
 )
 
 // agentConditions are the condition types the agent owns.
-var agentConditions = []string{
-	vmv1alpha1.ConditionVolumeReady, vmv1alpha1.ConditionGuestPrepared,
-	vmv1alpha1.ConditionDomainRunning, vmv1alpha1.ConditionStorageAtRisk,
-}
+var agentConditions = vmv1alpha1.ConditionTypes("VMClone", vmv1alpha1.WriterHostAgent)
 
 // agentStatus is the part of a clone's status the agent owns, as currently stored, if it
 // describes the clone's current binding. A report from another binding (the clone's earlier

@@ -49,6 +49,7 @@ local blocked = {
   TemplateDeleting = true,
   NamespaceNotAllowed = true,
   MACConflict = true,
+  CloudInitDataMissing = true,
   OriginMissing = true,
   VolumeNameConflict = true,
   DomainNameConflict = true,
