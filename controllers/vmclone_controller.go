@@ -37,8 +37,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -110,7 +110,7 @@ func (r *VMCloneReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 		return ctrl.Result{}, fmt.Errorf("get VMClone %s: %w", req.NamespacedName, err)
 	}
 	ctx = log.IntoContext(ctx, log.FromContext(ctx).WithValues("vmclone", req.NamespacedName, "node", clone.Status.NodeName))
-	r.reserved.observed(clone.UID, clone.Status.NodeName, cloneMACs(clone))
+	r.reserved.observed(req.NamespacedName, clone.UID, clone.Status.NodeName, cloneMACs(clone))
 
 	if !clone.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, clone)
