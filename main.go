@@ -56,7 +56,10 @@ func main() {
 	switch role {
 	case "manager":
 		opts := managerFlags(fs)
-		run = func() error { return runManager(ctrl.SetupSignalHandler(), opts) }
+		run = func() error {
+			fs.Visit(func(f *flag.Flag) { opts.memoryLimitSet = opts.memoryLimitSet || f.Name == "memory-limit" })
+			return runManager(ctrl.SetupSignalHandler(), opts)
+		}
 	case "hostagent":
 		opts := hostagentFlags(fs)
 		run = func() error { return runHostAgent(ctrl.SetupSignalHandler(), opts) }

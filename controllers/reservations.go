@@ -136,14 +136,19 @@ func (r *reservations) pendingBindings(counted func(types.UID) bool, now time.Ti
 			out[uid] = b.Binding
 		}
 	}
+	if len(r.confirmed) == 0 {
+		r.confirmed = map[types.UID]reservedBinding{} // release a burst's buckets
+	}
 	return out
 }
 
-// observed drops what the cache now shows for clone uid: its binding once bound to the
-// reserved host, its interfaces and MACs once they are in its status.
-func (r *reservations) observed(uid types.UID, node string, macs []string) {
+// observed drops what the cache now shows for clone key (uid): its binding once bound to the
+// reserved host, its interfaces and MACs once they are in its status, and its name once
+// nothing is reserved for it any more.
+func (r *reservations) observed(key types.NamespacedName, uid types.UID, node string, macs []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	defer r.tidy(key, uid)
 	if b, ok := r.bindings[uid]; ok && node != "" && b.Host == node {
 		delete(r.bindings, uid)
 		b.at = time.Now()
@@ -175,5 +180,45 @@ func (r *reservations) forget(key types.NamespacedName) {
 		if v.uid == uid {
 			delete(r.macs, m)
 		}
+	}
+	r.shrink()
+}
+
+// tidy forgets key's name once nothing is reserved for uid (confirmed bindings wait for
+// the ledger in pendingBindings, which does not need the name), so a burst of 10,000 clones
+// leaves no per-clone entries behind. The caller holds r.mu.
+func (r *reservations) tidy(key types.NamespacedName, uid types.UID) {
+	if r.byName[key] != uid {
+		return
+	}
+	if _, ok := r.bindings[uid]; ok {
+		return
+	}
+	if _, ok := r.ifaces[uid]; ok {
+		return
+	}
+	for _, m := range r.macs {
+		if m.uid == uid {
+			return
+		}
+	}
+	delete(r.byName, key)
+	r.shrink()
+}
+
+// shrink replaces emptied maps with new ones: a Go map keeps the buckets of its largest size,
+// and after a burst these are sized for every clone of the burst. The caller holds r.mu.
+func (r *reservations) shrink() {
+	if len(r.bindings) == 0 {
+		r.bindings = map[types.UID]reservedBinding{}
+	}
+	if len(r.ifaces) == 0 {
+		r.ifaces = map[types.UID][]vmv1alpha1.InterfaceStatus{}
+	}
+	if len(r.macs) == 0 {
+		r.macs = map[string]reservedMAC{}
+	}
+	if len(r.byName) == 0 {
+		r.byName = map[types.NamespacedName]types.UID{}
 	}
 }

@@ -35,11 +35,14 @@ func TestReservations(t *testing.T) {
 		t.Errorf("bound clone still pending: %v", got)
 	}
 	// A stale cache still showing a on another host does not drop the new binding.
-	r.observed("uid-a", "h0", nil)
+	r.observed(a, "uid-a", "h0", nil)
 	if _, ok := r.bindingFor("uid-a"); !ok {
 		t.Fatal("binding dropped on a stale observation")
 	}
-	r.observed("uid-a", "h1", []string{"00:16:3e:00:00:01"})
+	r.observed(a, "uid-a", "h1", []string{"00:16:3e:00:00:01"})
+	if len(r.byName) != 0 {
+		t.Errorf("name kept with nothing reserved: %v", r.byName)
+	}
 	if got := r.interfacesFor("uid-a"); got != nil {
 		t.Errorf("observed interfaces kept: %v", got)
 	}

@@ -7,6 +7,7 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -96,6 +97,39 @@ const (
 	unboundNode = "<unbound>"
 )
 
+// lastApplied is kubectl's client-side apply annotation: a copy of the whole object as applied,
+// which the controller never reads.
+const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
+
+// StripUnread is the cache transform of the controller's caches: it drops what the controller
+// never reads from every cached object — metadata.managedFields (the API server's field
+// ownership, a few hundred bytes per manager per object; the one-writer check reads it from the
+// API server, not the cache) and kubectl's last-applied annotation. Writes are unaffected: the
+// controller server-side applies only its own fields, and an update with managedFields unset
+// leaves them as they are.
+func StripUnread(in any) (any, error) {
+	if obj, err := meta.Accessor(in); err == nil {
+		if obj.GetManagedFields() != nil {
+			obj.SetManagedFields(nil)
+		}
+		if a := obj.GetAnnotations(); a != nil {
+			if _, ok := a[lastApplied]; ok {
+				delete(a, lastApplied)
+				if len(a) == 0 {
+					obj.SetAnnotations(nil)
+				}
+			}
+		}
+	}
+	return in, nil
+}
+
+// CacheOptions are the manager cache's options the controller needs: StripUnread on every
+// object. The manager role passes them to ctrl.NewManager.
+func CacheOptions() cache.Options {
+	return cache.Options{DefaultTransform: StripUnread}
+}
+
 // SetupWithManager registers the controller's field indexes and its reconcilers (VMClone
 // placement and lifecycle, host liveness, VMTemplate, VMClonePool) with mgr.
 func SetupWithManager(mgr ctrl.Manager, opts Options) error {
@@ -116,6 +150,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 		Scheme:            mgr.GetScheme(),
 		Mapper:            mgr.GetRESTMapper(),
 		DefaultNamespaces: map[string]cache.Config{opts.LeaseNamespace: {}},
+		DefaultTransform:  StripUnread,
 		ByObject: map[client.Object]cache.ByObject{
 			&coordinationv1.Lease{}: {},
 			&corev1.Secret{}:        {Label: labels.NewSelector().Add(*copies)},

@@ -31,12 +31,14 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -108,7 +110,7 @@ func (r *VMCloneReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 		return ctrl.Result{}, fmt.Errorf("get VMClone %s: %w", req.NamespacedName, err)
 	}
 	ctx = log.IntoContext(ctx, log.FromContext(ctx).WithValues("vmclone", req.NamespacedName, "node", clone.Status.NodeName))
-	r.reserved.observed(clone.UID, clone.Status.NodeName, cloneMACs(clone))
+	r.reserved.observed(req.NamespacedName, clone.UID, clone.Status.NodeName, cloneMACs(clone))
 
 	if !clone.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, clone)
@@ -419,12 +421,13 @@ func (r *VMCloneReconciler) hostDisruption(ctx context.Context, now time.Time) (
 
 // hostsAndHeartbeats reads the registered hosts and their heartbeat Leases, by host name.
 func (r *VMCloneReconciler) hostsAndHeartbeats(ctx context.Context) ([]vmv1alpha1.XenHost, map[string]*coordinationv1.Lease, error) {
+	// Read-only below (Place, HostDisruption): the cache's objects, not copies of them.
 	var hosts vmv1alpha1.XenHostList
-	if err := r.List(ctx, &hosts); err != nil {
+	if err := r.List(ctx, &hosts, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, nil, fmt.Errorf("list XenHosts: %w", err)
 	}
 	var leases coordinationv1.LeaseList
-	if err := r.Leases.List(ctx, &leases, client.InNamespace(r.Opts.LeaseNamespace)); err != nil {
+	if err := r.Leases.List(ctx, &leases, client.InNamespace(r.Opts.LeaseNamespace), client.UnsafeDisableDeepCopy); err != nil {
 		return nil, nil, fmt.Errorf("list heartbeat Leases in %s: %w", r.Opts.LeaseNamespace, err)
 	}
 	byHost := make(map[string]*coordinationv1.Lease, len(leases.Items))
@@ -507,7 +510,7 @@ func (r *VMCloneReconciler) placementInput(ctx context.Context, s *cloneScope) (
 		return in, err
 	}
 	var templates vmv1alpha1.VMTemplateList
-	if err := r.List(ctx, &templates); err != nil {
+	if err := r.List(ctx, &templates, client.UnsafeDisableDeepCopy); err != nil { // read-only
 		return in, fmt.Errorf("list VMTemplates: %w", err)
 	}
 	byName := make(map[string]*vmv1alpha1.VMTemplate, len(templates.Items))
@@ -693,29 +696,177 @@ func (r *VMCloneReconciler) setupWithManager(mgr ctrl.Manager, leases cache.Cach
 		For(&vmv1alpha1.VMClone{}).
 		Named("vmclone").
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.Opts.MaxConcurrentReconciles}).
-		// Capacity or template presence changed: pending clones may fit now.
-		Watches(&vmv1alpha1.XenHost{}, handler.EnqueueRequestsFromMapFunc(r.pendingClones),
-			builder.WithPredicates(predicate.ResourceVersionChangedPredicate{})).
-		Watches(&vmv1alpha1.VMTemplate{}, handler.EnqueueRequestsFromMapFunc(r.pendingClonesOfTemplate)).
+		// Capacity, labels or template presence changed: pending clones that host could take
+		// may fit now. Heartbeat-only and condition-only status writes place nothing.
+		Watches(&vmv1alpha1.XenHost{}, r.pendingRetry(r.pendingClonesForHost)).
+		// A template appeared, went, or its spec changed: its waiting clones are decided again.
+		// Its status (presence, clone count, written as clones come and go) changes nothing
+		// placement reads.
+		Watches(&vmv1alpha1.VMTemplate{}, r.pendingRetry(r.pendingClonesOfTemplate),
+			builder.WithPredicates(specOrDeletionChanged{})).
 		// A namespace's labels decide templates' namespaceSelector.
-		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.pendingClonesInNamespace),
+		Watches(&corev1.Namespace{}, r.pendingRetry(r.pendingClonesInNamespace),
 			builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		// The host liveness reconciler sends the clones of a host whose heartbeat came or went.
 		WatchesRawSource(source.Channel(hostEvents, &handler.EnqueueRequestForObject{})).
 		Complete(r)
 }
 
-// pendingClones maps any XenHost change to every clone not bound yet.
-func (r *VMCloneReconciler) pendingClones(ctx context.Context, _ client.Object) []reconcile.Request {
+// pendingRetryDelay is how long a pending clone woken by a host, template or namespace change
+// waits in the queue: the writes of several agents reporting at once (or one agent's writes in
+// quick succession) wake it once, not once each.
+const pendingRetryDelay = time.Second
+
+// pendingRetry turns a mapping from an event (old is nil on create, delete and generic events;
+// new is nil on delete) to pending clones into an event handler. The clones are queued after
+// pendingRetryDelay at low priority, so clones nobody has looked at yet (creates) go first.
+func (r *VMCloneReconciler) pendingRetry(mapFn func(ctx context.Context, old, new client.Object) []reconcile.Request) handler.EventHandler {
+	enqueue := func(q workqueue.TypedRateLimitingInterface[reconcile.Request], reqs []reconcile.Request) {
+		if len(reqs) == 0 {
+			return
+		}
+		if pq, ok := q.(priorityqueue.PriorityQueue[reconcile.Request]); ok {
+			pq.AddWithOpts(priorityqueue.AddOpts{After: pendingRetryDelay, Priority: new(handler.LowPriority)}, reqs...)
+			return
+		}
+		for _, req := range reqs {
+			q.AddAfter(req, pendingRetryDelay)
+		}
+	}
+	return handler.Funcs{
+		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			if !e.IsInInitialList { // at start every clone is reconciled anyway
+				enqueue(q, mapFn(ctx, nil, e.Object))
+			}
+		},
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(q, mapFn(ctx, e.ObjectOld, e.ObjectNew))
+		},
+		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(q, mapFn(ctx, e.Object, nil))
+		},
+		GenericFunc: func(ctx context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(q, mapFn(ctx, nil, e.Object))
+		},
+	}
+}
+
+// specOrDeletionChanged passes creates, deletes and updates that change an object's spec
+// (its generation) or start its deletion, not status or metadata-only updates.
+type specOrDeletionChanged struct{ predicate.Funcs }
+
+func (specOrDeletionChanged) Update(e event.UpdateEvent) bool {
+	if e.ObjectOld == nil || e.ObjectNew == nil {
+		return true
+	}
+	return e.ObjectOld.GetGeneration() != e.ObjectNew.GetGeneration() ||
+		e.ObjectOld.GetDeletionTimestamp().IsZero() != e.ObjectNew.GetDeletionTimestamp().IsZero()
+}
+
+// hostIndependent are the reasons a pending clone waits for something no XenHost change can
+// give it: a template, a namespace rule, a MAC, a Secret. Their own watches (or requeues)
+// bring such clones back.
+var hostIndependent = map[string]bool{
+	ReasonTemplateNotFound: true, ReasonTemplateDeleting: true, ReasonNamespaceNotAllowed: true,
+	ReasonMACConflict: true, ReasonCloudInitDataMissing: true,
+}
+
+// placementView is what placement reads of a XenHost (Place, hostTemplate, hostVG,
+// reservedMiB): a write that changes none of it (a condition, the agent's version, the clone
+// count it reports) cannot change where a clone goes.
+func placementView(h *vmv1alpha1.XenHost) any {
+	return struct {
+		Labels    map[string]string
+		Spec      vmv1alpha1.XenHostSpec
+		Memory    vmv1alpha1.HostMemory
+		VGs       []vmv1alpha1.VolumeGroupStatus
+		Templates []vmv1alpha1.HostTemplateStatus
+	}{h.Labels, h.Spec, h.Status.Memory, h.Status.VolumeGroups, h.Status.Templates}
+}
+
+// pendingClonesForHost maps a XenHost change to the pending clones it may let in: only when
+// something placement reads changed, only clones waiting for capacity (not for a template, a
+// namespace rule or a MAC), and only those whose template and own host selectors match the
+// host before or after the change — a host no selector of the clone admits changes nothing
+// for it, whatever its capacity. With 10,000 clones pending on a template that matches no
+// host, a host's capacity report wakes none of them (it used to wake all 10,000).
+func (r *VMCloneReconciler) pendingClonesForHost(ctx context.Context, old, cur client.Object) []reconcile.Request {
+	var hosts []*vmv1alpha1.XenHost
+	for _, o := range []client.Object{old, cur} {
+		if h, ok := o.(*vmv1alpha1.XenHost); ok && h != nil {
+			hosts = append(hosts, h)
+		}
+	}
+	if len(hosts) == 0 {
+		return nil
+	}
+	if len(hosts) == 2 && equality.Semantic.DeepEqual(placementView(hosts[0]), placementView(hosts[1])) &&
+		hosts[0].DeletionTimestamp.IsZero() == hosts[1].DeletionTimestamp.IsZero() {
+		return nil
+	}
 	var list vmv1alpha1.VMCloneList
 	if err := r.List(ctx, &list, client.MatchingFields{indexCloneNode: unboundNode}, client.UnsafeDisableDeepCopy); err != nil {
 		log.FromContext(ctx).Error(err, "list pending VMClones")
 		return nil
 	}
-	return requestsFor(list.Items)
+	// The template's selector, per template name (nil: no such template, or invalid).
+	tmplSel := map[string]labels.Selector{}
+	templateSelector := func(name string) labels.Selector {
+		if sel, ok := tmplSel[name]; ok {
+			return sel
+		}
+		var sel labels.Selector
+		tmpl := &vmv1alpha1.VMTemplate{}
+		if err := r.Get(ctx, types.NamespacedName{Name: name}, tmpl); err == nil {
+			if s, err := selectorOrEverything(tmpl.Spec.HostSelector); err == nil {
+				sel = s
+			}
+		}
+		tmplSel[name] = sel
+		return sel
+	}
+	admits := func(c *vmv1alpha1.VMClone) bool {
+		sel := templateSelector(c.Spec.TemplateRef.Name)
+		if sel == nil {
+			return true // decided at placement; let it look
+		}
+		var cloneSel labels.Selector = labels.Everything()
+		pin := ""
+		if p := c.Spec.Placement; p != nil {
+			pin = p.NodeName
+			if s, err := selectorOrEverything(p.HostSelector); err == nil {
+				cloneSel = s
+			}
+		}
+		for _, h := range hosts {
+			if (pin == "" || pin == h.Name) && sel.Matches(labels.Set(h.Labels)) && cloneSel.Matches(labels.Set(h.Labels)) {
+				return true
+			}
+		}
+		return false
+	}
+	var reqs []reconcile.Request
+	for i := range list.Items {
+		c := &list.Items[i]
+		cond := meta.FindStatusCondition(c.Status.Conditions, vmv1alpha1.ConditionScheduled)
+		if cond == nil {
+			continue // not reconciled yet: its own event is queued
+		}
+		if hostIndependent[cond.Reason] || !admits(c) {
+			continue
+		}
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(c)})
+	}
+	return reqs
 }
 
-func (r *VMCloneReconciler) pendingClonesOfTemplate(ctx context.Context, o client.Object) []reconcile.Request {
+// pendingClonesOfTemplate maps a template's creation, deletion or spec change to its clones
+// not bound yet.
+func (r *VMCloneReconciler) pendingClonesOfTemplate(ctx context.Context, old, cur client.Object) []reconcile.Request {
+	o := cur
+	if o == nil {
+		o = old
+	}
 	var list vmv1alpha1.VMCloneList
 	if err := r.List(ctx, &list, client.MatchingFields{indexCloneTemplate: o.GetName()}, client.UnsafeDisableDeepCopy); err != nil {
 		log.FromContext(ctx).Error(err, "list VMClones of template", "template", o.GetName())
@@ -730,15 +881,29 @@ func (r *VMCloneReconciler) pendingClonesOfTemplate(ctx context.Context, o clien
 	return requestsFor(pending)
 }
 
-func (r *VMCloneReconciler) pendingClonesInNamespace(ctx context.Context, o client.Object) []reconcile.Request {
+// pendingClonesInNamespace maps a namespace's label change to its pending clones whose
+// template has a namespaceSelector: the only rule that reads namespace labels.
+func (r *VMCloneReconciler) pendingClonesInNamespace(ctx context.Context, old, cur client.Object) []reconcile.Request {
+	o := cur
+	if o == nil {
+		o = old
+	}
 	var list vmv1alpha1.VMCloneList
-	if err := r.List(ctx, &list, client.InNamespace(o.GetName()), client.UnsafeDisableDeepCopy); err != nil {
-		log.FromContext(ctx).Error(err, "list VMClones of namespace", "namespace", o.GetName())
+	if err := r.List(ctx, &list, client.InNamespace(o.GetName()), client.MatchingFields{indexCloneNode: unboundNode}, client.UnsafeDisableDeepCopy); err != nil {
+		log.FromContext(ctx).Error(err, "list pending VMClones of namespace", "namespace", o.GetName())
 		return nil
 	}
+	bySelector := map[string]bool{}
 	var pending []vmv1alpha1.VMClone
 	for _, c := range list.Items {
-		if c.Status.NodeName == "" {
+		name := c.Spec.TemplateRef.Name
+		has, ok := bySelector[name]
+		if !ok {
+			tmpl := &vmv1alpha1.VMTemplate{}
+			has = r.Get(ctx, types.NamespacedName{Name: name}, tmpl) == nil && tmpl.Spec.NamespaceSelector != nil
+			bySelector[name] = has
+		}
+		if has {
 			pending = append(pending, c)
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -18,8 +20,11 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
+	"github.com/xenclone/xenclone/hack/testenv"
 )
 
 func condition(c *vmv1alpha1.VMClone, typ string) metav1.Condition {
@@ -630,4 +635,70 @@ func TestLostHostIsNotReady(t *testing.T) {
 	g.Consistently(func(g Gomega) {
 		g.Expect(ready(g).Status).To(Equal(metav1.ConditionTrue), "the agent's report holds once it is back")
 	}).WithTimeout(2 * time.Second).WithPolling(poll).Should(Succeed())
+}
+
+// A XenHost change wakes only the pending clones it can help: those waiting for capacity whose
+// selectors admit the host, and only when something placement reads changed.
+func TestPendingClonesForHostWakesOnlyWhoItCanHelp(t *testing.T) {
+	nowhere := testTemplate("512Mi")
+	nowhere.Name = "nowhere"
+	nowhere.Spec.HostSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"no-such": "host"}}
+	anywhere := testTemplate("512Mi")
+	pending := func(name, tmpl, reason string) *vmv1alpha1.VMClone {
+		c := testClone(name)
+		c.Spec.TemplateRef.Name = tmpl
+		if reason != "" {
+			c.Status.Conditions = []metav1.Condition{{Type: vmv1alpha1.ConditionScheduled, Status: metav1.ConditionFalse, Reason: reason}}
+		}
+		return c
+	}
+	pinned := pending("pinned-elsewhere", anywhere.Name, ReasonUnschedulable)
+	pinned.Spec.Placement = &vmv1alpha1.Placement{NodeName: "xen-99"}
+	bound := pending("bound", anywhere.Name, ReasonUnschedulable)
+	bound.Status.NodeName = "xen-02"
+	objs := []client.Object{nowhere, anywhere, pinned, bound,
+		pending("waits-capacity", anywhere.Name, ReasonUnschedulable),
+		pending("waits-namespace", anywhere.Name, ReasonNamespaceNotAllowed),
+		pending("not-reconciled-yet", anywhere.Name, ""),
+		pending("no-host-matches", nowhere.Name, ReasonUnschedulable),
+		pending("template-missing", "gone", ReasonTemplateNotFound),
+	}
+	c := fake.NewClientBuilder().WithScheme(testenv.Scheme()).WithObjects(objs...).
+		WithIndex(&vmv1alpha1.VMClone{}, indexCloneNode, func(o client.Object) []string {
+			if n := o.(*vmv1alpha1.VMClone).Status.NodeName; n != "" {
+				return []string{n}
+			}
+			return []string{unboundNode}
+		}).Build()
+	r := &VMCloneReconciler{Client: c}
+	names := func(reqs []reconcile.Request) []string {
+		var out []string
+		for _, q := range reqs {
+			out = append(out, q.Name)
+		}
+		sort.Strings(out)
+		return out
+	}
+	ctx := context.Background()
+	old := testHost("xen-01", 200)
+	grown := old.DeepCopy()
+	grown.Status.Memory.FreeMiB = 4096
+	if got := names(r.pendingClonesForHost(ctx, &old, grown)); !reflect.DeepEqual(got, []string{"waits-capacity"}) {
+		t.Errorf("capacity grew: woke %v, want [waits-capacity]", got)
+	}
+	if got := names(r.pendingClonesForHost(ctx, nil, grown)); !reflect.DeepEqual(got, []string{"waits-capacity"}) {
+		t.Errorf("host created: woke %v, want [waits-capacity]", got)
+	}
+	condOnly := old.DeepCopy()
+	condOnly.Status.Conditions = []metav1.Condition{{Type: vmv1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Reporting"}}
+	condOnly.Status.AgentVersion = "v2"
+	if got := r.pendingClonesForHost(ctx, &old, condOnly); len(got) != 0 {
+		t.Errorf("condition-only write woke %v", names(got))
+	}
+	// The label that admits the host for the nowhere template: its clone may fit now.
+	labelled := old.DeepCopy()
+	labelled.Labels["no-such"] = "host"
+	if got := names(r.pendingClonesForHost(ctx, &old, labelled)); !reflect.DeepEqual(got, []string{"no-host-matches", "waits-capacity"}) {
+		t.Errorf("label added: woke %v, want [no-host-matches waits-capacity]", got)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -15,14 +16,13 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
@@ -91,10 +91,10 @@ func (r *VMTemplateReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 
 // reconcileDelete releases the finalizer once no clone uses the template; until then the InUse
 // condition and an event name the clones to delete first.
-func (r *VMTemplateReconciler) reconcileDelete(ctx context.Context, tmpl *vmv1alpha1.VMTemplate, status *vmv1alpha1.VMTemplateStatus, clones []string) error {
-	if len(clones) > 0 {
+func (r *VMTemplateReconciler) reconcileDelete(ctx context.Context, tmpl *vmv1alpha1.VMTemplate, status *vmv1alpha1.VMTemplateStatus, clones templateClones) error {
+	if clones.count > 0 {
 		msg := fmt.Sprintf("deletion waits for %d clone(s) of this template: %s; delete them first (their snapshots depend on the origin)",
-			len(clones), listNames(clones))
+			clones.count, clones)
 		prev := meta.FindStatusCondition(tmpl.Status.Conditions, vmv1alpha1.ConditionTemplateInUse)
 		if prev == nil || prev.Reason != ReasonDeletionBlocked || prev.Message != msg {
 			r.Recorder.Eventf(tmpl, nil, corev1.EventTypeWarning, ReasonDeletionBlocked, "Delete", "%s", msg)
@@ -136,18 +136,44 @@ func (r *VMTemplateReconciler) ensureFinalizer(ctx context.Context, tmpl *vmv1al
 	return nil
 }
 
-// clonesOf lists the clones using a template, as sorted namespace/name.
-func (r *VMTemplateReconciler) clonesOf(ctx context.Context, name string) ([]string, error) {
+// templateClones is how many clones use a template and the first listedNames of them
+// (namespace/name, sorted): what its status says, without a sorted list of every name.
+type templateClones struct {
+	count int
+	first []string
+}
+
+func (c templateClones) String() string { return listFirst(c.first, c.count) }
+
+// clonesOf counts the clones using a template and keeps the first listedNames names.
+func (r *VMTemplateReconciler) clonesOf(ctx context.Context, name string) (templateClones, error) {
 	var list vmv1alpha1.VMCloneList
 	if err := r.List(ctx, &list, client.MatchingFields{indexCloneTemplate: name}, client.UnsafeDisableDeepCopy); err != nil {
-		return nil, fmt.Errorf("list clones of template %s: %w", name, err)
+		return templateClones{}, fmt.Errorf("list clones of template %s: %w", name, err)
 	}
-	names := make([]string, 0, len(list.Items))
+	out := templateClones{count: len(list.Items)}
 	for i := range list.Items {
-		names = append(names, list.Items[i].Namespace+"/"+list.Items[i].Name)
+		c := &list.Items[i]
+		if len(out.first) == listedNames && !lessName(c.Namespace, c.Name, out.first[listedNames-1]) {
+			continue
+		}
+		n := c.Namespace + "/" + c.Name
+		at := sort.SearchStrings(out.first, n)
+		if len(out.first) < listedNames {
+			out.first = append(out.first, "")
+		}
+		copy(out.first[at+1:], out.first[at:])
+		out.first[at] = n
 	}
-	sort.Strings(names)
-	return names, nil
+	return out, nil
+}
+
+// lessName says whether namespace/name sorts before full, without building the string.
+func lessName(namespace, name, full string) bool {
+	if len(full) > len(namespace) && full[len(namespace)] == '/' && full[:len(namespace)] == namespace {
+		return name < full[len(namespace)+1:]
+	}
+	return namespace+"/" < full
 }
 
 // ensureHosts fills status.hosts, readyHosts and the Ready condition from the XenHosts.
@@ -165,14 +191,14 @@ func (r *VMTemplateReconciler) ensureHosts(ctx context.Context, tmpl *vmv1alpha1
 	return nil
 }
 
-func (r *VMTemplateReconciler) ensureInUse(tmpl *vmv1alpha1.VMTemplate, status *vmv1alpha1.VMTemplateStatus, clones []string) {
-	status.Clones = int32(len(clones))
+func (r *VMTemplateReconciler) ensureInUse(tmpl *vmv1alpha1.VMTemplate, status *vmv1alpha1.VMTemplateStatus, clones templateClones) {
+	status.Clones = int32(clones.count)
 	cond := metav1.Condition{Type: vmv1alpha1.ConditionTemplateInUse, ObservedGeneration: tmpl.Generation}
-	if len(clones) == 0 {
+	if clones.count == 0 {
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, ReasonNotInUse, "no clone uses this template; it can be deleted"
 	} else {
 		cond.Status, cond.Reason = metav1.ConditionTrue, ReasonInUse
-		cond.Message = fmt.Sprintf("%d clone(s) use this template: %s", len(clones), listNames(clones))
+		cond.Message = fmt.Sprintf("%d clone(s) use this template: %s", clones.count, clones)
 	}
 	meta.SetStatusCondition(&status.Conditions, cond)
 }
@@ -231,10 +257,15 @@ func TemplatePresence(tmpl *vmv1alpha1.VMTemplate, hosts []vmv1alpha1.XenHost) P
 
 // listNames renders the first listedNames names and how many more there are.
 func listNames(names []string) string {
-	if len(names) <= listedNames {
-		return strings.Join(names, ", ")
+	return listFirst(names[:min(len(names), listedNames)], len(names))
+}
+
+// listFirst renders first, the first names of total, and how many more there are.
+func listFirst(first []string, total int) string {
+	if total <= len(first) {
+		return strings.Join(first, ", ")
 	}
-	return fmt.Sprintf("%s and %d more", strings.Join(names[:listedNames], ", "), len(names)-listedNames)
+	return fmt.Sprintf("%s and %d more", strings.Join(first, ", "), total-len(first))
 }
 
 func (r *VMTemplateReconciler) setupWithManager(mgr ctrl.Manager) error {
@@ -245,11 +276,28 @@ func (r *VMTemplateReconciler) setupWithManager(mgr ctrl.Manager) error {
 		// change re-aggregates all of them.
 		Watches(&vmv1alpha1.XenHost{}, handler.EnqueueRequestsFromMapFunc(r.allTemplates)).
 		// Clone count and the deletion guard follow the clones' creation and deletion only:
-		// their status updates do not change them.
-		Watches(&vmv1alpha1.VMClone{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
-			return []reconcile.Request{{NamespacedName: client.ObjectKey{Name: o.(*vmv1alpha1.VMClone).Spec.TemplateRef.Name}}}
-		}), builder.WithPredicates(predicate.Funcs{UpdateFunc: func(event.UpdateEvent) bool { return false }})).
+		// their status updates do not change them. A burst of 10,000 creations is counted
+		// about once per cloneCountDelay, not once per clone (each count lists the clones).
+		Watches(&vmv1alpha1.VMClone{}, handler.Funcs{
+			CreateFunc: func(_ context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				q.AddAfter(templateOf(e.Object), cloneCountDelay)
+			},
+			DeleteFunc: func(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				q.AddAfter(templateOf(e.Object), cloneCountDelay)
+			},
+			GenericFunc: func(_ context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				q.AddAfter(templateOf(e.Object), cloneCountDelay)
+			},
+		}).
 		Complete(r)
+}
+
+// cloneCountDelay is how long a clone's creation or deletion waits before its template is
+// counted again: every event within it is folded into one count.
+const cloneCountDelay = time.Second
+
+func templateOf(o client.Object) reconcile.Request {
+	return reconcile.Request{NamespacedName: client.ObjectKey{Name: o.(*vmv1alpha1.VMClone).Spec.TemplateRef.Name}}
 }
 
 func (r *VMTemplateReconciler) allTemplates(ctx context.Context, _ client.Object) []reconcile.Request {
