@@ -111,8 +111,11 @@ type CloneReconciler struct {
 
 	// reports holds, per clone, the report this agent last wrote (see reportFor).
 	reports sync.Map // types.NamespacedName -> writtenReport
-	// holding remembers the clones whose finalizer this agent applied.
-	holding sync.Map // types.UID -> struct{}
+	// finalizers remembers, per clone, that this agent applied its finalizer, or released it:
+	// the cache may show the clone without the one or with the other for a moment, and acting
+	// on that would apply it twice, or clean a host that is clean already and write to an
+	// object that is gone.
+	finalizers sync.Map // types.NamespacedName -> finalizerState
 }
 
 // SetupWithManager registers the reconciler. The manager's cache holds only this node's clones
@@ -219,13 +222,22 @@ func (r *CloneReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res 
 	if err := r.Get(ctx, req.NamespacedName, clone); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.reports.Delete(req.NamespacedName)
+			r.finalizers.Delete(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if clone.Status.NodeName != r.NodeName {
 		r.reports.Delete(req.NamespacedName)
-		r.holding.Delete(clone.UID)
+		r.finalizers.Delete(req.NamespacedName)
 		return ctrl.Result{}, nil // not (or no longer) ours; orphan collection handles leftovers
+	}
+	fin, _ := r.finalizers.Load(req.NamespacedName)
+	held, _ := fin.(finalizerState)
+	if held.uid != clone.UID {
+		held = finalizerState{}
+	}
+	if held.released {
+		return ctrl.Result{}, nil // cleaned and let go; the cache has not seen it gone yet
 	}
 	log := log.FromContext(ctx).WithValues("node", r.NodeName)
 	ctx = ctrl.LoggerInto(ctx, log)
@@ -243,16 +255,18 @@ func (r *CloneReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res 
 		}
 		r.capacityChanged()
 		r.reports.Delete(req.NamespacedName) // the clone's last reconcile here
-		r.holding.Delete(clone.UID)
-		return ctrl.Result{}, r.removeFinalizer(ctx, clone)
+		if err := r.removeFinalizer(ctx, clone); err != nil {
+			return ctrl.Result{}, err
+		}
+		r.finalizers.Store(req.NamespacedName, finalizerState{uid: clone.UID, released: true})
+		return ctrl.Result{}, nil
 	}
 
-	if _, held := r.holding.Load(clone.UID); !held && !controllerutil.ContainsFinalizer(clone, vmv1alpha1.CloneFinalizer) {
+	if !held.applied && !controllerutil.ContainsFinalizer(clone, vmv1alpha1.CloneFinalizer) {
 		if _, err := r.applyFinalizer(ctx, clone, true); err != nil {
 			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
 		}
-		// The cache may show the clone without it for a moment: do not apply it again.
-		r.holding.Store(clone.UID, struct{}{})
+		r.finalizers.Store(req.NamespacedName, finalizerState{uid: clone.UID, applied: true})
 	}
 
 	defer func() {
@@ -839,6 +853,12 @@ func (r *CloneReconciler) cloneVGs(ctx context.Context, c *vmv1alpha1.VMClone, v
 		add(string(tpl.Spec.Origin.VolumeGroup))
 	}
 	return out
+}
+
+// finalizerState is what this agent did with a clone's finalizer.
+type finalizerState struct {
+	uid               types.UID
+	applied, released bool
 }
 
 // applyFinalizer adds (hold) or drops the agent's finalizer by server-side apply of

@@ -25,7 +25,7 @@ type domainWatcher struct {
 	nodeName string
 	hyp      Hypervisor
 	interval time.Duration
-	// fastInterval is the polling interval while a domain change is awaited (default 200 ms).
+	// fastInterval is the polling interval while a domain change is awaited (default 500 ms).
 	fastInterval time.Duration
 	// expectFor bounds one wait (default 2 minutes: past any shutdown grace period a
 	// reconcile waits out by itself).
@@ -70,7 +70,7 @@ func (w *domainWatcher) fast() time.Duration {
 	if w.fastInterval > 0 {
 		return w.fastInterval
 	}
-	return 200 * time.Millisecond
+	return 500 * time.Millisecond
 }
 
 // next is how long until the next look: short while any domain change is awaited.

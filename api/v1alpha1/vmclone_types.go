@@ -53,7 +53,9 @@ const (
 type VMClonePhase string
 
 const (
-	PhasePending      VMClonePhase = "Pending"
+	PhasePending VMClonePhase = "Pending"
+	// PhaseScheduled is no longer written (the binding is status.nodeName and the Scheduled
+	// condition); it stays valid for objects written by earlier versions.
 	PhaseScheduled    VMClonePhase = "Scheduled"
 	PhaseProvisioning VMClonePhase = "Provisioning"
 	PhaseStarting     VMClonePhase = "Starting"
