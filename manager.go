@@ -53,7 +53,7 @@ func managerFlags(fs *flag.FlagSet) *managerOptions {
 	fs.DurationVar(&o.rescheduleAfter, "node-lost-reschedule-after", controllers.DefaultNodeLostRescheduleAfter, "How long a host must have been lost before clones with spec.placement.onNodeLost: Reschedule move to another host.")
 	fs.Float64Var(&o.maxLostFraction, "reschedule-max-lost-fraction", controllers.DefaultRescheduleMaxLostFraction, "Pause all rescheduling while at least this share of the hosts is lost at once (an outage on the control plane's side, not host failures). 1 pauses only when every host is lost.")
 	fs.StringVar(&o.memoryLimit, "memory-limit", defaultMemoryLimit, "Go soft memory limit (a quantity: 128Mi, 1Gi; 0 for none): the GC works harder as the process nears it instead of letting the heap double. Set it above the fleet's live heap (about 7 MiB per 1,000 VMClones plus 20 MiB) and below the container's memory limit. When the flag is not given and GOMEMLIMIT is set, GOMEMLIMIT applies.")
-	fs.IntVar(&o.workers, "max-concurrent-reconciles", 4, "Workers per controller. Placement is serialized inside the clone controller; more workers parallelize the API writes.")
+	fs.IntVar(&o.workers, "max-concurrent-reconciles", controllers.DefaultMaxConcurrentReconciles, "Workers per controller. Placement is serialized inside the clone controller; more workers parallelize the API writes.")
 	return o
 }
 

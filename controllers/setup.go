@@ -40,6 +40,11 @@ const (
 )
 
 // Options configure the controller's reconcilers.
+// DefaultMaxConcurrentReconciles is the workers per controller. 16, not 4: with 4 the
+// controller's binding writes queued behind each other in a burst (apply → Scheduled p50 9.4 s
+// for 1,000 clones; 3.5 s with 16) and 10,000 pending clones took 82 s to reconcile (56 s).
+const DefaultMaxConcurrentReconciles = 16
+
 type Options struct {
 	// LeaseNamespace holds the hosts' heartbeat Leases, one per host named after it.
 	LeaseNamespace string
@@ -58,8 +63,9 @@ type Options struct {
 	// registered hosts is lost (see Disruption.Widespread). Default 0.55; 1 pauses only when
 	// every host is lost.
 	RescheduleMaxLostFraction float64
-	// MaxConcurrentReconciles per controller (default 4). Placement itself is serialized
-	// inside the clone reconciler, so more workers only parallelize the API writes.
+	// MaxConcurrentReconciles per controller (default DefaultMaxConcurrentReconciles).
+	// Placement itself is serialized inside the clone reconciler, so more workers only
+	// parallelize the API writes — which is what a burst waits on.
 	MaxConcurrentReconciles int
 }
 
@@ -83,7 +89,7 @@ func (o Options) withDefaults() Options {
 		o.RescheduleMaxLostFraction = DefaultRescheduleMaxLostFraction
 	}
 	if o.MaxConcurrentReconciles <= 0 {
-		o.MaxConcurrentReconciles = 4
+		o.MaxConcurrentReconciles = DefaultMaxConcurrentReconciles
 	}
 	return o
 }
