@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -215,21 +216,13 @@ func (c *requestCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 func (c *requestCounter) snapshot() RequestCounts {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := RequestCounts{}
-	for k, v := range c.n {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(c.n)
 }
 
 func (c *requestCounter) snapshotByResource() RequestCounts {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := RequestCounts{}
-	for k, v := range c.byRes {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(c.byRes)
 }
 
 // requestKey names a request by verb and resource the way the API server's

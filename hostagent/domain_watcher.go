@@ -48,13 +48,9 @@ func (w *domainWatcher) Expect(name string) {
 		w.awaited = map[string]time.Time{}
 	}
 	w.awaited[name] = time.Now().Add(w.expectWindow())
-	if w.wake == nil {
-		w.wake = make(chan struct{}, 1)
-	}
-	wake := w.wake
 	w.mu.Unlock()
 	select {
-	case wake <- struct{}{}:
+	case w.wakeChan() <- struct{}{}:
 	default:
 	}
 }

@@ -227,5 +227,3 @@ func boundClones(ctx context.Context, c client.Reader, node string) ([]vmv1alpha
 	}
 	return out, nil
 }
-
-func keyOf(c *vmv1alpha1.VMClone) types.NamespacedName { return client.ObjectKeyFromObject(c) }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
 )
@@ -35,7 +36,7 @@ func TestReportForPrefersOwnLastWriteOverLaggingCache(t *testing.T) {
 	}
 	r := &CloneReconciler{}
 	lagging := boundClone(1, 0) // the cache has not seen the write yet
-	r.reports.Store(keyOf(lagging), writtenReport{uid: lagging.UID, status: stored})
+	r.reports.Store(client.ObjectKeyFromObject(lagging), writtenReport{uid: lagging.UID, status: stored})
 
 	base, last := r.reportFor(lagging)
 	if base.Timestamps == nil || base.Timestamps.Started == nil || base.Phase != vmv1alpha1.PhaseRunning {
@@ -65,7 +66,7 @@ func TestReportForPrefersOwnLastWriteOverLaggingCache(t *testing.T) {
 	if base, _ := r.reportFor(other); base.Phase != "" {
 		t.Fatalf("a namesake inherited the report: %+v", base)
 	}
-	r.reports.Store(keyOf(lagging), writtenReport{uid: lagging.UID, status: stored})
+	r.reports.Store(client.ObjectKeyFromObject(lagging), writtenReport{uid: lagging.UID, status: stored})
 	if base, _ := r.reportFor(boundClone(2, 1)); base.Phase != "" || base.ObservedBindingGeneration != 2 {
 		t.Fatalf("a new binding continued from the old binding's report: %+v", base)
 	}
