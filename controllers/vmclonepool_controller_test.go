@@ -169,3 +169,45 @@ func agentReport(g Gomega, c *vmv1alpha1.VMClone, report map[string]any) {
 	g.Expect(k8sClient.Status().Apply(context.Background(), client.ApplyConfigurationFromUnstructured(u),
 		client.FieldOwner("xenclone-hostagent"), client.ForceOwnership)).To(Succeed())
 }
+
+// TestPoolFinalizerAddKeepsAFinalizerAddedMeanwhile: the pool controller adds its finalizer to
+// the copy it read; another writer added its own finalizer after that read. The add must not
+// drop it (a merge patch replaces the whole list).
+func TestPoolFinalizerAddKeepsAFinalizerAddedMeanwhile(t *testing.T) {
+	needEnvtest(t)
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	pool := &vmv1alpha1.VMClonePool{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "fin", Finalizers: []string{"example.com/before"}},
+		Spec: vmv1alpha1.VMClonePoolSpec{
+			Replicas: ptrTo(int32(0)),
+			Template: vmv1alpha1.VMCloneTemplateSpec{Spec: vmv1alpha1.VMCloneSpec{TemplateRef: vmv1alpha1.LocalObjectReference{Name: "none"}}},
+		},
+	}
+	g.Expect(k8sClient.Create(ctx, pool)).To(Succeed())
+	read := pool.DeepCopy() // as created: without the controller's finalizer
+	t.Cleanup(func() {
+		_ = k8sClient.Patch(ctx, pool, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`)))
+		_ = k8sClient.Delete(ctx, pool)
+	})
+
+	// Another writer adds its finalizer after that read (the running controller may write
+	// meanwhile: read again on a conflict).
+	g.Eventually(func() error {
+		cur := &vmv1alpha1.VMClonePool{}
+		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(pool), cur); err != nil {
+			return err
+		}
+		patch := client.MergeFromWithOptions(cur.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		cur.Finalizers = append(cur.Finalizers, "example.com/added-meanwhile")
+		return k8sClient.Patch(ctx, cur, patch)
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+
+	r := &VMClonePoolReconciler{Client: k8sClient}
+	_, err := r.ensureFinalizer(ctx, read)
+	g.Expect(err).NotTo(HaveOccurred())
+	got := &vmv1alpha1.VMClonePool{}
+	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(pool), got)).To(Succeed())
+	g.Expect(got.Finalizers).To(ContainElements("example.com/before", "example.com/added-meanwhile"))
+}
