@@ -117,18 +117,20 @@ func (r *reservations) macOwner(mac string, uid types.UID) string {
 // handlers lag the cache by milliseconds.
 const confirmedFor = 30 * time.Second
 
-// pendingBindings returns the reserved bindings that the usage ledger does not count yet.
-func (r *reservations) pendingBindings(counted func(types.UID) bool, now time.Time) map[types.UID]Binding {
+// pendingBindings returns the reserved bindings that the usage ledger does not count yet on
+// their host. counted(uid, host) says whether the ledger counts clone uid on host: a ledger that
+// counts the clone on another host (the lost one it was moved off) does not count this binding.
+func (r *reservations) pendingBindings(counted func(uid types.UID, host string) bool, now time.Time) map[types.UID]Binding {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := map[types.UID]Binding{}
 	for uid, b := range r.bindings {
-		if !counted(uid) {
+		if !counted(uid, b.Host) {
 			out[uid] = b.Binding
 		}
 	}
 	for uid, b := range r.confirmed {
-		if counted(uid) || now.Sub(b.at) > confirmedFor {
+		if counted(uid, b.Host) || now.Sub(b.at) > confirmedFor {
 			delete(r.confirmed, uid)
 			continue
 		}

@@ -1,8 +1,11 @@
 package controllers
 
 import (
+	"fmt"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"k8s.io/apimachinery/pkg/types"
 
@@ -19,7 +22,7 @@ func TestReservations(t *testing.T) {
 	r.reserveInterfaces(a, "uid-a", []vmv1alpha1.InterfaceStatus{{MAC: "00:16:3e:00:00:01"}})
 	r.reserveMAC(a, "uid-a", "00:16:3e:00:00:01")
 
-	notBound := func(types.UID) bool { return false }
+	notBound := func(types.UID, string) bool { return false }
 	now := time.Now()
 	if got := r.pendingBindings(notBound, now); len(got) != 1 || got["uid-a"].Host != "h1" {
 		t.Fatalf("pending = %v, want a's binding", got)
@@ -31,8 +34,13 @@ func TestReservations(t *testing.T) {
 		t.Errorf("a's own MAC reported taken by %q", owner)
 	}
 	// The ledger counts a: its binding is counted there, not twice.
-	if got := r.pendingBindings(func(u types.UID) bool { return u == "uid-a" }, now); len(got) != 0 {
+	if got := r.pendingBindings(func(u types.UID, h string) bool { return u == "uid-a" && h == "h1" }, now); len(got) != 0 {
 		t.Errorf("bound clone still pending: %v", got)
+	}
+	// The ledger counting a on another host (the one it was moved off) does not count the
+	// new binding.
+	if got := r.pendingBindings(func(u types.UID, h string) bool { return u == "uid-a" && h == "h0" }, now); len(got) != 1 {
+		t.Errorf("binding to h1 dropped while the ledger counts the clone on h0: %v", got)
 	}
 	// A stale cache still showing a on another host does not drop the new binding.
 	r.observed(a, "uid-a", "h0", nil)
@@ -54,7 +62,7 @@ func TestReservations(t *testing.T) {
 	if got := r.pendingBindings(notBound, now); len(got) != 1 || got["uid-a"].Host != "h1" {
 		t.Errorf("confirmed binding not counted while the ledger lags: %v", got)
 	}
-	if got := r.pendingBindings(func(u types.UID) bool { return u == "uid-a" }, now); len(got) != 0 {
+	if got := r.pendingBindings(func(u types.UID, h string) bool { return u == "uid-a" && h == "h1" }, now); len(got) != 0 {
 		t.Errorf("confirmed binding counted twice once the ledger has it: %v", got)
 	}
 	if got := r.pendingBindings(notBound, now); len(got) != 0 {
@@ -73,5 +81,82 @@ func TestReservations(t *testing.T) {
 	}
 	if owner := r.macOwner("00:16:3e:00:00:02", "uid-c"); owner != "" {
 		t.Errorf("forgotten MAC kept by %q", owner)
+	}
+}
+
+// TestMassRescheduleNeverOvercommits moves 30 running clones off a lost host, one placement
+// after the other as the reconciler makes them (ledger usage plus pending reservations), while
+// the cache lags: it still shows most clones on the lost host, and shows the others on their
+// new host only some placements later. The ledger counts a moved clone on the lost host until
+// then; its new host must count it from the reservations meanwhile, or every placement of the
+// burst sees the new hosts as empty.
+func TestMassRescheduleNeverOvercommits(t *testing.T) {
+	tmpl := testTemplate("512Mi")
+	templates := func(string) *vmv1alpha1.VMTemplate { return tmpl }
+	hosts := []vmv1alpha1.XenHost{
+		testHost("lost", 65536),
+		testHost("h1", 2048), // room for 4 × 512 MiB
+		testHost("h2", 3072), // 6
+	}
+	capacity := map[string]int{"h1": 4, "h2": 6}
+	leases := freshLeases("h1", "h2")
+	leases["lost"] = lease("lost", testNow.Add(-10*time.Minute))
+
+	l := newUsageLedger()
+	h := l.handler()
+	clones := make([]*vmv1alpha1.VMClone, 30)
+	for i := range clones {
+		c := testClone(fmt.Sprintf("c%d", i))
+		c.Status.NodeName, c.Status.Phase = "lost", vmv1alpha1.PhaseRunning
+		c.Status.BindingGeneration, c.Status.ObservedBindingGeneration = 1, 1
+		c.Status.Conditions = []metav1.Condition{{Type: vmv1alpha1.ConditionVolumeReady, Status: metav1.ConditionTrue}}
+		clones[i] = c
+		h.OnAdd(c, false)
+	}
+	l.usage(templates, "")
+
+	r := newReservations()
+	placed := map[string]int{}
+	var lagging []*vmv1alpha1.VMClone // rebound, not yet seen by the cache
+	for i, c := range clones {
+		// The cache catches up with every third rebinding, two placements late.
+		if i%3 == 0 && len(lagging) >= 2 {
+			old := lagging[0]
+			lagging = lagging[1:]
+			b, _ := r.bindingFor(old.UID)
+			moved := old.DeepCopy()
+			moved.Status.NodeName, moved.Status.BindingGeneration, moved.Status.Phase = b.Host, 2, vmv1alpha1.PhaseScheduled
+			h.OnUpdate(old, moved)
+			r.observed(types.NamespacedName{Namespace: moved.Namespace, Name: moved.Name}, moved.UID, b.Host, nil)
+		}
+		in := PlacementInput{
+			Clone: c, Template: tmpl, Hosts: hosts, Leases: leases, Now: testNow, HeartbeatGrace: testGrace,
+			Usage: l.usage(templates, c.UID),
+		}
+		for uid, b := range r.pendingBindings(l.boundTo, testNow) {
+			if uid != c.UID {
+				in.Bindings = append(in.Bindings, b)
+			}
+		}
+		res := Place(in)
+		if res.Host == "" {
+			continue
+		}
+		placed[res.Host]++
+		r.reserveBinding(types.NamespacedName{Namespace: c.Namespace, Name: c.Name}, c.UID, Binding{
+			Clone: c.Name, Host: res.Host, MemoryMiB: 512, COWBytes: 1 << 30, MemoryInFlight: true, StorageInFlight: true,
+		}, res.Message, 2, testNow)
+		lagging = append(lagging, c)
+	}
+	for host, n := range placed {
+		if n > capacity[host] {
+			t.Errorf("host %s got %d rescheduled clones, room for %d", host, n, capacity[host])
+		}
+	}
+	if placed["lost"] != 0 {
+		t.Errorf("%d clones placed back on the lost host", placed["lost"])
+	}
+	if placed["h1"]+placed["h2"] != 10 {
+		t.Errorf("placed %v, want the 10 that fit", placed)
 	}
 }

@@ -94,12 +94,15 @@ func (l *usageLedger) usage(templates func(name string) *vmv1alpha1.VMTemplate, 
 	return out
 }
 
-// bound says whether clone uid was bound to a host as of the last usage().
-func (l *usageLedger) bound(uid types.UID) bool {
+// boundTo says whether clone uid was counted on host as of the last usage(). The host matters:
+// a clone moved off a lost host is still counted there until the cache shows it on its new
+// host, and meanwhile its new binding must be counted from the reservations, or every clone
+// of a mass reschedule would see the new host empty.
+func (l *usageLedger) boundTo(uid types.UID, host string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	_, ok := l.applied[uid]
-	return ok
+	b, ok := l.applied[uid]
+	return ok && b.Host == host
 }
 
 // add adds (sign 1) or removes (sign -1) a binding's contribution to its host.

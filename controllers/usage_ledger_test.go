@@ -62,8 +62,11 @@ func TestUsageLedgerMatchesFullScan(t *testing.T) {
 			t.Fatalf("%s: ledger %v, full scan %v", step, got, want)
 		}
 		for name, c := range live {
-			if l.bound(c.UID) != (c.Status.NodeName != "") {
-				t.Fatalf("%s: bound(%s) = %v", step, name, l.bound(c.UID))
+			if c.Status.NodeName != "" && !l.boundTo(c.UID, c.Status.NodeName) {
+				t.Fatalf("%s: %s not counted on %s", step, name, c.Status.NodeName)
+			}
+			if l.boundTo(c.UID, "elsewhere") || l.boundTo(c.UID, "") {
+				t.Fatalf("%s: %s counted on a host it is not bound to", step, name)
 			}
 		}
 	}

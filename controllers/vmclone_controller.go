@@ -521,7 +521,7 @@ func (r *VMCloneReconciler) placementInput(ctx context.Context, s *cloneScope) (
 	// events: no scan of every clone per decision. The clone itself is left out: the ledger
 	// may still count it on the host it was just moved off (rescheduled in this reconcile).
 	in.Usage = r.ledger.usage(func(name string) *vmv1alpha1.VMTemplate { return byName[name] }, s.clone.UID)
-	for uid, b := range r.reserved.pendingBindings(r.ledger.bound, time.Now()) {
+	for uid, b := range r.reserved.pendingBindings(r.ledger.boundTo, time.Now()) {
 		if uid != s.clone.UID {
 			in.Bindings = append(in.Bindings, b)
 		}

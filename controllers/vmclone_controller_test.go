@@ -90,7 +90,6 @@ func managersOf(o client.Object) []string {
 func TestUnschedulableSaysWhyAndRetriesWhenCapacityChanges(t *testing.T) {
 	needEnvtest(t)
 	g := NewWithT(t)
-	ctx := context.Background()
 	ns := newNamespace(t)
 	tmpl := newTemplate(t, "512Mi")
 	small := newHost(t, 200, []string{tmpl.Name})
@@ -111,8 +110,7 @@ func TestUnschedulableSaysWhyAndRetriesWhenCapacityChanges(t *testing.T) {
 
 	// The agent reports memory freed: the pending clone is placed without being touched.
 	get(g, small)
-	small.Status.Memory.FreeMiB = 4096
-	g.Expect(k8sClient.Status().Update(ctx, small)).To(Succeed())
+	reportHost(t, small, func(st *vmv1alpha1.XenHostStatus) { st.Memory.FreeMiB = 4096 })
 	g.Eventually(func(g Gomega) {
 		get(g, c)
 		g.Expect(c.Status.NodeName).To(Equal(small.Name))

@@ -125,12 +125,8 @@ func (r *VMClonePoolReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if !pool.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.reconcileDelete(ctx, pool)
 	}
-	if !controllerutil.ContainsFinalizer(pool, vmv1alpha1.PoolFinalizer) {
-		patch := client.MergeFrom(pool.DeepCopy())
-		controllerutil.AddFinalizer(pool, vmv1alpha1.PoolFinalizer)
-		if err := r.Patch(ctx, pool, patch); err != nil {
-			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
-		}
+	if added, err := r.ensureFinalizer(ctx, pool); err != nil || !added {
+		return ctrl.Result{}, err
 	}
 
 	members, err := r.members(ctx, pool)
@@ -147,6 +143,25 @@ func (r *VMClonePoolReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		}
 	}()
 	return ctrl.Result{}, r.ensureMembers(ctx, pool, members)
+}
+
+// ensureFinalizer adds the pool's finalizer. A merge patch replaces the whole list: without
+// the resourceVersion precondition it would drop a finalizer another writer added since our
+// cache's copy. It reports false when that copy was behind (the newer version's event brings
+// the pool back).
+func (r *VMClonePoolReconciler) ensureFinalizer(ctx context.Context, pool *vmv1alpha1.VMClonePool) (bool, error) {
+	if controllerutil.ContainsFinalizer(pool, vmv1alpha1.PoolFinalizer) {
+		return true, nil
+	}
+	patch := client.MergeFromWithOptions(pool.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	controllerutil.AddFinalizer(pool, vmv1alpha1.PoolFinalizer)
+	if err := r.Patch(ctx, pool, patch); err != nil {
+		if apierrors.IsConflict(err) {
+			return false, nil
+		}
+		return false, fmt.Errorf("add finalizer: %w", err)
+	}
+	return true, nil
 }
 
 // reconcileDelete deletes a deleted pool's members itself rather than leaving them to the
@@ -175,6 +190,9 @@ func (r *VMClonePoolReconciler) reconcileDelete(ctx context.Context, pool *vmv1a
 		// Members' deletions come back as events on the watch; the pool is reconciled then.
 		return kerrors.NewAggregate(errs)
 	}
+	// No lock needed here: the API server refuses new finalizers on an object being deleted,
+	// so the list this replaces can only have lost entries since our read, and re-adding one is
+	// refused too.
 	patch := client.MergeFrom(pool.DeepCopy())
 	controllerutil.RemoveFinalizer(pool, vmv1alpha1.PoolFinalizer)
 	if err := r.Patch(ctx, pool, patch); err != nil && !apierrors.IsNotFound(err) {

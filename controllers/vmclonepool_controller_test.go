@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
@@ -75,12 +76,14 @@ func TestPoolScaleAndReplace(t *testing.T) {
 		g.Expect(r.Reason).To(Equal(ReasonMembersPending))
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
 
-	// kubectl scale goes through the scale subresource.
+	// kubectl scale goes through the scale subresource, as a patch: the controller writes the
+	// pool's status at any moment, and an update carrying the resourceVersion read here would
+	// conflict with that write.
 	scale := &autoscalingv1.Scale{}
 	g.Expect(k8sClient.SubResource("scale").Get(ctx, pool, scale)).To(Succeed())
 	g.Expect(scale.Status.Replicas).To(BeEquivalentTo(3))
-	scale.Spec.Replicas = 1
-	g.Expect(k8sClient.SubResource("scale").Update(ctx, pool, client.WithSubResourceBody(scale))).To(Succeed())
+	g.Expect(k8sClient.SubResource("scale").Patch(ctx, pool, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"replicas":1}}`)),
+		client.WithSubResourceBody(scale))).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		g.Expect(names(poolMembers(g, pool))).To(Equal([]string{"ci-0"}))
 		get(g, pool)
@@ -88,9 +91,7 @@ func TestPoolScaleAndReplace(t *testing.T) {
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
 
 	// Scale up reuses the lowest free indices.
-	get(g, pool)
-	pool.Spec.Replicas = ptrTo(int32(2))
-	g.Expect(k8sClient.Update(ctx, pool)).To(Succeed())
+	g.Expect(k8sClient.Patch(ctx, pool, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"replicas":2}}`)))).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		g.Expect(names(poolMembers(g, pool))).To(Equal([]string{"ci-0", "ci-1"}))
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
@@ -167,4 +168,46 @@ func agentReport(g Gomega, c *vmv1alpha1.VMClone, report map[string]any) {
 	}
 	g.Expect(k8sClient.Status().Apply(context.Background(), client.ApplyConfigurationFromUnstructured(u),
 		client.FieldOwner("xenclone-hostagent"), client.ForceOwnership)).To(Succeed())
+}
+
+// TestPoolFinalizerAddKeepsAFinalizerAddedMeanwhile: the pool controller adds its finalizer to
+// the copy it read; another writer added its own finalizer after that read. The add must not
+// drop it (a merge patch replaces the whole list).
+func TestPoolFinalizerAddKeepsAFinalizerAddedMeanwhile(t *testing.T) {
+	needEnvtest(t)
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	pool := &vmv1alpha1.VMClonePool{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "fin", Finalizers: []string{"example.com/before"}},
+		Spec: vmv1alpha1.VMClonePoolSpec{
+			Replicas: ptrTo(int32(0)),
+			Template: vmv1alpha1.VMCloneTemplateSpec{Spec: vmv1alpha1.VMCloneSpec{TemplateRef: vmv1alpha1.LocalObjectReference{Name: "none"}}},
+		},
+	}
+	g.Expect(k8sClient.Create(ctx, pool)).To(Succeed())
+	read := pool.DeepCopy() // as created: without the controller's finalizer
+	t.Cleanup(func() {
+		_ = k8sClient.Patch(ctx, pool, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`)))
+		_ = k8sClient.Delete(ctx, pool)
+	})
+
+	// Another writer adds its finalizer after that read (the running controller may write
+	// meanwhile: read again on a conflict).
+	g.Eventually(func() error {
+		cur := &vmv1alpha1.VMClonePool{}
+		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(pool), cur); err != nil {
+			return err
+		}
+		patch := client.MergeFromWithOptions(cur.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		cur.Finalizers = append(cur.Finalizers, "example.com/added-meanwhile")
+		return k8sClient.Patch(ctx, cur, patch)
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+
+	r := &VMClonePoolReconciler{Client: k8sClient}
+	_, err := r.ensureFinalizer(ctx, read)
+	g.Expect(err).NotTo(HaveOccurred())
+	got := &vmv1alpha1.VMClonePool{}
+	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(pool), got)).To(Succeed())
+	g.Expect(got.Finalizers).To(ContainElements("example.com/before", "example.com/added-meanwhile"))
 }

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
+	"github.com/xenclone/xenclone/hack/testenv"
 	"github.com/xenclone/xenclone/hostagent"
 	"github.com/xenclone/xenclone/hostagent/lvm"
 	"github.com/xenclone/xenclone/hostagent/xen"
@@ -27,6 +28,7 @@ const timeout = 60 * time.Second
 
 func newNamespace(t *testing.T) string {
 	t.Helper()
+	testenv.Need(t)
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "agent-"}}
 	if err := k8sClient.Create(context.Background(), ns); err != nil {
 		t.Fatal(err)
@@ -36,6 +38,7 @@ func newNamespace(t *testing.T) string {
 
 func template(t *testing.T, name string, mutate ...func(*vmv1alpha1.VMTemplate)) *vmv1alpha1.VMTemplate {
 	t.Helper()
+	testenv.Need(t)
 	mem := resource.MustParse("512Mi")
 	cow := resource.MustParse("256Mi")
 	tpl := &vmv1alpha1.VMTemplate{

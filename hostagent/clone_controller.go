@@ -14,6 +14,7 @@ package hostagent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -882,24 +883,47 @@ func (r *CloneReconciler) applyFinalizer(ctx context.Context, c *vmv1alpha1.VMCl
 }
 
 func (r *CloneReconciler) removeFinalizer(ctx context.Context, c *vmv1alpha1.VMClone) error {
-	left, err := r.applyFinalizer(ctx, c, false)
-	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
-		return nil // gone already, or a namesake (UID precondition)
+	// Added by an agent from before server-side apply (a merge patch, another field manager),
+	// the finalizer outlives the apply: it is then removed by a JSON patch that tests it is at
+	// the index the server just showed, and removes that index alone. A finalizer another
+	// writer adds meanwhile is never dropped (a merge patch replaces the whole list), and a
+	// status write in between does not make it fail (a resourceVersion precondition would);
+	// only a change to the list itself fails the test, and the next round reads it again.
+	const rounds = 5
+	for range rounds {
+		left, err := r.applyFinalizer(ctx, c, false)
+		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+			return nil // gone already, or a namesake (UID precondition)
+		}
+		if err != nil {
+			return fmt.Errorf("remove finalizer: %w", err)
+		}
+		i := slices.Index(left, vmv1alpha1.CloneFinalizer)
+		if i < 0 {
+			controllerutil.RemoveFinalizer(c, vmv1alpha1.CloneFinalizer)
+			return nil
+		}
+		at := fmt.Sprintf("/metadata/finalizers/%d", i)
+		ops, err := json.Marshal([]map[string]any{
+			{"op": "test", "path": "/metadata/uid", "value": string(c.UID)},
+			{"op": "test", "path": at, "value": vmv1alpha1.CloneFinalizer},
+			{"op": "remove", "path": at},
+		})
+		if err != nil {
+			return fmt.Errorf("remove finalizer: %w", err)
+		}
+		err = r.Patch(ctx, c, client.RawPatch(types.JSONPatchType, ops))
+		switch {
+		case err == nil, apierrors.IsNotFound(err):
+			return nil
+		case apierrors.IsInvalid(err) || apierrors.IsConflict(err):
+			// A test failed: the list (or the object) changed since the apply showed it.
+			continue
+		default:
+			return fmt.Errorf("remove finalizer: %w", err)
+		}
 	}
-	if err != nil {
-		return fmt.Errorf("remove finalizer: %w", err)
-	}
-	if !slices.Contains(left, vmv1alpha1.CloneFinalizer) {
-		return nil
-	}
-	// Added by an agent from before server-side apply (a merge patch, another field manager):
-	// the apply cannot take it back, a patch can.
-	patch := client.MergeFromWithOptions(c.DeepCopy(), client.MergeFromWithOptimisticLock{})
-	controllerutil.RemoveFinalizer(c, vmv1alpha1.CloneFinalizer)
-	if err := r.Patch(ctx, c, patch); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("remove finalizer: %w", err)
-	}
-	return nil
+	return fmt.Errorf("remove finalizer %s: the finalizer list kept changing under %d attempts", vmv1alpha1.CloneFinalizer, rounds)
 }
 
 // domainError turns a refusal to touch a domain we do not own into a condition the user can act

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
+	"github.com/xenclone/xenclone/hack/testenv"
 	"github.com/xenclone/xenclone/hostagent"
 	"github.com/xenclone/xenclone/hostagent/xen"
 )
@@ -38,6 +39,7 @@ func (h *hookedHypervisor) Create(ctx context.Context, name, cfg string, o xen.C
 // a crashed DaemonSet pod would be. The clone must end Running with exactly one disk (prepared)
 // and one domain, and deleting it must leave the host clean.
 func TestAgentRestartMidStep(t *testing.T) {
+	testenv.Need(t)
 	const node = "xen-b"
 	h := hosts[node]
 	hyp := &hookedHypervisor{Driver: h.Xen}

@@ -92,7 +92,8 @@ const leaseNamespace = "xenclone-system"
 
 func TestMain(m *testing.M) {
 	if !testenv.Available("the agent suite") {
-		os.Exit(0)
+		// The unit tests run; the suite's skip (its fixtures call testenv.Need).
+		os.Exit(m.Run())
 	}
 	os.Exit(run(m))
 }

@@ -15,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
+
+	"github.com/xenclone/xenclone/hack/testenv"
 )
 
 // Valid base manifests; each case edits one of them into something the API server must refuse.
@@ -206,6 +208,7 @@ func decode(t *testing.T, doc, name, ns string) *unstructured.Unstructured {
 
 func testNamespace(t *testing.T) string {
 	t.Helper()
+	testenv.Need(t)
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "validation-"}}
 	if err := k8sClient.Create(context.Background(), ns); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"testing"
 
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -33,6 +34,16 @@ func Available(what string) bool {
 	}
 	fmt.Fprintln(os.Stderr, "SKIP (loudly):", msg)
 	return false
+}
+
+// Need skips t when the control plane is not there. A suite's TestMain still runs its unit
+// tests then (an early exit would skip them with the rest, silently); under CI=true Available
+// has already failed the binary.
+func Need(t testing.TB) {
+	t.Helper()
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		t.Skip("SKIP (loudly): needs KUBEBUILDER_ASSETS (the envtest control plane); run `make test`")
+	}
 }
 
 // Scheme has the Kubernetes built-in kinds and xenclone's.
