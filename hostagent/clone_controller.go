@@ -348,6 +348,12 @@ func (r *CloneReconciler) ensureReset(ctx context.Context, s *cloneScope) (bool,
 		s.setCondition(t, metav1.ConditionFalse, ReasonResetting, "resetting the disk to the template")
 	}
 	s.status.Timestamps.VolumeReady, s.status.Timestamps.GuestPrepared = nil, nil
+	// The fresh disk gets a fresh run: what marks the old one (it started, it stopped, how)
+	// goes too, or runStrategy Once would read the old run as done and never start the
+	// reset clone again — and Ready would wait for it forever.
+	s.status.Timestamps.Started, s.status.Timestamps.Stopped = nil, nil
+	s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionFalse, ReasonResetting,
+		"the domain starts again once the fresh disk is prepared")
 	r.event(s.clone, corev1.EventTypeNormal, ReasonResetting, "Reset", "disk dropped; a fresh snapshot of %s is being taken", s.template.Name)
 	// Apply the recorded reset before taking the new snapshot, so a crash here never drops
 	// the fresh disk a second time.

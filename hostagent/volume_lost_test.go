@@ -132,3 +132,62 @@ func ownedLVsIn(t *testing.T, node, vg, uid string) []lvm.LV {
 	}
 	return out
 }
+
+// TestResetRestartsOnceClone: a reset gives a runStrategy Once clone a fresh run on its fresh
+// disk, whether its guest was still running or had powered off for good; Ready goes False
+// during the reset and True again once the new domain runs, so `kubectl wait
+// --for=condition=Ready` after a reset returns.
+func TestResetRestartsOnceClone(t *testing.T) {
+	template(t, "tpl-once-reset")
+	for _, poweredOff := range []bool{true, false} {
+		t.Run(fmt.Sprintf("powered off %v", poweredOff), func(t *testing.T) {
+			g := NewWithT(t)
+			ns := newNamespace(t)
+			c := waitPhase(t, clone(t, ns, "once", "tpl-once-reset", func(c *vmv1alpha1.VMClone) {
+				c.Spec.RunStrategy = vmv1alpha1.RunStrategyOnce
+			}), vmv1alpha1.PhaseRunning)
+			if poweredOff {
+				g.Expect(hosts[c.Status.NodeName].XL(context.Background(), "sim-guest", hostagent.DomainName(c), "poweroff")).To(Succeed())
+				waitPhase(t, c, vmv1alpha1.PhaseStopped)
+			}
+			var before metav1.Condition
+			g.Eventually(func(g Gomega) {
+				cur := get(g, c)
+				ready := meta.FindStatusCondition(cur.Status.Conditions, vmv1alpha1.ConditionReady)
+				g.Expect(ready).NotTo(BeNil())
+				if !poweredOff {
+					g.Expect(ready.Status).To(Equal(metav1.ConditionTrue), "%+v", ready)
+				} else {
+					// A Once clone whose guest is off for good is not Ready (nothing runs).
+					g.Expect(ready.Reason).To(Equal(hostagent.ReasonGuestPoweredOff), "%+v", ready)
+				}
+				before = *ready
+			}, timeout, 100*time.Millisecond).Should(Succeed())
+			oldLV := ownedLVs(t, c.Status.NodeName, string(c.UID))[0]
+			// Transition times have whole seconds: let one pass, so a Ready that went False
+			// and back shows a new one.
+			time.Sleep(1100 * time.Millisecond)
+
+			cur := get(g, c)
+			patch := client.MergeFrom(cur.DeepCopy())
+			cur.Spec.ResetRequests = 1
+			g.Expect(k8sClient.Patch(context.Background(), cur, patch)).To(Succeed())
+			g.Eventually(func(g Gomega) {
+				cur := get(g, c)
+				g.Expect(cur.Status.ObservedResetRequests).To(BeEquivalentTo(1))
+				g.Expect(cur.Status.Phase).To(Equal(vmv1alpha1.PhaseRunning), "message: %s; conditions: %+v", cur.Status.Message, cur.Status.Conditions)
+				ready := meta.FindStatusCondition(cur.Status.Conditions, vmv1alpha1.ConditionReady)
+				g.Expect(ready).NotTo(BeNil())
+				g.Expect(ready.Status).To(Equal(metav1.ConditionTrue))
+				// A new transition time on a True Ready: it was False in between.
+				g.Expect(ready.LastTransitionTime.Time).To(BeTemporally(">", before.LastTransitionTime.Time), "Ready never went False during the reset")
+				g.Expect(cur.Status.Timestamps.Started.Time).To(BeTemporally(">", before.LastTransitionTime.Time), "the run is the new one")
+				_, found := domainOf(t, cur)
+				g.Expect(found).To(BeTrue())
+			}, timeout, 100*time.Millisecond).Should(Succeed())
+			lvs := ownedLVs(t, c.Status.NodeName, string(c.UID))
+			g.Expect(lvs).To(HaveLen(1))
+			g.Expect(lvs[0].UUID).NotTo(Equal(oldLV.UUID), "the new run is on a fresh disk")
+		})
+	}
+}

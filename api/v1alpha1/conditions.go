@@ -254,6 +254,7 @@ var Conditions = []ConditionDef{
 		{ReasonStartFailed, isFalse, ClassBlocked, "xl create failed; the message has xl's error", ""},
 		{ReasonSecretMissing, isFalse, ClassBlocked, "the controller's copy of the clone's cloud-init data is missing", ""},
 		{ReasonDomainNameConflict, isFalse, ClassBlocked, "a domain of the clone's name runs that this clone did not create", ""},
+		{ReasonResetting, isFalse, ClassTransitional, "the disk is being reset; the domain starts again on the fresh one", ""},
 	}},
 	{Kind: "VMClone", Type: ConditionStorageAtRisk, Writer: WriterHostAgent, Reasons: []ConditionReason{
 		{ReasonStorageOK, isFalse, ClassSettled, "COW or thin pool usage is below the thresholds", ""},
