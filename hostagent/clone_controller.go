@@ -61,6 +61,7 @@ const (
 	ReasonVolumeCreated      = vmv1alpha1.ReasonSnapshotCreated
 	ReasonVolumeConflict     = vmv1alpha1.ReasonVolumeNameConflict
 	ReasonStorageError       = vmv1alpha1.ReasonStorageError
+	ReasonVolumeLost         = vmv1alpha1.ReasonVolumeLost
 	ReasonSnapshotInvalid    = vmv1alpha1.ReasonSnapshotInvalid
 	ReasonCOWExtended        = vmv1alpha1.ReasonCOWExtended
 	ReasonCOWAtMax           = vmv1alpha1.ReasonCOWAtMaximum
@@ -348,6 +349,12 @@ func (r *CloneReconciler) ensureReset(ctx context.Context, s *cloneScope) (bool,
 		s.setCondition(t, metav1.ConditionFalse, ReasonResetting, "resetting the disk to the template")
 	}
 	s.status.Timestamps.VolumeReady, s.status.Timestamps.GuestPrepared = nil, nil
+	// The fresh disk gets a fresh run: what marks the old one (it started, it stopped, how)
+	// goes too, or runStrategy Once would read the old run as done and never start the
+	// reset clone again — and Ready would wait for it forever.
+	s.status.Timestamps.Started, s.status.Timestamps.Stopped = nil, nil
+	s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionFalse, ReasonResetting,
+		"the domain starts again once the fresh disk is prepared")
 	r.event(s.clone, corev1.EventTypeNormal, ReasonResetting, "Reset", "disk dropped; a fresh snapshot of %s is being taken", s.template.Name)
 	// Apply the recorded reset before taking the new snapshot, so a crash here never drops
 	// the fresh disk a second time.
@@ -379,6 +386,9 @@ func (r *CloneReconciler) removeVolumes(ctx context.Context, s *cloneScope, vgs 
 func (r *CloneReconciler) ensureVolume(ctx context.Context, s *cloneScope) (bool, error) {
 	req := SnapshotFor(s.template, s.clone)
 	rep, err := r.Host.Storage.Report(ctx, req.VG)
+	if err != nil && errors.Is(err, lvm.ErrVGNotFound) && hadVolume(s) {
+		return false, r.volumeLost(ctx, s, req, fmt.Sprintf("volume group %s, which held its disk %s/%s, is gone from host %s", req.VG, req.VG, req.Name, r.NodeName))
+	}
 	if err != nil {
 		s.setCondition(vmv1alpha1.ConditionVolumeReady, metav1.ConditionFalse, ReasonStorageError,
 			fmt.Sprintf("cannot read volume group %s on %s: %v", req.VG, r.NodeName, err))
@@ -395,6 +405,9 @@ func (r *CloneReconciler) ensureVolume(ctx context.Context, s *cloneScope) (bool
 		s.pool = poolOf(rep, lv)
 		r.markVolumeReady(s, lv)
 		return true, nil
+	}
+	if hadVolume(s) {
+		return false, r.volumeLost(ctx, s, req, fmt.Sprintf("its disk %s/%s is gone from host %s", req.VG, req.Name, r.NodeName))
 	}
 	origin, ok := rep.LV(req.Origin)
 	if !ok {
@@ -432,6 +445,53 @@ func (r *CloneReconciler) ensureVolume(ctx context.Context, s *cloneScope) (bool
 	s.built = append(s.built, fmt.Sprintf("%s snapshot %s of %s", req.Mode, lv.Ref(), req.Origin))
 	log.FromContext(ctx).V(1).Info("snapshot created", "lv", lv.Ref().String(), "mode", req.Mode)
 	return true, nil
+}
+
+// hadVolume says whether the agent has made this clone's disk on its current binding: its
+// report recorded the volume ready. The report is the agent's own (reportFor), or the stored
+// status after an agent restart, so a restart does not forget it. A reschedule starts a new
+// report (agentStatus) and a reset clears the timestamp (ensureReset): both rightly take a
+// fresh snapshot.
+func hadVolume(s *cloneScope) bool {
+	return s.status.Timestamps != nil && s.status.Timestamps.VolumeReady != nil
+}
+
+// volumeLost handles a disk that vanished under a clone (an lvremove by hand, a VG rebuilt or
+// not assembled): the guest's data is gone, and a fresh snapshot in its place would hand the
+// user a template-fresh disk without a word. The agent never does that by itself: the clone
+// fails, says what happened and how to get a fresh disk (a reset), and a domain still running
+// off the vanished device is destroyed — a clean shutdown has nothing left to flush to. It
+// looks again now and then: an LV brought back (vgcfgrestore) is taken up again.
+func (r *CloneReconciler) volumeLost(ctx context.Context, s *cloneScope, req SnapshotRequest, what string) error {
+	msg := fmt.Sprintf("the clone's disk is lost: %s. xenclone does not replace it by itself; to get a fresh disk from template %s, raise spec.resetRequests: kubectl -n %s patch vmclone %s --type merge -p '{\"spec\":{\"resetRequests\":%d}}'",
+		what, s.template.Name, s.clone.Namespace, s.clone.Name, s.clone.Spec.ResetRequests+1)
+	prev := meta.FindStatusCondition(s.status.Conditions, vmv1alpha1.ConditionVolumeReady)
+	if prev == nil || prev.Reason != ReasonVolumeLost {
+		r.event(s.clone, corev1.EventTypeWarning, ReasonVolumeLost, "CheckVolume", "%s", msg)
+		log.FromContext(ctx).Info("clone volume lost", "vmclone", client.ObjectKeyFromObject(s.clone).String(), "lv", req.VG+"/"+req.Name)
+	}
+	s.setCondition(vmv1alpha1.ConditionVolumeReady, metav1.ConditionFalse, ReasonVolumeLost, msg)
+	s.status.Volume = nil
+	s.requeueAfter(r.usageResync())
+
+	name := DomainName(s.clone)
+	dom, found, err := r.Host.Hypervisor.Lookup(ctx, name)
+	if err != nil {
+		return fmt.Errorf("look up domain %s: %w", name, err)
+	}
+	if !found || dom.State.Dying {
+		return nil
+	}
+	if err := r.Host.Hypervisor.DestroyOwned(ctx, name, s.clone.Status.UUID); err != nil {
+		return r.domainError(s, name, "destroy domain with a lost disk", err)
+	}
+	r.capacityChanged()
+	s.status.Timestamps.Stopped = &s.now
+	s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionFalse, ReasonStopped,
+		fmt.Sprintf("domain %s destroyed: its disk is lost", name))
+	s.status.Domain = &vmv1alpha1.DomainStatus{Name: name}
+	r.event(s.clone, corev1.EventTypeWarning, ReasonVolumeLost, "StopDomain", "domain %s destroyed: its disk %s/%s is gone", name, req.VG, req.Name)
+	return nil
 }
 
 func poolOf(rep lvm.Report, lv lvm.LV) *lvm.LV {

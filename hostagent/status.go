@@ -103,6 +103,8 @@ func phaseOf(s *cloneScope) (vmv1alpha1.VMClonePhase, string) {
 		return vmv1alpha1.PhaseFailed, find(vmv1alpha1.ConditionStorageAtRisk).Message
 	case vol == nil || vol.Reason == ReasonWaitingForIdentity:
 		return "", ""
+	case vol.Reason == ReasonVolumeLost:
+		return vmv1alpha1.PhaseFailed, vol.Message
 	case vol.Reason == ReasonResetting:
 		return vmv1alpha1.PhaseResetting, "the disk is being reset to the template"
 	case vol.Status != metav1.ConditionTrue:

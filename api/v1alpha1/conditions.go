@@ -71,6 +71,7 @@ const (
 	ReasonOriginMissing      = "OriginMissing"
 	ReasonVolumeNameConflict = "VolumeNameConflict"
 	ReasonStorageError       = "StorageError"
+	ReasonVolumeLost         = "VolumeLost"
 
 	// StorageAtRisk, written by the host agent.
 	ReasonStorageOK       = "StorageOK"
@@ -235,6 +236,7 @@ var Conditions = []ConditionDef{
 		{ReasonVolumeNameConflict, isFalse, ClassBlocked, "an LV of the clone's disk name exists without the clone's ownership tag", ""},
 		{ReasonStorageError, isFalse, ClassBlocked, "lvs or lvcreate failed; the message has lvm's error", ""},
 		{ReasonResetting, isFalse, ClassTransitional, "the disk is being dropped for a reset", ""},
+		{ReasonVolumeLost, isFalse, ClassStalled, "the clone's disk LV (or its VG) vanished after the agent had made it; only a reset gives a fresh disk", ""},
 	}},
 	{Kind: "VMClone", Type: ConditionGuestPrepared, Writer: WriterHostAgent, Reasons: []ConditionReason{
 		{ReasonPrepared, isTrue, ClassSettled, "machine-specific data scrubbed and the hostname set on the fresh snapshot", ""},
@@ -252,6 +254,7 @@ var Conditions = []ConditionDef{
 		{ReasonStartFailed, isFalse, ClassBlocked, "xl create failed; the message has xl's error", ""},
 		{ReasonSecretMissing, isFalse, ClassBlocked, "the controller's copy of the clone's cloud-init data is missing", ""},
 		{ReasonDomainNameConflict, isFalse, ClassBlocked, "a domain of the clone's name runs that this clone did not create", ""},
+		{ReasonResetting, isFalse, ClassTransitional, "the disk is being reset; the domain starts again on the fresh one", ""},
 	}},
 	{Kind: "VMClone", Type: ConditionStorageAtRisk, Writer: WriterHostAgent, Reasons: []ConditionReason{
 		{ReasonStorageOK, isFalse, ClassSettled, "COW or thin pool usage is below the thresholds", ""},

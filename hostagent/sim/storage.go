@@ -112,6 +112,33 @@ func (s *Storage) add(vgName string, l *lv) error {
 	return nil
 }
 
+// LoseLV removes an LV whoever owns it, as an administrator's `lvremove -f` would: a test can
+// take a clone's disk away under it. A classic origin left without snapshots is an origin no
+// more, as in Remove.
+func (s *Storage) LoseLV(vgName, name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g, ok := s.vgs[vgName]
+	if !ok {
+		return fmt.Errorf("volume group %s: %w", vgName, lvm.ErrVGNotFound)
+	}
+	l, ok := g.lvs[name]
+	if !ok {
+		return fmt.Errorf("%s/%s: %w", vgName, name, lvm.ErrLVNotFound)
+	}
+	delete(g.lvs, name)
+	g.unmarkOrigin(l.origin)
+	return nil
+}
+
+// LoseVG drops a volume group with all its LVs, as a VG that is not assembled after a disk
+// failure (or was rebuilt) is gone for lvm.
+func (s *Storage) LoseVG(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.vgs, name)
+}
+
 // SetUsage sets an LV's data% (COW usage of a classic snapshot, data usage of a pool), as
 // guest writes would.
 func (s *Storage) SetUsage(vgName, name string, percent float64) {
@@ -325,17 +352,22 @@ func (s *Storage) ExtendSnapshot(ctx context.Context, ref lvm.Ref, owner lvm.Own
 func (s *Storage) Remove(ctx context.Context, ref lvm.Ref, owner lvm.Owner) error {
 	return s.owned(ctx, "remove", s.Latency.Remove, ref, owner, func(g *vg, l *lv) error {
 		delete(g.lvs, l.name)
-		if o := g.lvs[l.origin]; o != nil && o.attr[0] == 'o' {
-			still := false
-			for _, other := range g.lvs {
-				still = still || other.origin == o.name && other.attr[0] == 's'
-			}
-			if !still {
-				o.attr[0] = '-'
-			}
-		}
+		g.unmarkOrigin(l.origin)
 		return nil
 	})
+}
+
+// unmarkOrigin makes a classic origin a plain LV again once its last snapshot is gone.
+func (g *vg) unmarkOrigin(name string) {
+	if o := g.lvs[name]; o != nil && o.attr[0] == 'o' {
+		still := false
+		for _, other := range g.lvs {
+			still = still || other.origin == o.name && other.attr[0] == 's'
+		}
+		if !still {
+			o.attr[0] = '-'
+		}
+	}
 }
 
 // SetOriginReadOnly implements hostagent.Storage.

@@ -58,6 +58,7 @@ local blocked = {
   StartFailed = true,
   SecretMissing = true,
   SnapshotInvalid = true,
+  VolumeLost = true,
 }
 
 if obj.status == nil then
