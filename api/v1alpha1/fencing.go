@@ -1,0 +1,20 @@
+package v1alpha1
+
+import "time"
+
+// Fencing: a host's agent that cannot renew its heartbeat Lease for its fenceAfter stops the
+// domains of its clones that opted in to rescheduling (spec.placement.onNodeLost: Reschedule)
+// on its own, and the controller moves such a clone only after it may assume that happened:
+// fenceAfter plus a margin after it last saw the Lease renewed. Both sides read these.
+const (
+	// FenceAfterAnnotation on a host's heartbeat Lease is the agent's fenceAfter, as a Go
+	// duration ("60s"), written by the agent with every renewal. A Lease without it is an
+	// agent that does not fence: its clones are never rescheduled.
+	FenceAfterAnnotation = "vm.xenclone.dev/fence-after"
+	// DefaultFenceAfter is the agent's default fenceAfter (--fence-after).
+	DefaultFenceAfter = 60 * time.Second
+	// DefaultFenceMargin is what the controller adds to a host's fenceAfter before it moves
+	// a clone off it: the time the agent's xl destroy may take, plus the API server's write
+	// latency between the agent's renewal and the controller seeing it.
+	DefaultFenceMargin = 20 * time.Second
+)
