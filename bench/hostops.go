@@ -134,6 +134,11 @@ func (t timedStorage) SetOriginReadOnly(ctx context.Context, ref lvm.Ref) error 
 	return t.s.SetOriginReadOnly(ctx, ref)
 }
 
+func (t timedStorage) RestoreOriginWritable(ctx context.Context, ref lvm.Ref) error {
+	defer t.st.observe("lvm origin writable", time.Now())
+	return t.s.RestoreOriginWritable(ctx, ref)
+}
+
 type timedGuest struct {
 	g  hostagent.Guest
 	st hostOps

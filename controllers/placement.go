@@ -66,31 +66,29 @@ type CloneRequest struct {
 	// COWBytes is the classic snapshot's COW area (0 for thin).
 	COWBytes int64
 	// ThinPool is the pool thin snapshots go to ("" = the origin's own pool).
-	ThinPool            string
-	DataPercentMax      int32
-	MetadataPercentMax  int32
-	TemplateName        string
-	NodeName            string
-	CloneSelector       *metav1.LabelSelector
-	TemplateSelector    *metav1.LabelSelector
-	Strategy            vmv1alpha1.PlacementStrategy
-	RequireReadOnlyCopy bool
+	ThinPool           string
+	DataPercentMax     int32
+	MetadataPercentMax int32
+	TemplateName       string
+	NodeName           string
+	CloneSelector      *metav1.LabelSelector
+	TemplateSelector   *metav1.LabelSelector
+	Strategy           vmv1alpha1.PlacementStrategy
 }
 
 // RequestFor derives what a clone needs from its spec and its template's defaults.
 func RequestFor(clone *vmv1alpha1.VMClone, tmpl *vmv1alpha1.VMTemplate) CloneRequest {
 	e := vmv1alpha1.Effective(clone, tmpl)
 	req := CloneRequest{
-		MemoryMiB:           e.MemoryMiB,
-		Mode:                e.Mode,
-		VolumeGroup:         e.VolumeGroup,
-		COWBytes:            e.COWBytes,
-		ThinPool:            e.ThinPool,
-		DataPercentMax:      e.PoolDataPercent,
-		MetadataPercentMax:  e.PoolMetadataPercent,
-		TemplateName:        tmpl.Name,
-		TemplateSelector:    tmpl.Spec.HostSelector,
-		RequireReadOnlyCopy: true,
+		MemoryMiB:          e.MemoryMiB,
+		Mode:               e.Mode,
+		VolumeGroup:        e.VolumeGroup,
+		COWBytes:           e.COWBytes,
+		ThinPool:           e.ThinPool,
+		DataPercentMax:     e.PoolDataPercent,
+		MetadataPercentMax: e.PoolMetadataPercent,
+		TemplateName:       tmpl.Name,
+		TemplateSelector:   tmpl.Spec.HostSelector,
 	}
 	if p := clone.Spec.Placement; p != nil {
 		req.NodeName = p.NodeName
@@ -140,7 +138,7 @@ const (
 	rejectStale
 	rejectCordoned
 	rejectNoTemplate
-	rejectTemplateWritable
+	rejectTemplateRefused
 	rejectMaxClones
 	rejectMemory
 	rejectNoVG
@@ -257,8 +255,10 @@ func Place(in PlacementInput) PlacementResult {
 			counts[rejectNoTemplate]++
 			continue
 		}
-		if req.RequireReadOnlyCopy && !ht.ReadOnly {
-			counts[rejectTemplateWritable]++
+		if ht.Refused != "" {
+			// The agent refuses the LV as the origin (hostagent.OriginRefusal); a writable
+			// one it may use is made read-only by the agent before the first snapshot.
+			counts[rejectTemplateRefused]++
 			continue
 		}
 		u := usage[h.Name]
@@ -352,7 +352,7 @@ func explain(considered int, counts [rejectionCount]int, best [rejectionCount]in
 	add(rejectStale, "has a stale heartbeat (freshest %ds old)", "have a stale heartbeat (freshest %ds old)", best[rejectStale])
 	add(rejectCordoned, "is cordoned (spec.unschedulable)", "are cordoned (spec.unschedulable)")
 	add(rejectNoTemplate, "lacks template %s", "lack template %s", req.TemplateName)
-	add(rejectTemplateWritable, "has template %s not yet read-only", "have template %s not yet read-only", req.TemplateName)
+	add(rejectTemplateRefused, "refuses the LV of template %s as its origin (see the template's status.hosts)", "refuse the LV of template %s as its origin (see the template's status.hosts)", req.TemplateName)
 	add(rejectMaxClones, "is at spec.maxClones", "are at spec.maxClones")
 	add(rejectMemory, "has %d MiB free < %d MiB", "have at most %d MiB free < %d MiB", best[rejectMemory], req.MemoryMiB)
 	add(rejectNoVG, "lacks volume group %s", "lack volume group %s", req.VolumeGroup)

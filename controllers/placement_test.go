@@ -47,6 +47,9 @@ func reserved(q string) hostOpt {
 	return func(h *vmv1alpha1.XenHost) { r := resource.MustParse(q); h.Spec.ReservedMemory = &r }
 }
 func writableTemplate(h *vmv1alpha1.XenHost) { h.Status.Templates[0].ReadOnly = false }
+func refusedTemplate(h *vmv1alpha1.XenHost) {
+	h.Status.Templates[0].Refused = "vg0/debian12 is writable and open"
+}
 func thinPoolAt(data, meta string) hostOpt {
 	return func(h *vmv1alpha1.XenHost) {
 		h.Status.VolumeGroups[0].ThinPools = []vmv1alpha1.ThinPoolStatus{{Name: "pool0", DataPercent: data, MetadataPercent: meta}}
@@ -192,11 +195,19 @@ func TestPlace(t *testing.T) {
 			wantMsg:  []string{"1 is cordoned", "1 is at spec.maxClones"},
 		},
 		{
-			name:  "template not yet read-only",
+			// The agent makes a usable origin read-only right before the first snapshot.
+			name:  "template writable but usable",
 			clone: testClone("a"), tmpl: testTemplate("512Mi"),
-			hosts:   []vmv1alpha1.XenHost{testHost("h1", 8192, writableTemplate)},
-			leases:  freshLeases("h1"),
-			wantMsg: []string{"1 has template debian12 not yet read-only"},
+			hosts:  []vmv1alpha1.XenHost{testHost("h1", 8192, writableTemplate)},
+			leases: freshLeases("h1"),
+			want:   "h1",
+		},
+		{
+			name:  "template refused by the host",
+			clone: testClone("a"), tmpl: testTemplate("512Mi"),
+			hosts:   []vmv1alpha1.XenHost{testHost("h1", 8192, refusedTemplate), testHost("h2", 8192, writableTemplate, refusedTemplate)},
+			leases:  freshLeases("h1", "h2"),
+			wantMsg: []string{"2 refuse the LV of template debian12 as its origin"},
 		},
 		{
 			name:  "pin honoured even when another host has more room",

@@ -231,11 +231,11 @@ func TemplatePresence(tmpl *vmv1alpha1.VMTemplate, hosts []vmv1alpha1.XenHost) P
 		hs := vmv1alpha1.TemplateHostStatus{NodeName: h.Name}
 		if ht := hostTemplate(h, tmpl.Name); ht != nil {
 			hs.Present, hs.SizeBytes, hs.ReadOnly, hs.Thin, hs.LVUUID = true, ht.SizeBytes, ht.ReadOnly, ht.Thin, ht.LVUUID
-			if ht.ReadOnly {
+			if ht.Refused == "" {
 				p.ReadyHosts++
 				ready = append(ready, h.Name)
 			} else {
-				hs.Message = "origin found but not read-only yet: the hostagent sets it read-only before cloning"
+				hs.Message = "refused as this template's origin: " + ht.Refused
 			}
 		} else {
 			hs.Message = fmt.Sprintf("the hostagent does not report origin %s here", origin)

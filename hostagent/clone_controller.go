@@ -58,6 +58,7 @@ const (
 	ReasonWaitingForIdentity = vmv1alpha1.ReasonWaitingForIdentity
 	ReasonTemplateNotFound   = vmv1alpha1.ReasonTemplateNotFound
 	ReasonOriginMissing      = vmv1alpha1.ReasonOriginMissing
+	ReasonOriginRefused      = vmv1alpha1.ReasonOriginRefused
 	ReasonVolumeCreated      = vmv1alpha1.ReasonSnapshotCreated
 	ReasonVolumeConflict     = vmv1alpha1.ReasonVolumeNameConflict
 	ReasonStorageError       = vmv1alpha1.ReasonStorageError
@@ -415,9 +416,19 @@ func (r *CloneReconciler) ensureVolume(ctx context.Context, s *cloneScope) (bool
 			fmt.Sprintf("template origin %s/%s is not on host %s: install it there, or restrict the template's hostSelector", req.VG, req.Origin, r.NodeName))
 		return false, nil
 	}
+	if why := OriginRefusal(origin); why != "" {
+		// Asked again here, right before the origin is protected: the host may have changed
+		// since the report placement went by.
+		s.setCondition(vmv1alpha1.ConditionVolumeReady, metav1.ConditionFalse, ReasonOriginRefused,
+			fmt.Sprintf("template %s: %s (on %s; the LV was left untouched)", s.template.Name, why, r.NodeName))
+		// What unblocks it (an unmount, a domain shut down) is no event the agent watches.
+		s.requeueAfter(30 * time.Second)
+		return false, nil
+	}
 	if !origin.Attr.ReadOnly() && !origin.Attr.IsThin() {
 		// Writes to a classic origin are copied into every snapshot; the template is never
-		// written while clones exist.
+		// written while clones exist. Made read-only only now, for the first snapshot on this
+		// host, and tagged so it is made writable again once no template names it.
 		if err := r.Host.Storage.SetOriginReadOnly(ctx, origin.Ref()); err != nil {
 			return false, fmt.Errorf("make origin %s read-only: %w", origin.Ref(), err)
 		}

@@ -29,8 +29,12 @@ type Storage interface {
 	ExtendSnapshot(ctx context.Context, ref lvm.Ref, owner lvm.Owner, by uint64) error
 	// Remove deletes an LV. It refuses LVs we do not own.
 	Remove(ctx context.Context, ref lvm.Ref, owner lvm.Owner) error
-	// SetOriginReadOnly makes a template origin read-only (idempotent).
+	// SetOriginReadOnly makes a template origin read-only (idempotent), tagging it
+	// lvm.MadeReadOnlyTag unless it already was read-only.
 	SetOriginReadOnly(ctx context.Context, ref lvm.Ref) error
+	// RestoreOriginWritable reverts SetOriginReadOnly on an LV tagged lvm.MadeReadOnlyTag
+	// and refuses (lvm.ErrNotOwned) any other.
+	RestoreOriginWritable(ctx context.Context, ref lvm.Ref) error
 }
 
 // PreparedTag marks a clone volume whose guest was scrubbed and personalized. It lives on the

@@ -66,6 +66,11 @@ func (s LVMStorage) SetOriginReadOnly(ctx context.Context, ref lvm.Ref) error {
 	return s.LVM.SetOriginReadOnly(ctx, ref)
 }
 
+// RestoreOriginWritable implements Storage.
+func (s LVMStorage) RestoreOriginWritable(ctx context.Context, ref lvm.Ref) error {
+	return s.LVM.RestoreOriginWritable(ctx, ref)
+}
+
 // GuestPreparer is Guest on the host's real loop devices and mounts.
 type GuestPreparer struct {
 	P *guest.Preparer

@@ -2,6 +2,7 @@ package hostagent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -56,6 +57,9 @@ type HostReporter struct {
 	// inexactSince is when the XenHost status first differed from the host by less than the
 	// thresholds, zero while it is exact (only one goroutine, the report loop, calls Report).
 	inexactSince time.Time
+	// protectedVGs are the volume groups that may hold an origin we made read-only: those of
+	// the last report, seeded from the stored XenHost status after a restart (report loop only).
+	protectedVGs map[string]bool
 }
 
 // Poke asks for a capacity report soon (after a clone's domain or disk changed).
@@ -217,6 +221,7 @@ func (h *HostReporter) Report(ctx context.Context) error {
 		vmv1alpha1.PhaseResetting, vmv1alpha1.PhaseFailed, vmv1alpha1.PhaseUnknown, vmv1alpha1.PhaseTerminating} {
 		clonesByPhase.WithLabelValues(h.NodeName, string(p)).Set(phases[string(p)])
 	}
+	h.seedProtectedVGs(host.Status)
 	st := h.observe(ctx, templates.Items, len(bound), host.Generation)
 	// Conditions keep their transition times when nothing changed.
 	for i := range st.Conditions {
@@ -253,6 +258,82 @@ func (h *HostReporter) Report(ctx context.Context) error {
 	}
 	h.inexactSince = time.Time{}
 	return nil
+}
+
+// seedProtectedVGs, at the first report after a start, takes the volume groups the stored
+// status lists as possibly holding an origin we protected: its template may have been deleted
+// while the agent was down, and no template names that volume group any more.
+func (h *HostReporter) seedProtectedVGs(st vmv1alpha1.XenHostStatus) {
+	if h.protectedVGs != nil {
+		return
+	}
+	h.protectedVGs = map[string]bool{}
+	for _, vg := range st.VolumeGroups {
+		h.protectedVGs[vg.Name] = true
+	}
+}
+
+// releaseOrigins makes writable again the origins this agent made read-only
+// (lvm.MadeReadOnlyTag) that no VMTemplate names any more and that no snapshot still depends
+// on. Volume groups no template names any more are read while they hold such an origin
+// (remembered from earlier reports), so the last template's deletion is seen too.
+func (h *HostReporter) releaseOrigins(ctx context.Context, templates []vmv1alpha1.VMTemplate, reports map[string]lvm.Report) error {
+	if h.protectedVGs == nil {
+		h.protectedVGs = map[string]bool{}
+	}
+	named := map[lvm.Ref]bool{}
+	for _, t := range templates {
+		named[lvm.Ref{VG: string(t.Spec.Origin.VolumeGroup), Name: string(t.Spec.Origin.LogicalVolume)}] = true
+	}
+	for vg := range h.protectedVGs {
+		if _, ok := reports[vg]; ok {
+			continue
+		}
+		rep, err := h.Host.Storage.Report(ctx, vg)
+		if err != nil {
+			if errorsIsVGNotFound(err) {
+				delete(h.protectedVGs, vg)
+				continue
+			}
+			return fmt.Errorf("volume group %s: %w", vg, err)
+		}
+		reports[vg] = rep
+	}
+	var errs []error
+	for vg, rep := range reports {
+		held := false
+		for _, lv := range rep.LVs {
+			if !lv.HasTag(lvm.MadeReadOnlyTag) {
+				continue
+			}
+			if named[lv.Ref()] || originInUse(rep, lv.Name) {
+				held = true
+				continue
+			}
+			if err := h.Host.Storage.RestoreOriginWritable(ctx, lv.Ref()); err != nil && !errors.Is(err, lvm.ErrLVNotFound) {
+				held = true
+				errs = append(errs, fmt.Errorf("cannot make former template origin %s writable again: %w", lv.Ref(), err))
+				continue
+			}
+			log.FromContext(ctx).Info("former template origin writable again", "lv", lv.Ref().String())
+		}
+		if held {
+			h.protectedVGs[vg] = true
+		} else {
+			delete(h.protectedVGs, vg)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// originInUse: some LV of the report (a classic or thin snapshot) still has name as origin.
+func originInUse(rep lvm.Report, name string) bool {
+	for _, lv := range rep.LVs {
+		if lv.Origin == name {
+			return true
+		}
+	}
+	return false
 }
 
 // observe builds the XenHost status from the host itself.
@@ -310,22 +391,17 @@ func (h *HostReporter) observe(ctx context.Context, templates []vmv1alpha1.VMTem
 			continue
 		}
 		if lv, ok := rep.LV(string(t.Spec.Origin.LogicalVolume)); ok {
-			// A declared template is never written again: writes to a classic origin are
-			// copied into every snapshot, and a template changing under its clones would
-			// change what new clones get. Protect it before the first clone is placed here.
-			if !lv.Attr.ReadOnly() {
-				if err := h.Host.Storage.SetOriginReadOnly(ctx, lv.Ref()); err != nil {
-					storage.Status, storage.Reason = metav1.ConditionFalse, vmv1alpha1.ReasonOriginNotProtected
-					storage.Message = fmt.Sprintf("cannot make template origin %s read-only: %v", lv.Ref(), err)
-				} else {
-					lv.Attr.Permission = lvm.PermRead
-				}
-			}
+			// Only reported here: the origin is made read-only by the clone reconciler right
+			// before the first snapshot, so a template naming the wrong LV changes nothing.
 			st.Templates = append(st.Templates, vmv1alpha1.HostTemplateStatus{
 				Name: t.Name, LVUUID: lv.UUID, SizeBytes: int64(lv.Size),
-				ReadOnly: lv.Attr.ReadOnly(), Thin: lv.Attr.IsThin(),
+				ReadOnly: lv.Attr.ReadOnly(), Thin: lv.Attr.IsThin(), Refused: OriginRefusal(lv),
 			})
 		}
+	}
+	if err := h.releaseOrigins(ctx, templates, reports); err != nil {
+		storage.Status, storage.Reason = metav1.ConditionFalse, vmv1alpha1.ReasonOriginNotProtected
+		storage.Message = err.Error()
 	}
 	sort.Slice(st.VolumeGroups, func(i, j int) bool { return st.VolumeGroups[i].Name < st.VolumeGroups[j].Name })
 	sort.Slice(st.Templates, func(i, j int) bool { return st.Templates[i].Name < st.Templates[j].Name })

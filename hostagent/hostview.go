@@ -448,7 +448,27 @@ func (v *HostView) SetOriginReadOnly(ctx context.Context, ref lvm.Ref) error {
 				return false
 			}
 			r.LVs = slices.Clone(r.LVs)
-			r.LVs[i].Attr.Permission = lvm.PermRead
+			lv := &r.LVs[i]
+			if lv.Attr.Permission != lvm.PermRead {
+				lv.Attr.Permission = lvm.PermRead
+				lv.Tags = append(slices.Clone(lv.Tags), lvm.MadeReadOnlyTag)
+			}
+			return true
+		})
+}
+
+// RestoreOriginWritable implements Storage.
+func (v *HostView) RestoreOriginWritable(ctx context.Context, ref lvm.Ref) error {
+	return v.changeVG(ref.VG, func() error { return v.storage.RestoreOriginWritable(ctx, ref) },
+		func(err error, r *lvm.Report) bool {
+			i := indexLV(r, ref.Name)
+			if err != nil || i < 0 {
+				return false
+			}
+			r.LVs = slices.Clone(r.LVs)
+			lv := &r.LVs[i]
+			lv.Attr.Permission = lvm.PermWrite
+			lv.Tags = slices.DeleteFunc(slices.Clone(lv.Tags), func(t string) bool { return t == lvm.MadeReadOnlyTag })
 			return true
 		})
 }

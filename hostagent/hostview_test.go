@@ -125,6 +125,15 @@ func (s *countingStorage) SetOriginReadOnly(_ context.Context, ref lvm.Ref) erro
 	return nil
 }
 
+func (s *countingStorage) RestoreOriginWritable(_ context.Context, ref lvm.Ref) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lv := s.lvs[ref.Name]
+	lv.Attr.Permission = lvm.PermWrite
+	s.lvs[ref.Name] = lv
+	return nil
+}
+
 // countingHypervisor is an in-memory domain table that counts xl list and xl info.
 type countingHypervisor struct {
 	mu      sync.Mutex

@@ -69,6 +69,7 @@ const (
 	ReasonSnapshotCreated    = "SnapshotCreated"
 	ReasonWaitingForIdentity = "WaitingForIdentity"
 	ReasonOriginMissing      = "OriginMissing"
+	ReasonOriginRefused      = "OriginRefused"
 	ReasonVolumeNameConflict = "VolumeNameConflict"
 	ReasonStorageError       = "StorageError"
 	ReasonVolumeLost         = "VolumeLost"
@@ -233,6 +234,7 @@ var Conditions = []ConditionDef{
 		{ReasonWaitingForIdentity, isFalse, ClassTransitional, "the controller has not written the clone's UUID and MACs yet", ""},
 		{ReasonTemplateNotFound, isFalse, ClassBlocked, "the clone is bound but its VMTemplate is gone", ""},
 		{ReasonOriginMissing, isFalse, ClassBlocked, "the template's origin LV is not on this host", ""},
+		{ReasonOriginRefused, isFalse, ClassBlocked, "the LV the template names must not be an origin here (writable and open, a clone's disk, tagged xenclone.not-template); it was left untouched", ""},
 		{ReasonVolumeNameConflict, isFalse, ClassBlocked, "an LV of the clone's disk name exists without the clone's ownership tag", ""},
 		{ReasonStorageError, isFalse, ClassBlocked, "lvs or lvcreate failed; the message has lvm's error", ""},
 		{ReasonResetting, isFalse, ClassTransitional, "the disk is being dropped for a reset", ""},

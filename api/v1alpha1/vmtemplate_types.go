@@ -203,7 +203,7 @@ type VMTemplateStatus struct {
 	// +listMapKey=nodeName
 	// +optional
 	Hosts []TemplateHostStatus `json:"hosts,omitempty"`
-	// ReadyHosts counts hosts where the origin is present and read-only.
+	// ReadyHosts counts hosts where the origin is present and not refused.
 	// +optional
 	ReadyHosts int32 `json:"readyHosts,omitempty"`
 	// Clones counts the VMClones that use this template.

@@ -121,12 +121,18 @@ type HostTemplateStatus struct {
 	// SizeBytes of the origin.
 	// +optional
 	SizeBytes int64 `json:"sizeBytes,omitempty"`
-	// ReadOnly is true once the agent made the origin read-only.
+	// ReadOnly is true when the origin is read-only: the agent makes it so right before the
+	// first clone is taken from it on this host (or an administrator did).
 	// +optional
 	ReadOnly bool `json:"readOnly,omitempty"`
 	// Thin is true when the origin is a thin volume.
 	// +optional
 	Thin bool `json:"thin,omitempty"`
+	// Refused says why the LV must not be this template's origin here (open and writable,
+	// a clone's disk, tagged xenclone.not-template); empty when it may. No clone of the
+	// template is placed on the host while it is set.
+	// +optional
+	Refused string `json:"refused,omitempty"`
 }
 
 // XenHost is a Xen dom0 that runs clones: one per node, created and reported by its hostagent.

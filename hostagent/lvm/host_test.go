@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -407,13 +408,46 @@ func TestHostSetOriginReadOnly(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !lv.Attr.ReadOnly() || len(lv.Tags) != 0 {
-			t.Errorf("call %d: attr %s tags %q, want read-only and untouched tags", i, lv.Attr, lv.Tags)
+		if !lv.Attr.ReadOnly() || !slices.Equal(lv.Tags, []string{MadeReadOnlyTag}) {
+			t.Errorf("call %d: attr %s tags %q, want read-only and only %s", i, lv.Attr, lv.Tags, MadeReadOnlyTag)
 		}
 	}
 	// Activation is a no-op with activation disabled; it must not fail.
 	if err := h.client.Activate(ctx, h.ref("tmpl")); err != nil {
 		t.Errorf("activate: %v", err)
+	}
+	// What we set we revert, tag and all.
+	if err := h.client.RestoreOriginWritable(ctx, h.ref("tmpl")); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	lv, err := h.client.LookupLV(ctx, h.ref("tmpl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lv.Attr.ReadOnly() || len(lv.Tags) != 0 {
+		t.Errorf("after restore: attr %s tags %q, want writable and untagged", lv.Attr, lv.Tags)
+	}
+}
+
+// TestHostReadOnlyFlagOfAnAdministratorIsKept: an origin made read-only by someone else is
+// neither tagged nor ever made writable by us.
+func TestHostReadOnlyFlagOfAnAdministratorIsKept(t *testing.T) {
+	h := newHostVG(t, "")
+	ctx := testCtx(t)
+	h.raw(t, "lvcreate", "--yes", "-n", "golden", "-L", "4m", h.name)
+	h.raw(t, "lvchange", "--yes", "-pr", h.name+"/golden")
+	if err := h.client.SetOriginReadOnly(ctx, h.ref("golden")); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.client.RestoreOriginWritable(ctx, h.ref("golden")); !errors.Is(err, ErrNotOwned) {
+		t.Fatalf("restore of an administrator's read-only LV: %v, want ErrNotOwned", err)
+	}
+	lv, err := h.client.LookupLV(ctx, h.ref("golden"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !lv.Attr.ReadOnly() || len(lv.Tags) != 0 {
+		t.Errorf("attr %s tags %q, want read-only and untagged, as the administrator left it", lv.Attr, lv.Tags)
 	}
 }
 

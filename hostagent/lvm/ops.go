@@ -164,8 +164,9 @@ func (c *Client) Deactivate(ctx context.Context, ref Ref) error {
 
 // SetOriginReadOnly sets the origin's permission to read-only (`lvchange -pr`): origin
 // writes are multiplied by the number of classic snapshots and would change every clone's
-// base, and an external origin must be read-only. The template is not ours, so this is the
-// one change made without an owner tag; it is idempotent.
+// base, and an external origin must be read-only. The template is not ours: the same call adds
+// MadeReadOnlyTag, the record that the flag is ours to revert (RestoreOriginWritable). An
+// origin already read-only is left as it is, untagged. Idempotent.
 func (c *Client) SetOriginReadOnly(ctx context.Context, ref Ref) error {
 	op := "set origin read-only " + ref.String()
 	lv, err := c.LookupLV(ctx, ref)
@@ -175,13 +176,35 @@ func (c *Client) SetOriginReadOnly(ctx context.Context, ref Ref) error {
 	if lv.Attr.ReadOnly() {
 		return nil
 	}
-	_, err = c.run(ctx, op, "", "lvchange", "--yes", "-pr", ref.String())
+	_, err = c.run(ctx, op, "", "lvchange", "--yes", "-pr", "--addtag", MadeReadOnlyTag, ref.String())
 	// real (exit 5): `Logical volume "vg/lv" is already read only.` — lost a race, same result.
 	if err != nil && strings.Contains(command.Stderr(err), "is already read only") {
 		return nil
 	}
 	if err == nil {
 		logger(ctx).V(1).Info("set origin read-only", "lv", ref.String())
+	}
+	return err
+}
+
+// RestoreOriginWritable reverts SetOriginReadOnly (`lvchange -prw --deltag`) on an LV that
+// carries MadeReadOnlyTag; any other LV is left alone (ErrNotOwned), whoever made it read-only.
+func (c *Client) RestoreOriginWritable(ctx context.Context, ref Ref) error {
+	op := "restore origin writable " + ref.String()
+	lv, err := c.LookupLV(ctx, ref)
+	if err != nil {
+		return err
+	}
+	if !lv.HasTag(MadeReadOnlyTag) {
+		return &Error{Op: op, Kind: ErrNotOwned, Err: fmt.Errorf("%s does not carry %s: its read-only flag was not set by xenclone", ref, MadeReadOnlyTag)}
+	}
+	args := []string{"--yes", "--deltag", MadeReadOnlyTag}
+	if lv.Attr.ReadOnly() {
+		args = append(args, "-prw")
+	}
+	_, err = c.run(ctx, op, "", "lvchange", append(args, ref.String())...)
+	if err == nil {
+		logger(ctx).V(1).Info("restored origin writable", "lv", ref.String())
 	}
 	return err
 }

@@ -20,6 +20,14 @@ const (
 	ManagedTag        = TagPrefix + "managed"
 	OwnerUIDTagPrefix = TagPrefix + "owner-uid="
 	CloneTagPrefix    = TagPrefix + "clone="
+
+	// MadeReadOnlyTag marks a template origin this package made read-only, set by the same
+	// lvchange that sets the permission: only such an LV is ever made writable again, so a
+	// read-only flag an administrator set is never reverted.
+	MadeReadOnlyTag = TagPrefix + "made-readonly"
+	// NotTemplateTag is set by an administrator on an LV no VMTemplate may use (dom0's root,
+	// a database volume): a template naming it is refused on that host.
+	NotTemplateTag = TagPrefix + "not-template"
 )
 
 // Owner is the object an LV belongs to. Only UID decides ownership; Namespace and Name are

@@ -384,8 +384,50 @@ func (s *Storage) SetOriginReadOnly(ctx context.Context, ref lvm.Ref) error {
 	if !ok {
 		return fmt.Errorf("protect %s: %w", ref, lvm.ErrLVNotFound)
 	}
-	l.attr[1] = 'r'
+	if l.attr[1] != 'r' { // as lvm.Client: an origin already read-only is left untagged
+		l.attr[1] = 'r'
+		l.tags = append(l.tags, lvm.MadeReadOnlyTag)
+	}
 	return nil
+}
+
+// RestoreOriginWritable implements hostagent.Storage.
+func (s *Storage) RestoreOriginWritable(ctx context.Context, ref lvm.Ref) error {
+	if err := s.begin(ctx, "unprotect", s.Latency.Change); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	g, ok := s.vgs[ref.VG]
+	if !ok {
+		return fmt.Errorf("unprotect %s: %w", ref, lvm.ErrVGNotFound)
+	}
+	l, ok := g.lvs[ref.Name]
+	if !ok {
+		return fmt.Errorf("unprotect %s: %w", ref, lvm.ErrLVNotFound)
+	}
+	if !slices.Contains(l.tags, lvm.MadeReadOnlyTag) {
+		return fmt.Errorf("unprotect %s: not tagged %s: %w", ref, lvm.MadeReadOnlyTag, lvm.ErrNotOwned)
+	}
+	l.attr[1] = 'w'
+	l.tags = slices.DeleteFunc(l.tags, func(t string) bool { return t == lvm.MadeReadOnlyTag })
+	return nil
+}
+
+// SetOpen marks an LV open or closed, as a mount, a running domain's blkback or any process
+// holding the device would (lv_attr position 6).
+func (s *Storage) SetOpen(vgName, name string, open bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g, ok := s.vgs[vgName]
+	if !ok {
+		return
+	}
+	if l, ok := g.lvs[name]; ok {
+		l.attr[5] = byte(lvm.NotOpen)
+		if open {
+			l.attr[5] = byte(lvm.Open)
+		}
+	}
 }
 
 func (g *vg) free() uint64 {

@@ -156,6 +156,7 @@ func TestChaosSoak(t *testing.T) {
 	foreign := s.foreignTouched(ctx)
 	tmpl := s.templateChanged(ctx)
 	tmplStuck := s.deleteTemplates(ctx, time.Minute)
+	restored := s.originsRestored(ctx, time.Minute)
 
 	// The table.
 	kills := s.counts["kill controller"] + s.counts["kill agent"] + s.counts["host disappears"] + s.counts["restart kube-apiserver"]
@@ -187,6 +188,7 @@ func TestChaosSoak(t *testing.T) {
 		{"cloud-init seeds without a VMClone", leaks["seed"], ""},
 		{"untagged / foreign LVs or foreign domain touched", foreign, fmt.Sprintf("%d planted per host + domain %s", 2, foreignDom)},
 		{"template origin changed (UUID, size, tags, attrs but ro/origin)", tmpl, "origin debian12 on every host"},
+		{"origin not as first seen once its template is gone (ro, tags)", restored, "the agent reverts only the read-only flag it set"},
 		{"VMClone finalizer stuck after delete", stuck, ""},
 		{"VMTemplate stuck after its clones are gone", tmplStuck, ""},
 		{"MAC or UUID shared by two clones", s.dupes, "sampled during the run and at the end"},
@@ -788,12 +790,50 @@ func (s *soak) templateChanged(ctx context.Context) []string {
 		switch {
 		case !ok:
 			bad = append(bad, h.name+": origin gone")
-		case now.UUID != before.UUID || now.Size != before.Size || strings.Join(now.Tags, ",") != strings.Join(before.Tags, ",") ||
+		case now.UUID != before.UUID || now.Size != before.Size || tagsBut(now, lvm.MadeReadOnlyTag) != tagsBut(before, lvm.MadeReadOnlyTag) ||
 			mask(now.Attr.String()) != mask(before.Attr.String()):
 			bad = append(bad, fmt.Sprintf("%s: origin changed (%s %d %s → %s %d %s)", h.name, before.UUID, before.Size, before.Attr, now.UUID, now.Size, now.Attr))
 		}
 	}
 	return bad
+}
+
+// tagsBut is lv's tags without skip, joined.
+func tagsBut(lv lvm.LV, skip string) string {
+	var keep []string
+	for _, t := range lv.Tags {
+		if t != skip {
+			keep = append(keep, t)
+		}
+	}
+	return strings.Join(keep, ",")
+}
+
+// originsRestored waits, once the templates are gone, for every host's origin to be exactly as
+// first seen: the agent made it read-only (and tagged it) for the first clone and must revert
+// that, and only that.
+func (s *soak) originsRestored(ctx context.Context, timeout time.Duration) []string {
+	var bad []string
+	for end := time.Now().Add(timeout); ; time.Sleep(time.Second) {
+		bad = nil
+		for _, h := range s.hosts {
+			rep, err := h.sim.Storage.Report(ctx, "vg0")
+			if err != nil {
+				bad = append(bad, h.name+": "+err.Error())
+				continue
+			}
+			before := s.origins[h.name]
+			now, ok := rep.LV("debian12")
+			if !ok {
+				bad = append(bad, h.name+": origin gone")
+			} else if now.Attr.String() != before.Attr.String() || strings.Join(now.Tags, ",") != strings.Join(before.Tags, ",") {
+				bad = append(bad, fmt.Sprintf("%s: %s %v, first seen %s %v", h.name, now.Attr, now.Tags, before.Attr, before.Tags))
+			}
+		}
+		if len(bad) == 0 || time.Now().After(end) {
+			return bad
+		}
+	}
 }
 
 func (s *soak) deleteTemplates(ctx context.Context, timeout time.Duration) []string {

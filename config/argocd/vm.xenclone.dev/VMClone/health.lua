@@ -51,6 +51,7 @@ local blocked = {
   MACConflict = true,
   CloudInitDataMissing = true,
   OriginMissing = true,
+  OriginRefused = true,
   VolumeNameConflict = true,
   DomainNameConflict = true,
   StorageError = true,
