@@ -301,8 +301,9 @@ func TestXenHostReported(t *testing.T) {
 	}, timeout).Should(Succeed())
 }
 
-// TestForeignDomainIsNeverTouched: a domain with the clone's name but another UUID is not ours:
-// the clone reports the conflict, and deleting the clone leaves that domain running.
+// TestForeignDomainIsNeverTouched: a domain with the clone's name (a spec.domainName someone
+// already uses on the host outside xenclone) but another UUID is not ours: the clone reports
+// the conflict, and deleting the clone leaves that domain running.
 func TestForeignDomainIsNeverTouched(t *testing.T) {
 	g := NewWithT(t)
 	ns := newNamespace(t)
@@ -318,6 +319,7 @@ func TestForeignDomainIsNeverTouched(t *testing.T) {
 
 	c := clone(t, ns, "squat", "tpl-foreign-dom", func(c *vmv1alpha1.VMClone) {
 		c.Spec.Placement = &vmv1alpha1.Placement{NodeName: "xen-a"}
+		c.Spec.DomainName = vmv1alpha1.DomainName(name)
 	})
 	g.Eventually(func(g Gomega) {
 		got := get(g, c)
