@@ -32,7 +32,6 @@ import (
 
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
 	"github.com/xenclone/xenclone/controllers"
-	"github.com/xenclone/xenclone/hostagent"
 )
 
 const (
