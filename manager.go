@@ -9,9 +9,14 @@ import (
 	"runtime/debug"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -31,6 +36,9 @@ type managerOptions struct {
 	workers          int
 	memoryLimit      string
 	memoryLimitSet   bool // --memory-limit given on the command line
+	// sharedProcess lets several managers run in one process (a test of two managers), where
+	// controller names repeat.
+	sharedProcess bool
 }
 
 // defaultMemoryLimit is the manager's default Go soft memory limit (debug.SetMemoryLimit): with
@@ -46,8 +54,8 @@ func managerFlags(fs *flag.FlagSet) *managerOptions {
 	o := &managerOptions{}
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
-	fs.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so only one manager replica acts at a time.")
-	fs.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's namespace).")
+	fs.BoolVar(&o.leaderElect, "leader-elect", true, "Elect a leader so only one manager acts at a time. Two managers that both act bind clones and allocate MACs independently and can hand out the same MAC twice: turn it off (--leader-elect=false) only for a single manager on an API server of its own.")
+	fs.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease. Default: the pod's namespace; outside a pod, --lease-namespace (created if missing).")
 	leaseFlags(fs, &o.leaseNamespace)
 	fs.DurationVar(&o.heartbeatGrace, "heartbeat-grace", controllers.DefaultHeartbeatGrace, "How old a host's heartbeat Lease may get before its clones are marked NodeLost.")
 	fs.DurationVar(&o.rescheduleAfter, "node-lost-reschedule-after", controllers.DefaultNodeLostRescheduleAfter, "How long a host must have been lost before clones with spec.placement.onNodeLost: Reschedule move to another host.")
@@ -87,12 +95,42 @@ func runManager(ctx context.Context, o *managerOptions) error {
 	if err != nil {
 		return fmt.Errorf("load kubeconfig: %w", err)
 	}
+	if err := prepareLeaderElection(ctx, cfg, o); err != nil {
+		return err
+	}
 	mgr, err := newManager(cfg, o)
 	if err != nil {
 		return err
 	}
-	ctrl.Log.WithName("manager").Info("starting manager", "leaderElection", o.leaderElect)
+	ctrl.Log.WithName("manager").Info("starting manager", "leaderElection", o.leaderElect, "leaderElectionNamespace", o.leaderElectionNS)
 	return mgr.Start(ctx)
+}
+
+// inClusterNamespaceFile is where a pod finds its namespace; controller-runtime's leader
+// election reads it when no namespace is given.
+var inClusterNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+// prepareLeaderElection picks the leader election namespace when none is given and the manager
+// runs outside a pod (where controller-runtime would refuse to start): the lease namespace,
+// which the hosts' heartbeats use anyway, created if missing so a manager run from a laptop
+// against a cluster (the README's --use-existing-cluster path) elects rather than acts alone.
+func prepareLeaderElection(ctx context.Context, cfg *rest.Config, o *managerOptions) error {
+	if !o.leaderElect || o.leaderElectionNS != "" {
+		return nil
+	}
+	if _, err := os.Stat(inClusterNamespaceFile); err == nil {
+		return nil // in a pod: its namespace
+	}
+	o.leaderElectionNS = o.leaseNamespace
+	c, err := client.New(cfg, client.Options{})
+	if err != nil {
+		return fmt.Errorf("client for the leader election namespace: %w", err)
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: o.leaderElectionNS}}
+	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create leader election namespace %s (or name an existing one with --leader-election-namespace): %w", o.leaderElectionNS, err)
+	}
+	return nil
 }
 
 // newManager builds the controller manager on cfg; the playground calls it with the embedded
@@ -108,6 +146,7 @@ func newManager(cfg *rest.Config, o *managerOptions) (ctrl.Manager, error) {
 		LeaderElectionNamespace:       o.leaderElectionNS,
 		LeaderElectionReleaseOnCancel: true,
 		GracefulShutdownTimeout:       ptrTo(10 * time.Second),
+		Controller:                    config.Controller{SkipNameValidation: ptrTo(o.sharedProcess)},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create manager: %w", err)

@@ -54,6 +54,20 @@ func playgroundFlags(fs *flag.FlagSet) *playgroundOptions {
 	return o
 }
 
+// managerOptions are the playground manager's options. On its own embedded API server the
+// playground's manager is the only one there can be, so it needs no leader election; on an
+// existing cluster (--use-existing-cluster) another manager may run — the cluster's own, or a
+// second playground — and two managers that both act hand out duplicate MACs, so it elects,
+// with its Lease in the lease namespace the playground creates.
+func (o *playgroundOptions) managerOptions() managerOptions {
+	m := o.manager
+	m.leaderElect = o.useExistingCluster
+	if m.leaderElect && m.leaderElectionNS == "" {
+		m.leaderElectionNS = m.leaseNamespace
+	}
+	return m
+}
+
 // runPlayground starts a real kube-apiserver + etcd (the envtest binaries built by
 // hack/envtest-assets.sh), installs the CRDs, runs the controller and simulated Xen hosts (each
 // a real node agent driving in-memory LVM and the xl simulator), applies the sample template,
@@ -95,7 +109,8 @@ func runPlayground(ctx context.Context, o *playgroundOptions) error {
 		return fmt.Errorf("create namespace %s: %w", ns.Name, err)
 	}
 
-	mgr, err := newManager(cfg, &o.manager)
+	mo := o.managerOptions()
+	mgr, err := newManager(cfg, &mo)
 	if err != nil {
 		return err
 	}

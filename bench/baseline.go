@@ -209,7 +209,7 @@ func createBare(ctx context.Context, h hostagent.Host, tpl *vmv1alpha1.VMTemplat
 // deleteBare stops the domain gracefully (xl shutdown, wait, destroy) and removes the config,
 // the seed and the snapshot.
 func deleteBare(ctx context.Context, h *sim.Host, tpl *vmv1alpha1.VMTemplate, c *vmv1alpha1.VMClone) error {
-	name := hostagent.DomainName(c)
+	name := vmv1alpha1.DomainNameOf(c)
 	if _, err := h.Xen.Stop(ctx, name, 20*time.Second, 100*time.Millisecond); err != nil {
 		return fmt.Errorf("stop %s: %w", name, err)
 	}

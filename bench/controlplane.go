@@ -185,7 +185,9 @@ func startCluster(ctx context.Context, o Options, work string) (*cluster, error)
 		return cl, err
 	}
 	argv := []string{o.Xenclone, "manager", "--kubeconfig", cl.kubeconfig, "--metrics-bind-address", cl.metricsAddr,
-		"--health-probe-bind-address", "0", "--zap-log-level", "error"}
+		"--health-probe-bind-address", "0", "--zap-log-level", "error",
+		// The only manager on the bench's own API server: nothing to elect against.
+		"--leader-elect=false"}
 	if o.Profile {
 		if cl.pprofAddr, err = freePort(); err != nil {
 			return cl, err

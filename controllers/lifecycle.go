@@ -21,6 +21,7 @@ const (
 	ReasonTemplateDeleting    = vmv1alpha1.ReasonTemplateDeleting
 	ReasonNamespaceNotAllowed = vmv1alpha1.ReasonNamespaceNotAllowed
 	ReasonMACConflict         = vmv1alpha1.ReasonMACConflict
+	ReasonDomainNameTaken     = vmv1alpha1.ReasonDomainNameTaken
 	ReasonNodeLost            = vmv1alpha1.ReasonNodeLost
 	ReasonLifetimeEnded       = vmv1alpha1.ReasonLifetimeEnded
 	ReasonLifetimeRunning     = vmv1alpha1.ReasonLifetimeRunning

@@ -99,6 +99,9 @@ const (
 	indexCloneNode     = "status.nodeName"
 	indexCloneTemplate = "spec.templateRef.name"
 	indexCloneMAC      = "mac"
+	// indexCloneDomain is a clone's Xen domain name (vmv1alpha1.DomainNameOf), which must be
+	// unique across the cluster.
+	indexCloneDomain = "domainName"
 	// unboundNode is the index value of clones not bound to a host yet (not a valid host name).
 	unboundNode = "<unbound>"
 )
@@ -240,6 +243,11 @@ func indexClones(ctx context.Context, mgr ctrl.Manager) error {
 		return cloneMACs(o.(*vmv1alpha1.VMClone))
 	}); err != nil {
 		return fmt.Errorf("index VMClones by %s: %w", indexCloneMAC, err)
+	}
+	if err := idx.IndexField(ctx, &vmv1alpha1.VMClone{}, indexCloneDomain, func(o client.Object) []string {
+		return []string{vmv1alpha1.DomainNameOf(o.(*vmv1alpha1.VMClone))}
+	}); err != nil {
+		return fmt.Errorf("index VMClones by %s: %w", indexCloneDomain, err)
 	}
 	return nil
 }

@@ -473,6 +473,17 @@ func (r *VMCloneReconciler) ensurePlacement(ctx context.Context, s *cloneScope) 
 	}
 	r.reserved.placing.Lock()
 	defer r.reserved.placing.Unlock()
+	// Under the placement lock: a binding reserved by another worker counts at once, so two
+	// clones of one name can never both be bound.
+	if holder := r.domainNameHolder(ctx, s); holder != nil {
+		name := vmv1alpha1.DomainNameOf(s.clone)
+		r.setUnscheduled(s, ReasonDomainNameTaken, fmt.Sprintf(
+			"domain name %s is already used by VMClone %s/%s, bound to %s: VMClone %s cannot have it too (domain names are unique across the cluster). "+
+				"Pick another spec.domainName: it cannot change, so delete this clone and create it with another spec.domainName, or without one for a unique default name; "+
+				"or delete VMClone %s/%s, and this clone is placed by itself",
+			name, holder.Namespace, holder.Name, orUnknown(holder.Status.NodeName), s.key, holder.Namespace, holder.Name))
+		return false, nil
+	}
 	in, err := r.placementInput(ctx, s)
 	if err != nil {
 		return false, err
@@ -496,6 +507,39 @@ func (r *VMCloneReconciler) ensurePlacement(ctx context.Context, s *cloneScope) 
 	schedulingSeconds.Observe(now.Sub(s.clone.CreationTimestamp.Time).Seconds())
 	log.FromContext(ctx).V(1).Info("placed clone", "host", res.Host, "why", res.Message)
 	return true, nil
+}
+
+// domainNameHolder returns the other clone that holds the clone's domain name: one bound (or
+// whose binding this controller has just decided) under the same name. The clone that is bound
+// first keeps the name; a bound clone that is being deleted holds it until it is gone, as its
+// domain may still run. The caller holds r.reserved.placing.
+func (r *VMCloneReconciler) domainNameHolder(ctx context.Context, s *cloneScope) *vmv1alpha1.VMClone {
+	var same vmv1alpha1.VMCloneList
+	if err := r.List(ctx, &same, client.MatchingFields{indexCloneDomain: vmv1alpha1.DomainNameOf(s.clone)}); err != nil {
+		log.FromContext(ctx).Error(err, "list VMClones by domain name")
+		return nil // placement's own reads fail the same way and retry
+	}
+	for i := range same.Items {
+		other := &same.Items[i]
+		if other.UID == s.clone.UID {
+			continue
+		}
+		if other.Status.NodeName != "" {
+			return other
+		}
+		if b, ok := r.reserved.bindingFor(other.UID); ok {
+			other.Status.NodeName = b.Host
+			return other
+		}
+	}
+	return nil
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "an unknown host"
+	}
+	return s
 }
 
 // placementInput gathers the hosts, their heartbeats and every binding (from the cache, plus
@@ -707,6 +751,8 @@ func (r *VMCloneReconciler) setupWithManager(mgr ctrl.Manager, leases cache.Cach
 		// A namespace's labels decide templates' namespaceSelector.
 		Watches(&corev1.Namespace{}, r.pendingRetry(r.pendingClonesInNamespace),
 			builder.WithPredicates(predicate.LabelChangedPredicate{})).
+		// A deleted clone frees its domain name for a clone waiting for it (DomainNameTaken).
+		Watches(&vmv1alpha1.VMClone{}, r.pendingRetry(r.clonesWaitingForDomainName)).
 		// The host liveness reconciler sends the clones of a host whose heartbeat came or went.
 		WatchesRawSource(source.Channel(hostEvents, &handler.EnqueueRequestForObject{})).
 		Complete(r)
@@ -768,7 +814,7 @@ func (specOrDeletionChanged) Update(e event.UpdateEvent) bool {
 // bring such clones back.
 var hostIndependent = map[string]bool{
 	ReasonTemplateNotFound: true, ReasonTemplateDeleting: true, ReasonNamespaceNotAllowed: true,
-	ReasonMACConflict: true, ReasonCloudInitDataMissing: true,
+	ReasonMACConflict: true, ReasonCloudInitDataMissing: true, ReasonDomainNameTaken: true,
 }
 
 // placementView is what placement reads of a XenHost (Place, hostTemplate, hostVG,
@@ -858,6 +904,28 @@ func (r *VMCloneReconciler) pendingClonesForHost(ctx context.Context, old, cur c
 		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(c)})
 	}
 	return reqs
+}
+
+// clonesWaitingForDomainName maps a clone's deletion to the pending clones refused its domain
+// name. Only a deletion frees a name: a clone's name never changes (spec.domainName is
+// immutable, the default is derived from the UID).
+func (r *VMCloneReconciler) clonesWaitingForDomainName(ctx context.Context, old, cur client.Object) []reconcile.Request {
+	gone, ok := old.(*vmv1alpha1.VMClone)
+	if cur != nil || !ok || gone == nil {
+		return nil
+	}
+	var list vmv1alpha1.VMCloneList
+	if err := r.List(ctx, &list, client.MatchingFields{indexCloneDomain: vmv1alpha1.DomainNameOf(gone)}, client.UnsafeDisableDeepCopy); err != nil {
+		log.FromContext(ctx).Error(err, "list VMClones by domain name", "domain", vmv1alpha1.DomainNameOf(gone))
+		return nil
+	}
+	var waiting []vmv1alpha1.VMClone
+	for _, c := range list.Items {
+		if c.UID != gone.UID && c.Status.NodeName == "" {
+			waiting = append(waiting, c)
+		}
+	}
+	return requestsFor(waiting)
 }
 
 // pendingClonesOfTemplate maps a template's creation, deletion or spec change to its clones

@@ -700,3 +700,56 @@ func TestPendingClonesForHostWakesOnlyWhoItCanHelp(t *testing.T) {
 		t.Errorf("label added: woke %v, want [no-host-matches waits-capacity]", got)
 	}
 }
+
+// TestDomainNameTakenUntilTheHolderIsGone: a spec.domainName another bound clone has (here in
+// another namespace) is refused before binding, with a condition naming both clones; of several
+// clones applied at once under one name exactly one is bound; deleting the holder lets the next
+// one in without waiting for a periodic retry.
+func TestDomainNameTakenUntilTheHolderIsGone(t *testing.T) {
+	needEnvtest(t)
+	g := NewWithT(t)
+	nsA, nsB := newNamespace(t), newNamespace(t)
+	tmpl := newTemplate(t, "512Mi")
+	newHost(t, 65536, []string{tmpl.Name})
+	name := vmv1alpha1.DomainName(uniq("shared"))
+	withName := func(c *vmv1alpha1.VMClone) { c.Spec.DomainName = name }
+
+	holder := newClone(t, nsA, tmpl.Name, withName)
+	g.Eventually(func(g Gomega) {
+		get(g, holder)
+		g.Expect(holder.Status.NodeName).NotTo(BeEmpty())
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+
+	// Applied together: the name goes to one of them at most, whatever the workers' order.
+	var rivals []*vmv1alpha1.VMClone
+	for range 4 {
+		rivals = append(rivals, newClone(t, nsB, tmpl.Name, withName))
+	}
+	for _, c := range rivals {
+		g.Eventually(func(g Gomega) {
+			get(g, c)
+			s := condition(c, vmv1alpha1.ConditionScheduled)
+			g.Expect(s.Status).To(Equal(metav1.ConditionFalse))
+			g.Expect(s.Reason).To(Equal(ReasonDomainNameTaken))
+			g.Expect(s.Message).To(ContainSubstring(nsA + "/" + holder.Name))
+			g.Expect(s.Message).To(ContainSubstring(nsB + "/" + c.Name))
+			g.Expect(s.Message).To(ContainSubstring("another spec.domainName"))
+		}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+		g.Expect(c.Status.NodeName).To(BeEmpty())
+	}
+
+	g.Expect(k8sClient.Delete(context.Background(), holder)).To(Succeed())
+	bound := func() []string {
+		var out []string
+		for _, c := range rivals {
+			got := &vmv1alpha1.VMClone{}
+			if err := k8sClient.Get(context.Background(), client.ObjectKeyFromObject(c), got); err == nil && got.Status.NodeName != "" {
+				out = append(out, got.Name)
+			}
+		}
+		return out
+	}
+	// Well within the 5-minute backstop retry: the deletion itself wakes the waiting clones.
+	g.Eventually(bound).WithTimeout(eventually).WithPolling(poll).Should(HaveLen(1), "the freed name goes to exactly one clone")
+	g.Consistently(bound).WithTimeout(2 * time.Second).WithPolling(100 * time.Millisecond).Should(HaveLen(1))
+}

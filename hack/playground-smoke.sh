@@ -110,6 +110,12 @@ doc 'kubectl apply -f config/samples/vm_v1alpha1_vmclone.yaml'
 doc 'kubectl wait --for=condition=Ready vmclone/web-1 --timeout=60s'
 doc 'kubectl get vmclones -o wide'
 doc 'kubectl describe vmclone web-1'
+# The user guide's way to find a clone's domain: the default name ends in a hash of the UID.
+out=$(doc <<'CMD'
+kubectl get vmclone web-1 -o jsonpath='{.status.nodeName} {.status.domain.name}{"\n"}'
+CMD
+)
+echo "$out" | grep -Eq '^[^ ]+ xc-default-web-1-[0-9a-f]{10}$' || fail "web-1's domain name is not xc-default-web-1-<hash>: $out"
 # The README's next step; the pool fills while the sections below run (section 8 checks it).
 doc 'kubectl apply -f config/samples/vm_v1alpha1_vmclonepool.yaml'
 

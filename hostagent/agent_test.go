@@ -97,7 +97,7 @@ func domainOf(t *testing.T, c *vmv1alpha1.VMClone) (xen.DomainInfo, bool) {
 	if h == nil {
 		t.Fatalf("clone bound to unknown host %q", c.Status.NodeName)
 	}
-	d, found, err := h.Xen.Lookup(context.Background(), hostagent.DomainName(c))
+	d, found, err := h.Xen.Lookup(context.Background(), vmv1alpha1.DomainNameOf(c))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func TestCloneRunsAndDeleteCleansHost(t *testing.T) {
 		g.Expect(meta.IsStatusConditionTrue(got.Status.Conditions, vmv1alpha1.ConditionReady)).To(BeTrue(), "%+v", got.Status.Conditions)
 	}, timeout).Should(Succeed())
 	g.Expect(got.Status.NodeName).To(BeElementOf("xen-a", "xen-b"))
-	g.Expect(got.Status.Domain.Name).To(Equal(hostagent.DomainName(got)))
+	g.Expect(got.Status.Domain.Name).To(Equal(vmv1alpha1.DomainNameOf(got)))
 	g.Expect(got.Status.Volume.Path).To(HavePrefix("/dev/vg0/xc-web-1-"))
 	g.Expect(got.Finalizers).To(ContainElement(vmv1alpha1.CloneFinalizer))
 	for _, cond := range []string{vmv1alpha1.ConditionVolumeReady, vmv1alpha1.ConditionGuestPrepared, vmv1alpha1.ConditionDomainRunning} {
@@ -156,7 +156,7 @@ func TestCloneRunsAndDeleteCleansHost(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(string(meta)).To(ContainSubstring(string(got.UID)))
 	g.Expect(string(meta)).To(ContainSubstring("web-one"))
-	cfg, err := os.ReadFile(filepath.Join(hosts[got.Status.NodeName].Dir, "domains", hostagent.DomainName(got)+".cfg"))
+	cfg, err := os.ReadFile(filepath.Join(hosts[got.Status.NodeName].Dir, "domains", vmv1alpha1.DomainNameOf(got)+".cfg"))
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(string(cfg)).To(ContainSubstring(got.Status.UUID))
 	g.Expect(string(cfg)).To(ContainSubstring(got.Status.Interfaces[0].MAC))
@@ -170,7 +170,7 @@ func TestCloneRunsAndDeleteCleansHost(t *testing.T) {
 	g.Expect(ownedLVs(t, got.Status.NodeName, string(got.UID))).To(BeEmpty())
 	_, found = domainOf(t, got)
 	g.Expect(found).To(BeFalse())
-	_, err = os.Stat(filepath.Join(hosts[got.Status.NodeName].Dir, "domains", hostagent.DomainName(got)+".cfg"))
+	_, err = os.Stat(filepath.Join(hosts[got.Status.NodeName].Dir, "domains", vmv1alpha1.DomainNameOf(got)+".cfg"))
 	g.Expect(os.IsNotExist(err)).To(BeTrue(), "domain config left behind")
 	_, err = os.Stat(filepath.Join(hosts[got.Status.NodeName].Dir, "seed", string(got.UID)))
 	g.Expect(os.IsNotExist(err)).To(BeTrue(), "seed left behind")
@@ -185,7 +185,7 @@ func TestCrashedGuestIsRestarted(t *testing.T) {
 	c := waitPhase(t, clone(t, ns, "crashy", "tpl-crash"), vmv1alpha1.PhaseRunning)
 	before, _ := domainOf(t, c)
 
-	g.Expect(hosts[c.Status.NodeName].XL(context.Background(), "sim-guest", hostagent.DomainName(c), "crash")).To(Succeed())
+	g.Expect(hosts[c.Status.NodeName].XL(context.Background(), "sim-guest", vmv1alpha1.DomainNameOf(c), "crash")).To(Succeed())
 	g.Eventually(func() int {
 		d, found := domainOf(t, c)
 		if !found || d.State.Shutdown {
@@ -301,8 +301,9 @@ func TestXenHostReported(t *testing.T) {
 	}, timeout).Should(Succeed())
 }
 
-// TestForeignDomainIsNeverTouched: a domain with the clone's name but another UUID is not ours:
-// the clone reports the conflict, and deleting the clone leaves that domain running.
+// TestForeignDomainIsNeverTouched: a domain with the clone's name (a spec.domainName someone
+// already uses on the host outside xenclone) but another UUID is not ours: the clone reports
+// the conflict, and deleting the clone leaves that domain running.
 func TestForeignDomainIsNeverTouched(t *testing.T) {
 	g := NewWithT(t)
 	ns := newNamespace(t)
@@ -318,6 +319,7 @@ func TestForeignDomainIsNeverTouched(t *testing.T) {
 
 	c := clone(t, ns, "squat", "tpl-foreign-dom", func(c *vmv1alpha1.VMClone) {
 		c.Spec.Placement = &vmv1alpha1.Placement{NodeName: "xen-a"}
+		c.Spec.DomainName = vmv1alpha1.DomainName(name)
 	})
 	g.Eventually(func(g Gomega) {
 		got := get(g, c)
@@ -430,7 +432,7 @@ func TestRunOnce(t *testing.T) {
 		g.Expect(found).To(BeTrue())
 	}, 3*time.Second, 200*time.Millisecond).Should(Succeed())
 
-	g.Expect(hosts[c.Status.NodeName].XL(context.Background(), "sim-guest", hostagent.DomainName(c), "poweroff")).To(Succeed())
+	g.Expect(hosts[c.Status.NodeName].XL(context.Background(), "sim-guest", vmv1alpha1.DomainNameOf(c), "poweroff")).To(Succeed())
 	got := waitPhase(t, c, vmv1alpha1.PhaseStopped)
 	cond := meta.FindStatusCondition(got.Status.Conditions, vmv1alpha1.ConditionDomainRunning)
 	g.Expect(cond.Reason).To(Equal(hostagent.ReasonGuestPoweredOff))

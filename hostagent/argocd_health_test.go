@@ -242,7 +242,7 @@ func TestArgoCDHealthLifecycle(t *testing.T) {
 	// A spec change the agent has not acted on yet: Ready still says Running, but the domain
 	// is about to stop. The guest ignores the shutdown request and xl shutdown is slow, so the
 	// states in between last long enough to be seen.
-	dom := hostagent.DomainName(c)
+	dom := vmv1alpha1.DomainNameOf(c)
 	g.Expect(h.XL(ctx, "sim-guest", dom, "behave", "ignore")).To(Succeed())
 	g.Expect(h.XL(ctx, "sim-knob", "delay.shutdown=2s")).To(Succeed())
 	t.Cleanup(func() { _ = h.XL(ctx, "sim-knob", "delay.shutdown=0s") })

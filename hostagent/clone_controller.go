@@ -199,6 +199,8 @@ type cloneScope struct {
 	vg     lvm.VG
 	pool   *lvm.LV
 	failed bool
+	// domain is the clone's domain name on this host, once resolved (CloneReconciler.domainName).
+	domain string
 	// built lists what this reconcile made on the host for the clone, for its Started event.
 	built   []string
 	now     metav1.Time
@@ -485,7 +487,10 @@ func (r *CloneReconciler) volumeLost(ctx context.Context, s *cloneScope, req Sna
 	s.status.Volume = nil
 	s.requeueAfter(r.usageResync())
 
-	name := DomainName(s.clone)
+	name, err := r.domainName(ctx, s)
+	if err != nil {
+		return err
+	}
 	dom, found, err := r.Host.Hypervisor.Lookup(ctx, name)
 	if err != nil {
 		return fmt.Errorf("look up domain %s: %w", name, err)
@@ -638,7 +643,10 @@ func wantRunning(c *vmv1alpha1.VMClone, report vmv1alpha1.VMCloneStatus) bool {
 }
 
 func (r *CloneReconciler) ensureDomain(ctx context.Context, s *cloneScope) (bool, error) {
-	name := DomainName(s.clone)
+	name, err := r.domainName(ctx, s)
+	if err != nil {
+		return false, err
+	}
 	dom, found, err := r.Host.Hypervisor.Lookup(ctx, name)
 	if err != nil {
 		return false, fmt.Errorf("look up domain %s: %w", name, err)
@@ -742,6 +750,7 @@ func (r *CloneReconciler) startDomain(ctx context.Context, s *cloneScope, name s
 	if err != nil {
 		return false, err
 	}
+	cfg.Name = name
 	path, err := xen.WriteConfigFile(r.Host.ConfigDir, cfg)
 	if err != nil {
 		s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionFalse, ReasonStartFailed, fmt.Sprintf("domain config rejected: %v", err))
@@ -817,7 +826,10 @@ func (r *CloneReconciler) seedRequest(ctx context.Context, s *cloneScope) (SeedR
 // guest once, records when in the DomainRunning condition, and requeues until the guest is
 // gone or the grace period is over, then destroys it. It reports whether the domain is gone.
 func (r *CloneReconciler) stopDomain(ctx context.Context, s *cloneScope, why string) (bool, error) {
-	name := DomainName(s.clone)
+	name, err := r.domainName(ctx, s)
+	if err != nil {
+		return false, err
+	}
 	dom, found, err := r.Host.Hypervisor.Lookup(ctx, name)
 	if err != nil {
 		return false, fmt.Errorf("look up domain %s: %w", name, err)
@@ -891,7 +903,11 @@ func (r *CloneReconciler) reconcileDelete(ctx context.Context, s *cloneScope) (b
 	if err != nil || !stopped {
 		return false, err
 	}
-	if err := xen.RemoveConfigFile(r.Host.ConfigDir, DomainName(s.clone)); err != nil {
+	name, err := r.domainName(ctx, s)
+	if err != nil {
+		return false, err
+	}
+	if err := xen.RemoveConfigFile(r.Host.ConfigDir, name); err != nil {
 		return false, fmt.Errorf("remove domain config: %w", err)
 	}
 	if err := r.Host.Guest.RemoveSeed(ctx, string(s.clone.UID)); err != nil {
@@ -999,6 +1015,63 @@ func (r *CloneReconciler) removeFinalizer(ctx context.Context, c *vmv1alpha1.VMC
 
 // domainError turns a refusal to touch a domain we do not own into a condition the user can act
 // on; other errors pass through.
+// domainName resolves, once per reconcile, the name of the clone's domain on this host: the
+// name the agent recorded (its report, else the stored status), else vmv1alpha1.DomainNameOf.
+// One case needs the host: an agent from before unique names (xc-<namespace>-<name>) may have
+// started the domain and died before recording it. When nothing is recorded and no domain of
+// the new name exists, a domain of the old name is the clone's if it carries the clone's UUID
+// (the ownership rule every domain operation follows): it is taken up under that name, so an
+// upgraded agent never starts a second domain on the same disk. A domain of the old name with
+// another UUID (another clone's, from the collisions the old names had) is left alone.
+func (r *CloneReconciler) domainName(ctx context.Context, s *cloneScope) (string, error) {
+	if s.domain != "" {
+		return s.domain, nil
+	}
+	if d := s.status.Domain; d != nil && d.Name != "" {
+		s.domain = d.Name
+		return s.domain, nil
+	}
+	name := vmv1alpha1.DomainNameOf(s.clone)
+	recorded := s.clone.Status.Domain != nil && s.clone.Status.Domain.Name != ""
+	if legacy := legacyDomainName(s.clone); !recorded && legacy != "" && legacy != name {
+		adopt, err := r.ownsLegacyDomain(ctx, s, name, legacy)
+		if err != nil {
+			return "", err
+		}
+		if adopt {
+			log.FromContext(ctx).Info("taking up the clone's domain under its pre-upgrade name", "vmclone", client.ObjectKeyFromObject(s.clone).String(), "domain", legacy, "newName", name)
+			name = legacy
+		}
+	}
+	s.domain = name
+	return name, nil
+}
+
+// ownsLegacyDomain says whether the clone's domain runs under its legacy name: none of the new
+// name exists, and one of the legacy name carries the clone's UUID.
+func (r *CloneReconciler) ownsLegacyDomain(ctx context.Context, s *cloneScope, name, legacy string) (bool, error) {
+	if _, found, err := r.Host.Hypervisor.Lookup(ctx, name); err != nil || found {
+		if err != nil {
+			return false, fmt.Errorf("look up domain %s: %w", name, err)
+		}
+		return false, nil
+	}
+	if _, found, err := r.Host.Hypervisor.Lookup(ctx, legacy); err != nil || !found {
+		if err != nil {
+			return false, fmt.Errorf("look up domain %s: %w", legacy, err)
+		}
+		return false, nil
+	}
+	_, err := r.Host.Hypervisor.Owner(ctx, legacy, s.clone.Status.UUID)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, xen.ErrNotOwned), errors.Is(err, xen.ErrNoSuchDomain):
+		return false, nil
+	}
+	return false, fmt.Errorf("check owner of %s: %w", legacy, err)
+}
+
 func (r *CloneReconciler) domainError(s *cloneScope, name, op string, err error) error {
 	if errors.Is(err, xen.ErrNotOwned) {
 		s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionFalse, ReasonDomainConflict,

@@ -9,6 +9,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
 )
 
 // domainWatcher is the agent's view of the hypervisor between reconciles: xl has no event
@@ -160,7 +162,7 @@ func (w *domainWatcher) poll(ctx context.Context) error {
 	}
 	for i := range bound {
 		c := &bound[i]
-		if changed[DomainName(c)] {
+		if changed[vmv1alpha1.DomainNameOf(c)] {
 			select {
 			case w.events <- event.GenericEvent{Object: c}:
 			case <-ctx.Done():

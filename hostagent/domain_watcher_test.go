@@ -56,7 +56,7 @@ func TestDomainWatcherWakesAwaitedCloneAtOnce(t *testing.T) {
 	c := &vmv1alpha1.VMClone{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web", UID: "u1"},
 		Status: vmv1alpha1.VMCloneStatus{NodeName: "xen-a"}}
 	cl := fake.NewClientBuilder().WithScheme(scheme).WithObjects(c).WithStatusSubresource(c).Build()
-	name := DomainName(c)
+	name := vmv1alpha1.DomainNameOf(c)
 	hyp := &listOnly{}
 	hyp.set(domain(t, name, "-b----"))
 	w := &domainWatcher{client: cl, nodeName: "xen-a", hyp: hyp, interval: time.Hour, fastInterval: 20 * time.Millisecond,

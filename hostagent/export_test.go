@@ -23,3 +23,6 @@ func ReleaseOriginsAfterRestart(ctx context.Context, host Host, st vmv1alpha1.Xe
 	err = h.releaseOrigins(ctx, nil, map[string]lvm.Report{})
 	return h.protectedVGs, err
 }
+
+// LegacyDomainName is the domain name agents from before unique names gave a clone.
+func LegacyDomainName(c *vmv1alpha1.VMClone) string { return legacyDomainName(c) }

@@ -11,22 +11,25 @@ import (
 	"github.com/xenclone/xenclone/hostagent/xen"
 )
 
-// Names on the host are stable for a clone's life and traceable to it: the domain is named
-// after namespace and name (or spec.domainName), the LV after the name plus a UID prefix so two
-// clones of the same name in different namespaces never meet. Both start with "xc-", which keeps
-// them clear of all-digit names (xl reads those as domain ids) and of LVM's reserved prefixes.
+// Names on the host are stable for a clone's life and traceable to it: the domain is named by
+// vmv1alpha1.DomainNameOf (namespace, name and a hash of the UID, or spec.domainName), the LV
+// after the name plus a UID prefix so two clones of the same name in different namespaces
+// never meet. Both start with "xc-", which keeps them clear of all-digit names (xl reads those
+// as domain ids) and of LVM's reserved prefixes.
 const (
-	namePrefix    = "xc-"
-	maxDomainName = 64
-	maxLVName     = 100
+	namePrefix = "xc-"
+	maxLVName  = 100
 )
 
-// DomainName is the Xen domain name of a clone.
-func DomainName(c *vmv1alpha1.VMClone) string {
+// legacyDomainName is the default domain name agents gave clones before names were unique by
+// construction: xc-<namespace>-<name>, cut with a UID hash only past 64 characters. A clone
+// whose domain such an agent started, and whose report it never wrote, still runs under it
+// (see CloneReconciler.domainName). Empty when spec.domainName was set: that name never changed.
+func legacyDomainName(c *vmv1alpha1.VMClone) string {
 	if c.Spec.DomainName != "" {
-		return string(c.Spec.DomainName)
+		return ""
 	}
-	return boundedName(namePrefix+c.Namespace+"-"+c.Name, string(c.UID), maxDomainName)
+	return boundedName(namePrefix+c.Namespace+"-"+c.Name, string(c.UID), vmv1alpha1.MaxDomainNameLength)
 }
 
 // VolumeName is the LV name of a clone's disk.
@@ -75,13 +78,15 @@ func SnapshotFor(t *vmv1alpha1.VMTemplate, c *vmv1alpha1.VMClone) SnapshotReques
 const seedVdev = "xvdb"
 
 // DomainConfigFor resolves a clone's xl domain configuration from its template, its overrides
-// and the identity the controller allocated (status.uuid and status.interfaces). volumePath is
-// the clone's disk; seedPath, if not empty, its cloud-init seed.
+// and the identity the controller allocated (status.uuid and status.interfaces). The domain is
+// named by vmv1alpha1.DomainNameOf; the agent sets the name it resolved on the host instead
+// (a clone taken up under its legacy name). volumePath is the clone's disk; seedPath, if not
+// empty, its cloud-init seed.
 func DomainConfigFor(t *vmv1alpha1.VMTemplate, c *vmv1alpha1.VMClone, volumePath, seedPath string) (xen.DomainConfig, error) {
 	d := t.Spec.Domain
 	e := vmv1alpha1.Effective(c, t)
 	cfg := xen.DomainConfig{
-		Name:         DomainName(c),
+		Name:         vmv1alpha1.DomainNameOf(c),
 		UUID:         c.Status.UUID,
 		Type:         xen.GuestType(orDefault(string(d.Type), "pv")),
 		MemoryMiB:    e.MemoryMiB,

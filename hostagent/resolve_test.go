@@ -19,11 +19,13 @@ func testClone(ns, name, uid string) *vmv1alpha1.VMClone {
 	return &vmv1alpha1.VMClone{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID(uid)}}
 }
 
+// The domain name itself is vmv1alpha1.DomainNameOf (api/v1alpha1/naming_test.go); the agent
+// adds the LV name and the legacy domain name it takes up after an upgrade.
 func TestNamesAreStableBoundedAndValid(t *testing.T) {
 	long := strings.Repeat("a", 200)
 	for _, tc := range []struct {
 		ns, name, uid string
-		wantDomain    string
+		wantLegacy    string
 	}{
 		{"default", "web-1", "1a2b3c4d-0000-4000-8000-000000000000", "xc-default-web-1"},
 		{"team-a", "123", "5e6f7a8b-0000-4000-8000-000000000000", "xc-team-a-123"},
@@ -31,29 +33,32 @@ func TestNamesAreStableBoundedAndValid(t *testing.T) {
 		{"ns", long, "8d8d8d8d-0000-4000-8000-000000000000", ""},
 	} {
 		c := testClone(tc.ns, tc.name, tc.uid)
-		d, v := DomainName(c), VolumeName(c)
-		if tc.wantDomain != "" && d != tc.wantDomain {
-			t.Errorf("DomainName(%s/%s) = %q, want %q", tc.ns, tc.name, d, tc.wantDomain)
+		d, v := legacyDomainName(c), VolumeName(c)
+		if tc.wantLegacy != "" && d != tc.wantLegacy {
+			t.Errorf("legacyDomainName(%s/%s) = %q, want %q", tc.ns, tc.name, d, tc.wantLegacy)
 		}
-		if err := xen.ValidateName(d); err != nil || len(d) > maxDomainName {
-			t.Errorf("domain name %q invalid: %v", d, err)
+		if err := xen.ValidateName(d); err != nil || len(d) > vmv1alpha1.MaxDomainNameLength {
+			t.Errorf("legacy domain name %q invalid: %v", d, err)
+		}
+		if err := xen.ValidateName(vmv1alpha1.DomainNameOf(c)); err != nil {
+			t.Errorf("domain name %q invalid for xl: %v", vmv1alpha1.DomainNameOf(c), err)
 		}
 		if err := lvm.ValidateLVName(v); err != nil || !strings.HasPrefix(v, "xc-") {
 			t.Errorf("LV name %q invalid: %v", v, err)
 		}
-		if DomainName(c) != d || VolumeName(c) != v {
+		if legacyDomainName(c) != d || VolumeName(c) != v {
 			t.Errorf("names not stable for %s/%s", tc.ns, tc.name)
 		}
 	}
 	// Long names of two clones stay distinct through the UID hash.
 	a, b := testClone("ns", long, "9c9c9c9c-0000-4000-8000-000000000000"), testClone("ns", long, "8d8d8d8d-0000-4000-8000-000000000000")
-	if DomainName(a) == DomainName(b) || VolumeName(a) == VolumeName(b) {
-		t.Errorf("long names collide: %s %s", DomainName(a), VolumeName(a))
+	if VolumeName(a) == VolumeName(b) {
+		t.Errorf("long names collide: %s", VolumeName(a))
 	}
 	pinned := testClone("ns", "x", "1")
 	pinned.Spec.DomainName = "my-vm"
-	if DomainName(pinned) != "my-vm" {
-		t.Errorf("spec.domainName ignored: %s", DomainName(pinned))
+	if legacyDomainName(pinned) != "" {
+		t.Errorf("spec.domainName never changed, so there is no legacy name: %s", legacyDomainName(pinned))
 	}
 }
 

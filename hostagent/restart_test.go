@@ -94,7 +94,7 @@ func TestAgentRestartMidStep(t *testing.T) {
 			g.Expect(err).NotTo(HaveOccurred())
 			n := 0
 			for _, d := range doms {
-				if d.Name == hostagent.DomainName(got) {
+				if d.Name == vmv1alpha1.DomainNameOf(got) {
 					n++
 				}
 			}

@@ -147,7 +147,7 @@ func TestResetRestartsOnceClone(t *testing.T) {
 				c.Spec.RunStrategy = vmv1alpha1.RunStrategyOnce
 			}), vmv1alpha1.PhaseRunning)
 			if poweredOff {
-				g.Expect(hosts[c.Status.NodeName].XL(context.Background(), "sim-guest", hostagent.DomainName(c), "poweroff")).To(Succeed())
+				g.Expect(hosts[c.Status.NodeName].XL(context.Background(), "sim-guest", vmv1alpha1.DomainNameOf(c), "poweroff")).To(Succeed())
 				waitPhase(t, c, vmv1alpha1.PhaseStopped)
 			}
 			var before metav1.Condition

@@ -219,9 +219,10 @@ type LocalObjectReference struct {
 
 // SecretKeyReference names a key of a Secret in the clone's namespace.
 type SecretKeyReference struct {
-	// Name of the Secret.
+	// Name of the Secret: a Kubernetes object name (lowercase RFC 1123 subdomain).
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="name must be a Secret name (lowercase RFC 1123 subdomain: lowercase letters, digits, '-' and '.'), e.g. web-1-userdata"
 	Name string `json:"name"`
 	// Key in the Secret's data.
 	// +kubebuilder:validation:MaxLength=253

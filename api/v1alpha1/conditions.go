@@ -48,6 +48,7 @@ const (
 	ReasonNamespaceNotAllowed  = "NamespaceNotAllowed"
 	ReasonCloudInitDataMissing = "CloudInitDataMissing"
 	ReasonMACConflict          = "MACConflict"
+	ReasonDomainNameTaken      = "DomainNameTaken"
 	ReasonRescheduled          = "RescheduledFromLostHost"
 
 	// Expired, written by the controller.
@@ -202,6 +203,7 @@ var Conditions = []ConditionDef{
 		{ReasonNamespaceNotAllowed, isFalse, ClassBlocked, "the template does not allow the clone's namespace", ""},
 		{ReasonCloudInitDataMissing, isFalse, ClassBlocked, "a Secret or key named in spec.cloudInit does not exist", ""},
 		{ReasonMACConflict, isFalse, ClassBlocked, "a MAC pinned in spec.nics is used by another clone", ""},
+		{ReasonDomainNameTaken, isFalse, ClassBlocked, "the clone's domain name (spec.domainName) is already another bound clone's; domain names are unique across the cluster", ""},
 		{ReasonRescheduled, isFalse, ClassTransitional, "the clone's host was lost; it is being placed on another (onNodeLost: Reschedule)", ""},
 	}},
 	{Kind: "VMClone", Type: ConditionReady, Writer: WriterController,

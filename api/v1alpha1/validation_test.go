@@ -170,6 +170,8 @@ var invalidCases = []invalidCase{
 	{"clone TTL too short", baseClone, set("spec.lifetime", map[string]any{"expireAfter": "30s"}), false, []string{"spec.lifetime.expireAfter", "at least 1m"}},
 	{"clone TTL action unknown", baseClone, set("spec.lifetime", map[string]any{"expireAfter": "1h", "onExpiry": "Archive"}), false, []string{"spec.lifetime.onExpiry", `supported values: "Delete", "Stop"`}},
 	{"clone node name invalid", baseClone, set("spec.placement", map[string]any{"nodeName": "Xen_01"}), false, []string{"spec.placement.nodeName", "must be a Kubernetes node name"}},
+	{"clone userData secret name invalid", baseClone, set("spec.cloudInit", map[string]any{"userData": map[string]any{"name": "User_Data", "key": "user-data"}}), false, []string{"spec.cloudInit.userData.name", "must be a Secret name"}},
+	{"clone networkConfig secret name invalid", baseClone, set("spec.cloudInit", map[string]any{"networkConfig": map[string]any{"name": "net/config", "key": "network-config"}}), false, []string{"spec.cloudInit.networkConfig.name", "must be a Secret name"}},
 	{"clone secret key invalid", baseClone, set("spec.cloudInit", map[string]any{"userData": map[string]any{"name": "ud", "key": "user data"}}), false, []string{"spec.cloudInit.userData.key", "must be a Secret data key"}},
 	{"clone node pin and selector", baseClone, set("spec.placement", map[string]any{"nodeName": "xen-01", "hostSelector": map[string]any{"matchLabels": map[string]any{"rack": "a"}}}), false, []string{"spec.placement", "either nodeName"}},
 	{"clone pinned and rescheduled", baseClone, set("spec.placement", map[string]any{"nodeName": "xen-01", "onNodeLost": "Reschedule"}), false, []string{"spec.placement.onNodeLost", "remove one of the two"}},
@@ -186,6 +188,9 @@ var invalidCases = []invalidCase{
 	{"pool negative replicas", basePool, set("spec.replicas", -1), false, []string{"spec.replicas", "greater than or equal to 0"}},
 	{"pool member hostname invalid", basePool, set("spec.template.spec.hostname", "CI_Runner"), false, []string{"spec.template.spec.hostname", "must be an RFC 1123 label"}},
 	{"pool member TTL too short", basePool, set("spec.template.spec.lifetime", map[string]any{"expireAfter": "5s"}), false, []string{"spec.template.spec.lifetime.expireAfter", "at least 1m"}},
+	{"pool member pins a MAC", basePool, set("spec.template.spec.nics", []any{map[string]any{"bridge": "xenbr0"}, map[string]any{"mac": "00:16:3e:00:00:01"}}), false, []string{"spec.template.spec.nics", "remove mac"}},
+	{"pool member pins a domain name", basePool, set("spec.template.spec.domainName", "ci-runner"), false, []string{"spec.template.spec.domainName", "remove spec.template.spec.domainName"}},
+	{"pool member secret name invalid", basePool, set("spec.template.spec.cloudInit", map[string]any{"userData": map[string]any{"name": "Runner_UD", "key": "user-data"}}), false, []string{"spec.template.spec.cloudInit.userData.name", "must be a Secret name"}},
 	{"pool template changed", basePool, set("spec.template.spec.templateRef.name", "other"), true, []string{"spec", "templateRef is immutable"}},
 
 	// XenHost

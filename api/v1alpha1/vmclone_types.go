@@ -87,8 +87,11 @@ type VMCloneSpec struct {
 	// +optional
 	Hostname string `json:"hostname,omitempty"`
 
-	// DomainName overrides the Xen domain name. Default: derived from namespace and name
-	// (see status.domain.name). Must be unique on the host.
+	// DomainName overrides the Xen domain name. Default: xc-<namespace>-<name>-<10 hex digits
+	// of a hash of the clone's UID>, unique by construction (cut to 64 characters, the hash
+	// kept); status.domain.name shows the name in use. A name set here must be unique across
+	// the cluster: one another bound clone has is refused before placement (condition
+	// Scheduled, reason DomainNameTaken). It cannot change.
 	// +optional
 	DomainName DomainName `json:"domainName,omitempty"`
 

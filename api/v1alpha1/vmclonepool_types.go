@@ -34,7 +34,11 @@ type VMCloneTemplateSpec struct {
 	// Metadata: labels and annotations copied to each member.
 	// +optional
 	Metadata PoolMemberMetadata `json:"metadata,omitempty"`
-	// Spec of each member. Its hostname, if set, is suffixed with the member's index.
+	// Spec of each member. Its hostname, if set, is suffixed with the member's index. It may
+	// not pin what must differ between members: a MAC (spec.nics[].mac) or the domain name
+	// (spec.domainName); every member gets its own.
+	// +kubebuilder:validation:XValidation:rule="!has(self.nics) || self.nics.all(n, !has(n.mac))",fieldPath=".nics",message="a pool's members cannot share a pinned MAC: remove mac from spec.template.spec.nics (each member gets a unique MAC allocated)"
+	// +kubebuilder:validation:XValidation:rule="!has(self.domainName)",fieldPath=".domainName",message="a pool's members cannot share one domain name: remove spec.template.spec.domainName (each member gets a unique default name)"
 	Spec VMCloneSpec `json:"spec"`
 }
 

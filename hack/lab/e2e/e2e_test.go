@@ -32,7 +32,6 @@ import (
 
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
 	"github.com/xenclone/xenclone/controllers"
-	"github.com/xenclone/xenclone/hostagent"
 )
 
 const (
@@ -180,7 +179,7 @@ echo started`)
 	// 2. Halted: the domain goes away, the disk stays; Always again boots the same disk.
 	c = e.setRunStrategy(c, vmv1alpha1.RunStrategyHalted)
 	e.waitPhase(c, vmv1alpha1.PhaseStopped)
-	if out := lab.Sh(t, "xl list"); strings.Contains(out, hostagent.DomainName(c)) {
+	if out := lab.Sh(t, "xl list"); strings.Contains(out, vmv1alpha1.DomainNameOf(c)) {
 		t.Fatalf("domain still listed after Halted:\n%s", out)
 	}
 	c = e.setRunStrategy(c, vmv1alpha1.RunStrategyAlways)
@@ -266,7 +265,7 @@ func (e *env) startFill() *vmv1alpha1.VMClone {
 func (e *env) waitFill(c *vmv1alpha1.VMClone) *vmv1alpha1.VMClone {
 	e.t.Helper()
 	start := time.Now()
-	log := "/var/log/xen/console/guest-" + hostagent.DomainName(c) + ".log"
+	log := "/var/log/xen/console/guest-" + vmv1alpha1.DomainNameOf(c) + ".log"
 	var got *vmv1alpha1.VMClone
 	var last string
 	NewWithT(e.t).Eventually(func(g Gomega) {
@@ -467,7 +466,7 @@ var xcid = regexp.MustCompile(`XCID ([a-z-]+(?: [a-z0-9]+)?)=(.*)`)
 // console (xenconsoled's log in dom0) and returns that boot's lines.
 func (e *env) guestIdentity(c *vmv1alpha1.VMClone, boot int) identity {
 	e.t.Helper()
-	log := "/var/log/xen/console/guest-" + hostagent.DomainName(c) + ".log"
+	log := "/var/log/xen/console/guest-" + vmv1alpha1.DomainNameOf(c) + ".log"
 	start := time.Now()
 	var id identity
 	var lines []string
@@ -497,7 +496,7 @@ func (e *env) guestIdentity(c *vmv1alpha1.VMClone, boot int) identity {
 		g.Expect(id).To(HaveKeyWithValue("boot", fmt.Sprint(boot)), "console so far:\n%s", out)
 		g.Expect(id).To(HaveKey("ready"), "console so far:\n%s", out)
 	}, stepTimeout, 2*time.Second).Should(Succeed())
-	e.t.Logf("guest console of %s (boot %d, ready %s after Running):\n    %s", hostagent.DomainName(c), boot,
+	e.t.Logf("guest console of %s (boot %d, ready %s after Running):\n    %s", vmv1alpha1.DomainNameOf(c), boot,
 		time.Since(start).Round(100*time.Millisecond), strings.Join(lines, "\n    "))
 	return id
 }

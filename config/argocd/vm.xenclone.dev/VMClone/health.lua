@@ -49,6 +49,7 @@ local blocked = {
   TemplateDeleting = true,
   NamespaceNotAllowed = true,
   MACConflict = true,
+  DomainNameTaken = true,
   CloudInitDataMissing = true,
   OriginMissing = true,
   OriginRefused = true,
