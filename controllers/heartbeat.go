@@ -22,7 +22,9 @@ import (
 // Every reader of a Lease passes what it read through Observe, so the tracker is exactly as
 // fresh as the Lease cache: the host liveness reconciler, which reconciles on every Lease event,
 // feeds it promptly, and a clone reconcile that reads a Lease before that reconciler ran counts
-// the change itself. One instance per manager, shared by its reconcilers.
+// the change itself. (Two readers holding different versions of a Lease may each count a
+// change; that takes versions that differ, so an agent that renewed, and never keeps a host
+// that stopped renewing alive.) One instance per manager, shared by its reconcilers.
 type Heartbeats struct {
 	clock clock.PassiveClock
 	grace time.Duration
