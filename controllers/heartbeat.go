@@ -22,9 +22,9 @@ import (
 // Every reader of a Lease passes what it read through Observe, so the tracker is exactly as
 // fresh as the Lease cache: the host liveness reconciler, which reconciles on every Lease event,
 // feeds it promptly, and a clone reconcile that reads a Lease before that reconciler ran counts
-// the change itself. (Two readers holding different versions of a Lease may each count a
-// change; that takes versions that differ, so an agent that renewed, and never keeps a host
-// that stopped renewing alive.) One instance per manager, shared by its reconcilers.
+// the change itself. A reader may still hold the version before the one another reader just
+// observed: going back to the previous value is not a renewal, so such a stale copy cannot
+// keep a host that stopped renewing alive. One instance per manager, shared by its reconcilers.
 type Heartbeats struct {
 	clock clock.PassiveClock
 	grace time.Duration
@@ -37,6 +37,8 @@ type heartbeatRecord struct {
 	// renewal is the Lease's renewTime (acquireTime when it has none) as last seen: only
 	// compared for equality. Zero while the Lease carries neither.
 	renewal time.Time
+	// previous is the value before renewal: seeing it again is a stale copy, not a renewal.
+	previous time.Time
 	// seenAt is the controller's clock when renewal was first seen with its current value.
 	seenAt time.Time
 	// fenceAfter is the Lease's fence-after annotation as last seen ("" when absent).
@@ -96,9 +98,11 @@ func (h *Heartbeats) Observe(host string, lease *coordinationv1.Lease) Heartbeat
 		// controller starts, never at once.
 		rec = &heartbeatRecord{renewal: renewal, seenAt: now}
 		h.hosts[host] = rec
-	case rec.gone || !renewal.Equal(rec.renewal):
+	case rec.gone:
 		// A recreated Lease is a renewal too: only a running agent creates one.
-		rec.renewal, rec.seenAt, rec.gone = renewal, now, false
+		rec.renewal, rec.previous, rec.seenAt, rec.gone = renewal, time.Time{}, now, false
+	case !renewal.Equal(rec.renewal) && !renewal.Equal(rec.previous):
+		rec.renewal, rec.previous, rec.seenAt = renewal, rec.renewal, now
 	}
 	rec.fenceAfter, rec.hasFenceAfter = fenceAfter, hasFenceAfter
 	return h.heartbeat(rec, now)

@@ -53,6 +53,14 @@ func TestHeartbeatsOnTheControllersClock(t *testing.T) {
 	if got := hb.Observe("h", leaseRenewedAt(agent, fences)); !got.Live || !got.LastRenewalSeen.Equal(renewed) {
 		t.Errorf("renewed an hour behind: %+v, want live since %s", got, renewed)
 	}
+	// A reader still holding the copy before that renewal is no renewal.
+	clk.Step(30 * time.Second)
+	if got := hb.Observe("h", leaseRenewedAt(agent.Add(-10*time.Second), fences)); !got.LastRenewalSeen.Equal(renewed) {
+		t.Errorf("the previous renewTime again counted as a renewal: last seen %s, want %s", got.LastRenewalSeen, renewed)
+	}
+	if got := hb.Observe("h", leaseRenewedAt(agent, fences)); !got.LastRenewalSeen.Equal(renewed) {
+		t.Errorf("the current renewTime after a stale copy counted as a renewal: last seen %s, want %s", got.LastRenewalSeen, renewed)
+	}
 	// An agent that jumps an hour ahead and then stops: lost one grace later all the same.
 	clk.Step(10 * time.Second)
 	ahead := clk.Now().Add(time.Hour)
