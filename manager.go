@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
 	"github.com/xenclone/xenclone/controllers"
 )
 
@@ -32,6 +33,7 @@ type managerOptions struct {
 	leaseNamespace   string
 	heartbeatGrace   time.Duration
 	rescheduleAfter  time.Duration
+	fenceMargin      time.Duration
 	maxLostFraction  float64
 	workers          int
 	memoryLimit      string
@@ -57,8 +59,9 @@ func managerFlags(fs *flag.FlagSet) *managerOptions {
 	fs.BoolVar(&o.leaderElect, "leader-elect", true, "Elect a leader so only one manager acts at a time. Two managers that both act bind clones and allocate MACs independently and can hand out the same MAC twice: turn it off (--leader-elect=false) only for a single manager on an API server of its own.")
 	fs.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease. Default: the pod's namespace; outside a pod, --lease-namespace (created if missing).")
 	leaseFlags(fs, &o.leaseNamespace)
-	fs.DurationVar(&o.heartbeatGrace, "heartbeat-grace", controllers.DefaultHeartbeatGrace, "How old a host's heartbeat Lease may get before its clones are marked NodeLost.")
-	fs.DurationVar(&o.rescheduleAfter, "node-lost-reschedule-after", controllers.DefaultNodeLostRescheduleAfter, "How long a host must have been lost before clones with spec.placement.onNodeLost: Reschedule move to another host.")
+	fs.DurationVar(&o.heartbeatGrace, "heartbeat-grace", controllers.DefaultHeartbeatGrace, "How long the controller may go without seeing a host's heartbeat Lease renewed (measured on the controller's clock, whatever the host's clock says) before the host's clones are marked NodeLost.")
+	fs.DurationVar(&o.rescheduleAfter, "node-lost-reschedule-after", controllers.DefaultNodeLostRescheduleAfter, "How long a host must have been lost (after --heartbeat-grace) before clones with spec.placement.onNodeLost: Reschedule move to another host. With --heartbeat-grace it must cover the hostagent's default --fence-after (60s) plus --fence-margin; a host whose agent fences later holds its clones until its own fence-after plus --fence-margin.")
+	fs.DurationVar(&o.fenceMargin, "fence-margin", vmv1alpha1.DefaultFenceMargin, "What the controller adds to a lost host's fence-after (the time after its last renewal at which its hostagent stops the domains of clones that reschedule) before it starts those clones elsewhere: the agent's xl destroy plus the API server's latency.")
 	fs.Float64Var(&o.maxLostFraction, "reschedule-max-lost-fraction", controllers.DefaultRescheduleMaxLostFraction, "Pause all rescheduling while at least this share of the hosts is lost at once (an outage on the control plane's side, not host failures). 1 pauses only when every host is lost.")
 	fs.StringVar(&o.memoryLimit, "memory-limit", defaultMemoryLimit, "Go soft memory limit (a quantity: 128Mi, 1Gi; 0 for none): the GC works harder as the process nears it instead of letting the heap double. Set it above the fleet's live heap (about 7 MiB per 1,000 VMClones plus 20 MiB) and below the container's memory limit. When the flag is not given and GOMEMLIMIT is set, GOMEMLIMIT applies.")
 	fs.IntVar(&o.workers, "max-concurrent-reconciles", controllers.DefaultMaxConcurrentReconciles, "Workers per controller. Placement is serialized inside the clone controller; more workers parallelize the API writes.")
@@ -89,6 +92,9 @@ func setMemoryLimit(limit string, explicit bool) error {
 
 func runManager(ctx context.Context, o *managerOptions) error {
 	if err := setMemoryLimit(o.memoryLimit, o.memoryLimitSet); err != nil {
+		return err
+	}
+	if err := o.controllerOptions().Validate(); err != nil {
 		return err
 	}
 	cfg, err := ctrl.GetConfig()
@@ -151,11 +157,7 @@ func newManager(cfg *rest.Config, o *managerOptions) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create manager: %w", err)
 	}
-	if err := controllers.SetupWithManager(mgr, controllers.Options{
-		LeaseNamespace: o.leaseNamespace, HeartbeatGrace: o.heartbeatGrace,
-		NodeLostRescheduleAfter: o.rescheduleAfter, RescheduleMaxLostFraction: o.maxLostFraction,
-		MaxConcurrentReconciles: o.workers,
-	}); err != nil {
+	if err := controllers.SetupWithManager(mgr, o.controllerOptions()); err != nil {
 		return nil, fmt.Errorf("set up controllers: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
@@ -165,6 +167,15 @@ func newManager(cfg *rest.Config, o *managerOptions) (ctrl.Manager, error) {
 		return nil, fmt.Errorf("add ready check: %w", err)
 	}
 	return mgr, nil
+}
+
+// controllerOptions are the controllers' options as the flags set them.
+func (o *managerOptions) controllerOptions() controllers.Options {
+	return controllers.Options{
+		LeaseNamespace: o.leaseNamespace, HeartbeatGrace: o.heartbeatGrace,
+		NodeLostRescheduleAfter: o.rescheduleAfter, FenceMargin: o.fenceMargin,
+		RescheduleMaxLostFraction: o.maxLostFraction, MaxConcurrentReconciles: o.workers,
+	}
 }
 
 func ptrTo[T any](v T) *T { return &v }

@@ -6,8 +6,11 @@
 //
 //   - Heartbeat: a coordination.k8s.io Lease named after the host (its node name, the same as
 //     its XenHost) in Options.LeaseNamespace (default xenclone-system), spec.renewTime renewed
-//     every ~10 s. A host is live while renewTime is younger than Options.HeartbeatGrace
-//     (default 40 s); placement uses only live hosts.
+//     every ~10 s, and the annotation vm.xenclone.dev/fence-after (the agent's fenceAfter).
+//     A host is live while the controller saw renewTime change less than
+//     Options.HeartbeatGrace (default 40 s) ago on its own clock; renewTime's value is only
+//     compared with the one before (Heartbeats), so the agent's clock may be skewed.
+//     Placement uses only live hosts.
 //   - XenHost status (memory.freeMiB, volumeGroups, templates with readOnly) changes when
 //     capacity does. Placement subtracts, per host, the memory of clones bound but not yet
 //     Running and the COW size of clones whose VolumeReady is not True, so the agent should
@@ -24,6 +27,11 @@
 //     stopped, as if runStrategy were Halted, and keeps its disk.
 //   - Finalizer vm.xenclone.dev/host-cleanup is the agent's: added when it first acts on a
 //     clone, removed once domain, config, seed and snapshot are gone from its host.
+//   - Fencing: an agent that cannot renew its Lease for its fenceAfter stops the domains of
+//     its clones with spec.placement.onNodeLost: Reschedule. The controller moves such a clone
+//     only after max(grace + Options.NodeLostRescheduleAfter, fenceAfter +
+//     Options.FenceMargin) since the last renewal it saw, and never off a host whose Lease
+//     lacks a valid fence-after (DecideReschedule).
 //   - Rescheduled clones (spec.placement.onNodeLost: Reschedule, host lost for
 //     Options.NodeLostRescheduleAfter) get a new status.nodeName and label; an agent that comes
 //     back must treat domains and LVs it owns for a clone now bound elsewhere as garbage.

@@ -35,6 +35,9 @@ type HostLivenessReconciler struct {
 	client.Client
 	Leases client.Reader
 	Opts   Options
+	// Heartbeats is the manager's liveness tracker; every Lease this reconciler reads (it
+	// reconciles on every Lease event) goes through it.
+	Heartbeats *Heartbeats
 	// Notify receives the clones to reconcile again.
 	Notify chan<- event.GenericEvent
 
@@ -67,8 +70,8 @@ func (r *HostLivenessReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	case err != nil:
 		return ctrl.Result{}, fmt.Errorf("get heartbeat Lease %s/%s: %w", r.Opts.LeaseNamespace, host, err)
 	}
-	now := r.Opts.Clock.Now()
-	live, staleAt := HostLive(lease, now, r.Opts.HeartbeatGrace)
+	hb := r.Heartbeats.Observe(host, lease)
+	live := hb.Live
 
 	r.mu.Lock()
 	prev, known := r.lastRun[host]
@@ -89,14 +92,15 @@ func (r *HostLivenessReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if live {
 		// Come back exactly when the heartbeat would be stale; a renewal before then
 		// reconciles earlier and pushes the deadline out.
-		return ctrl.Result{RequeueAfter: staleAt.Sub(now)}, nil
+		return ctrl.Result{RequeueAfter: hb.StaleAt.Sub(r.Opts.Clock.Now())}, nil
 	}
-	return ctrl.Result{}, r.markHostLost(ctx, host, staleAt)
+	return ctrl.Result{}, r.markHostLost(ctx, host, hb)
 }
 
 // markHostLost sets the XenHost's Ready to Unknown: what the agent reported last (Ready True,
 // free memory) is no longer known to hold, and `kubectl get xenhosts` must not say Ready.
-func (r *HostLivenessReconciler) markHostLost(ctx context.Context, host string, staleAt time.Time) error {
+func (r *HostLivenessReconciler) markHostLost(ctx context.Context, host string, hb Heartbeat) error {
+	staleAt := hb.StaleAt
 	var xh vmv1alpha1.XenHost
 	if err := r.Get(ctx, types.NamespacedName{Name: host}, &xh); err != nil {
 		return client.IgnoreNotFound(err)
@@ -112,9 +116,10 @@ func (r *HostLivenessReconciler) markHostLost(ctx context.Context, host string, 
 		return nil
 	}
 	msg := fmt.Sprintf("no heartbeat from the hostagent on %s (Lease %s/%s missing)", host, r.Opts.LeaseNamespace, host)
-	if !staleAt.IsZero() {
-		msg = fmt.Sprintf("no heartbeat from the hostagent on %s since %s (grace %s): the status below is from then; check the hostagent pod and the host",
-			host, staleAt.Add(-r.Opts.HeartbeatGrace).UTC().Format(time.RFC3339), r.Opts.HeartbeatGrace)
+	if !hb.LeaseMissing && !staleAt.IsZero() {
+		msg = fmt.Sprintf("no heartbeat from the hostagent on %s since %s (the last renewal of its Lease the controller saw; grace %s): "+
+			"the status below is from then; check the hostagent pod and the host",
+			host, hb.LastRenewalSeen.UTC().Format(time.RFC3339), r.Opts.HeartbeatGrace)
 	}
 	cond := map[string]any{
 		"type": vmv1alpha1.ConditionReady, "status": string(metav1.ConditionUnknown), "reason": ReasonHeartbeatLost,

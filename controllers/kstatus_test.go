@@ -53,6 +53,14 @@ func TestKStatusCoversEveryReadyReason(t *testing.T) {
 			in.HostLive = false
 			c.Status.Phase = vmv1alpha1.PhaseFailed
 		}},
+		{"host lost, rescheduling waits for its agent to fence", ReasonRescheduleWaitsForFence, func(_ *vmv1alpha1.VMClone, in *ReadyInput) {
+			in.HostLive = false
+			in.Reschedule = &RescheduleDecision{Wait: WaitsForFence, Message: "moves at noon"}
+		}},
+		{"host lost, its agent does not fence", ReasonHostNotFencing, func(_ *vmv1alpha1.VMClone, in *ReadyInput) {
+			in.HostLive = false
+			in.Reschedule = &RescheduleDecision{Wait: NeverMoves, Message: "upgrade the agent"}
+		}},
 		{"reset requested", ReasonResetting, func(c *vmv1alpha1.VMClone, _ *ReadyInput) { c.Spec.ResetRequests = 1 }},
 		{"reset of a failed clone", ReasonResetting, func(c *vmv1alpha1.VMClone, _ *ReadyInput) {
 			c.Spec.ResetRequests = 1

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"time"
 
-	coordinationv1 "k8s.io/api/coordination/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -15,26 +14,28 @@ import (
 // vocabulary's (api/v1alpha1/conditions.go), which says what each means and tests check
 // against the health checks and the docs.
 const (
-	ReasonScheduled           = vmv1alpha1.ReasonScheduled
-	ReasonUnschedulable       = vmv1alpha1.ReasonUnschedulable
-	ReasonTemplateNotFound    = vmv1alpha1.ReasonTemplateNotFound
-	ReasonTemplateDeleting    = vmv1alpha1.ReasonTemplateDeleting
-	ReasonNamespaceNotAllowed = vmv1alpha1.ReasonNamespaceNotAllowed
-	ReasonMACConflict         = vmv1alpha1.ReasonMACConflict
-	ReasonDomainNameTaken     = vmv1alpha1.ReasonDomainNameTaken
-	ReasonNodeLost            = vmv1alpha1.ReasonNodeLost
-	ReasonLifetimeEnded       = vmv1alpha1.ReasonLifetimeEnded
-	ReasonLifetimeRunning     = vmv1alpha1.ReasonLifetimeRunning
-	ReasonRunning             = vmv1alpha1.ReasonRunning
-	ReasonHalted              = vmv1alpha1.ReasonHalted
-	ReasonStoppedOnExpiry     = vmv1alpha1.ReasonStoppedOnExpiry
-	ReasonWaitingForHost      = vmv1alpha1.ReasonWaitingForHost
-	ReasonFailed              = vmv1alpha1.ReasonFailed
-	ReasonStopping            = vmv1alpha1.ReasonStopping
-	ReasonRescheduled         = vmv1alpha1.ReasonRescheduled
-	ReasonReschedulePaused    = vmv1alpha1.ReasonReschedulePaused
-	ReasonResetting           = vmv1alpha1.ReasonResetting
-	ReasonProgressing         = vmv1alpha1.ReasonProgressing
+	ReasonScheduled               = vmv1alpha1.ReasonScheduled
+	ReasonUnschedulable           = vmv1alpha1.ReasonUnschedulable
+	ReasonTemplateNotFound        = vmv1alpha1.ReasonTemplateNotFound
+	ReasonTemplateDeleting        = vmv1alpha1.ReasonTemplateDeleting
+	ReasonNamespaceNotAllowed     = vmv1alpha1.ReasonNamespaceNotAllowed
+	ReasonMACConflict             = vmv1alpha1.ReasonMACConflict
+	ReasonDomainNameTaken         = vmv1alpha1.ReasonDomainNameTaken
+	ReasonNodeLost                = vmv1alpha1.ReasonNodeLost
+	ReasonLifetimeEnded           = vmv1alpha1.ReasonLifetimeEnded
+	ReasonLifetimeRunning         = vmv1alpha1.ReasonLifetimeRunning
+	ReasonRunning                 = vmv1alpha1.ReasonRunning
+	ReasonHalted                  = vmv1alpha1.ReasonHalted
+	ReasonStoppedOnExpiry         = vmv1alpha1.ReasonStoppedOnExpiry
+	ReasonWaitingForHost          = vmv1alpha1.ReasonWaitingForHost
+	ReasonFailed                  = vmv1alpha1.ReasonFailed
+	ReasonStopping                = vmv1alpha1.ReasonStopping
+	ReasonRescheduled             = vmv1alpha1.ReasonRescheduled
+	ReasonReschedulePaused        = vmv1alpha1.ReasonReschedulePaused
+	ReasonRescheduleWaitsForFence = vmv1alpha1.ReasonRescheduleWaitsForFence
+	ReasonHostNotFencing          = vmv1alpha1.ReasonHostNotFencing
+	ReasonResetting               = vmv1alpha1.ReasonResetting
+	ReasonProgressing             = vmv1alpha1.ReasonProgressing
 )
 
 // OnNodeLostAnnotation is the deprecated way to ask for spec.placement.onNodeLost: Reschedule
@@ -53,18 +54,100 @@ func ReschedulesOnNodeLoss(c *vmv1alpha1.VMClone) bool {
 }
 
 // Disruption counts how many of the registered hosts (XenHosts) have a stale or missing
-// heartbeat at now.
+// heartbeat.
 type Disruption struct {
 	Lost, Total int
 }
 
-// HostDisruption counts the lost hosts among hosts.
-func HostDisruption(hosts []vmv1alpha1.XenHost, leases map[string]*coordinationv1.Lease, now time.Time, grace time.Duration) Disruption {
+// HostDisruption counts the lost hosts among hosts; a host without a heartbeat counts as lost.
+func HostDisruption(hosts []vmv1alpha1.XenHost, heartbeats map[string]Heartbeat) Disruption {
 	d := Disruption{Total: len(hosts)}
 	for i := range hosts {
-		if live, _ := HostLive(leases[hosts[i].Name], now, grace); !live {
+		if !heartbeats[hosts[i].Name].Live {
 			d.Lost++
 		}
+	}
+	return d
+}
+
+// LostHostWait says why a clone that asked to move off its lost host has not moved yet.
+type LostHostWait int
+
+const (
+	// WaitsForDelay: the normal wait, grace plus --node-lost-reschedule-after (Ready NodeLost).
+	WaitsForDelay LostHostWait = iota
+	// WaitsForFence: the host's agent fences later than that delay; the clone moves only once
+	// the agent must have stopped its domain (Ready RescheduleWaitsForFence).
+	WaitsForFence
+	// NeverMoves: the host's agent does not say it fences, so nothing tells the controller
+	// that the domain stopped (Ready HostNotFencing).
+	NeverMoves
+)
+
+// RescheduleInput is what moving a clone off a lost host depends on.
+type RescheduleInput struct {
+	Host      string
+	Heartbeat Heartbeat
+	// Now is the controller's clock, the one Heartbeat was measured on.
+	Now time.Time
+	// HeartbeatGrace, RescheduleAfter and FenceMargin are the controller's options.
+	HeartbeatGrace, RescheduleAfter, FenceMargin time.Duration
+}
+
+// RescheduleDecision is whether a clone on a lost host may move now, and if not, why and when.
+type RescheduleDecision struct {
+	// Move is true once the clone may be placed elsewhere (the widespread-loss check aside).
+	Move bool
+	Wait LostHostWait
+	// At is when the clone may move (zero with NeverMoves).
+	At time.Time
+	// Message says, for the clone's Ready condition, when it moves or why it never does.
+	Message string
+}
+
+// DecideReschedule decides whether a clone with spec.placement.onNodeLost: Reschedule leaves
+// its lost host now. Two copies of a guest must never run at once, and a host that is only cut
+// off from the API server still runs the domain; so the clone moves only when the host's agent
+// must have stopped it itself: the agent fences (destroys such domains) once it could not renew
+// its Lease for its fenceAfter, and the controller adds a margin for the destroy and for the
+// API server's latency. Both are counted from the last renewal the controller saw, on its own
+// clock: the agent renewed no later than that, so it fenced no later than that plus fenceAfter.
+// The normal delay (grace plus RescheduleAfter, room for a reboot) applies when it is longer.
+func DecideReschedule(in RescheduleInput) RescheduleDecision {
+	hb := in.Heartbeat
+	if !hb.Seen || hb.LastRenewalSeen.IsZero() {
+		return RescheduleDecision{Wait: NeverMoves, Message: fmt.Sprintf(
+			"host %s is lost and the controller has seen no renewal of its heartbeat Lease, so it cannot know when its hostagent stopped the clone's domain: "+
+				"the clone stays bound there (spec.placement.onNodeLost: Reschedule needs a fencing agent). Start the hostagent on %s; "+
+				"if the host is gone for good, delete the clone and remove its finalizer %s",
+			in.Host, in.Host, vmv1alpha1.CloneFinalizer)}
+	}
+	seen := hb.LastRenewalSeen.UTC().Format(time.RFC3339)
+	if !hb.Fences {
+		return RescheduleDecision{Wait: NeverMoves, Message: fmt.Sprintf(
+			"host %s is lost (last heartbeat renewal seen at %s) and its hostagent does not fence: %s. Nothing stops the clone's domain there, "+
+				"so it is never moved (spec.placement.onNodeLost: Reschedule): upgrade the hostagent on %s to one that fences; "+
+				"if the host is gone for good, delete the clone and remove its finalizer %s",
+			in.Host, seen, hb.NotFencingWhy, in.Host, vmv1alpha1.CloneFinalizer)}
+	}
+	delayed := hb.LastRenewalSeen.Add(in.HeartbeatGrace + in.RescheduleAfter)
+	fenced := hb.LastRenewalSeen.Add(hb.FenceAfter + in.FenceMargin)
+	d := RescheduleDecision{At: delayed}
+	if fenced.After(delayed) {
+		d.At, d.Wait = fenced, WaitsForFence
+	}
+	if !in.Now.Before(d.At) {
+		d.Move = true
+	}
+	at := d.At.UTC().Format(time.RFC3339)
+	if d.Wait == WaitsForFence {
+		d.Message = fmt.Sprintf("host %s is lost (last heartbeat renewal seen at %s); its hostagent stops the clone's domain after %s without a renewal (fence-after), "+
+			"so the clone moves to another host at %s (fence-after plus margin %s), not before (spec.placement.onNodeLost: Reschedule)",
+			in.Host, seen, hb.FenceAfter, at, in.FenceMargin)
+	} else {
+		d.Message = fmt.Sprintf("host %s is lost (last heartbeat renewal seen at %s): the clone moves to another host at %s unless the host reports again "+
+			"(spec.placement.onNodeLost: Reschedule; grace %s plus --node-lost-reschedule-after %s)",
+			in.Host, seen, at, in.HeartbeatGrace, in.RescheduleAfter)
 	}
 	return d
 }
@@ -136,6 +219,9 @@ type ReadyInput struct {
 	HostLive bool
 	// HostLostMessage explains a stale heartbeat.
 	HostLostMessage string
+	// Reschedule is set for a clone that asked to move off its lost host and has not yet:
+	// Ready then says when it moves, or why it never does.
+	Reschedule *RescheduleDecision
 	// StoppedOnExpiry is true when the lifetime ended with onExpiry: Stop.
 	StoppedOnExpiry bool
 }
@@ -153,6 +239,15 @@ func ReadyCondition(in ReadyInput) metav1.Condition {
 	}
 	if !in.HostLive {
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionUnknown, ReasonNodeLost, in.HostLostMessage
+		if r := in.Reschedule; r != nil {
+			switch r.Wait {
+			case WaitsForFence:
+				cond.Reason = ReasonRescheduleWaitsForFence
+			case NeverMoves:
+				cond.Reason = ReasonHostNotFencing
+			}
+			cond.Message = r.Message
+		}
 		if cond.Message == "" {
 			cond.Message = fmt.Sprintf("host %s's heartbeat is stale: the clone's state is unknown; check its hostagent", c.Status.NodeName)
 		}

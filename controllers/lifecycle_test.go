@@ -1,10 +1,10 @@
 package controllers
 
 import (
+	"strings"
 	"testing"
 	"time"
 
-	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
@@ -184,16 +184,8 @@ func equalStrings(a, b []string) bool {
 }
 
 func TestHostDisruptionWidespread(t *testing.T) {
-	now := time.Date(2026, 11, 25, 22, 0, 0, 0, time.UTC)
-	grace := 40 * time.Second
-	fresh := func(name string) *coordinationv1.Lease {
-		mt := metav1.NewMicroTime(now.Add(-5 * time.Second))
-		return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: coordinationv1.LeaseSpec{RenewTime: &mt}}
-	}
-	stale := func(name string) *coordinationv1.Lease {
-		mt := metav1.NewMicroTime(now.Add(-10 * time.Minute))
-		return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: coordinationv1.LeaseSpec{RenewTime: &mt}}
-	}
+	fresh := func(string) Heartbeat { return Heartbeat{Seen: true, Live: true} }
+	stale := func(string) Heartbeat { return Heartbeat{Seen: true} }
 	hosts := func(names ...string) []vmv1alpha1.XenHost {
 		var hs []vmv1alpha1.XenHost
 		for _, n := range names {
@@ -204,23 +196,23 @@ func TestHostDisruptionWidespread(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		hosts      []vmv1alpha1.XenHost
-		leases     map[string]*coordinationv1.Lease
+		heartbeats map[string]Heartbeat
 		lost       int
 		widespread bool
 	}{
-		{"one of two lost: move", hosts("a", "b"), map[string]*coordinationv1.Lease{"a": stale("a"), "b": fresh("b")}, 1, false},
-		{"the only host lost: nowhere to go", hosts("a"), map[string]*coordinationv1.Lease{"a": stale("a")}, 1, true},
-		{"all lost (API server was down)", hosts("a", "b", "c"), map[string]*coordinationv1.Lease{"a": stale("a"), "b": stale("b"), "c": stale("c")}, 3, true},
-		{"two of three lost", hosts("a", "b", "c"), map[string]*coordinationv1.Lease{"a": stale("a"), "b": stale("b"), "c": fresh("c")}, 2, true},
-		{"a host without any Lease counts as lost", hosts("a", "b", "c", "d"), map[string]*coordinationv1.Lease{"a": fresh("a"), "b": fresh("b"), "c": fresh("c")}, 1, false},
+		{"one of two lost: move", hosts("a", "b"), map[string]Heartbeat{"a": stale("a"), "b": fresh("b")}, 1, false},
+		{"the only host lost: nowhere to go", hosts("a"), map[string]Heartbeat{"a": stale("a")}, 1, true},
+		{"all lost (API server was down)", hosts("a", "b", "c"), map[string]Heartbeat{"a": stale("a"), "b": stale("b"), "c": stale("c")}, 3, true},
+		{"two of three lost", hosts("a", "b", "c"), map[string]Heartbeat{"a": stale("a"), "b": stale("b"), "c": fresh("c")}, 2, true},
+		{"a host without any Lease counts as lost", hosts("a", "b", "c", "d"), map[string]Heartbeat{"a": fresh("a"), "b": fresh("b"), "c": fresh("c")}, 1, false},
 		{"5 of 10 lost: under 55%", hosts("0", "1", "2", "3", "4", "5", "6", "7", "8", "9"),
-			map[string]*coordinationv1.Lease{"0": stale("0"), "1": stale("1"), "2": stale("2"), "3": stale("3"), "4": stale("4"),
+			map[string]Heartbeat{"0": stale("0"), "1": stale("1"), "2": stale("2"), "3": stale("3"), "4": stale("4"),
 				"5": fresh("5"), "6": fresh("6"), "7": fresh("7"), "8": fresh("8"), "9": fresh("9")}, 5, false},
-		{"none lost", hosts("a"), map[string]*coordinationv1.Lease{"a": fresh("a")}, 0, false},
+		{"none lost", hosts("a"), map[string]Heartbeat{"a": fresh("a")}, 0, false},
 		{"no hosts", nil, nil, 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := HostDisruption(tc.hosts, tc.leases, now, grace)
+			d := HostDisruption(tc.hosts, tc.heartbeats)
 			if d.Lost != tc.lost || d.Total != len(tc.hosts) {
 				t.Errorf("HostDisruption = %+v, want %d lost of %d", d, tc.lost, len(tc.hosts))
 			}
@@ -228,5 +220,68 @@ func TestHostDisruptionWidespread(t *testing.T) {
 				t.Errorf("Widespread(%.2f) with %d of %d lost = %v, want %v", DefaultRescheduleMaxLostFraction, d.Lost, d.Total, got, tc.widespread)
 			}
 		})
+	}
+}
+
+func TestDecideReschedule(t *testing.T) {
+	seen := time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC)
+	const grace, delay, margin = 40 * time.Second, 5 * time.Minute, 20 * time.Second
+	fencing := func(after time.Duration) Heartbeat {
+		return Heartbeat{Seen: true, LastRenewalSeen: seen, StaleAt: seen.Add(grace), FenceAfter: after, Fences: true}
+	}
+	oldAgent := Heartbeat{Seen: true, LastRenewalSeen: seen, StaleAt: seen.Add(grace),
+		NotFencingWhy: "its heartbeat Lease has no vm.xenclone.dev/fence-after annotation (an agent that does not fence)"}
+	for _, tc := range []struct {
+		name      string
+		hb        Heartbeat
+		since     time.Duration // controller clock since the last renewal seen
+		move      bool
+		wait      LostHostWait
+		at        time.Duration // after the last renewal seen; -1: never
+		inMessage string
+	}{
+		{"default agent, within the delay", fencing(60 * time.Second), 5 * time.Minute, false, WaitsForDelay, grace + delay, "moves to another host at 2026-12-03T08:05:40Z"},
+		{"default agent, one ns short of the delay", fencing(60 * time.Second), grace + delay - time.Nanosecond, false, WaitsForDelay, grace + delay, ""},
+		{"default agent, at the delay", fencing(60 * time.Second), grace + delay, true, WaitsForDelay, grace + delay, ""},
+		{"fence-after longer than the delay: waits for it plus the margin", fencing(10 * time.Minute), grace + delay + time.Minute, false, WaitsForFence, 10*time.Minute + margin, "at 2026-12-03T08:10:20Z (fence-after plus margin 20s)"},
+		{"fence-after + margin, one ns short", fencing(10 * time.Minute), 10*time.Minute + margin - time.Nanosecond, false, WaitsForFence, 10*time.Minute + margin, ""},
+		{"fence-after + margin reached", fencing(10 * time.Minute), 10*time.Minute + margin, true, WaitsForFence, 10*time.Minute + margin, ""},
+		{"fence-after + margin equal to the delay: the normal wait", fencing(grace + delay - margin), grace + delay, true, WaitsForDelay, grace + delay, ""},
+		{"agent without fence-after: never", oldAgent, 24 * time.Hour, false, NeverMoves, -1, "upgrade the hostagent"},
+		{"Lease never seen: never", Heartbeat{LeaseMissing: true}, 24 * time.Hour, false, NeverMoves, -1, "has seen no renewal"},
+		{"Lease deleted after renewals: counts from the last seen", Heartbeat{Seen: true, LeaseMissing: true, LastRenewalSeen: seen, FenceAfter: time.Minute, Fences: true}, grace + delay, true, WaitsForDelay, grace + delay, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := DecideReschedule(RescheduleInput{Host: "xen-01", Heartbeat: tc.hb, Now: seen.Add(tc.since),
+				HeartbeatGrace: grace, RescheduleAfter: delay, FenceMargin: margin})
+			if d.Move != tc.move || d.Wait != tc.wait {
+				t.Errorf("Move %v Wait %v, want %v %v (%s)", d.Move, d.Wait, tc.move, tc.wait, d.Message)
+			}
+			wantAt := time.Time{}
+			if tc.at >= 0 {
+				wantAt = seen.Add(tc.at)
+			}
+			if !d.At.Equal(wantAt) {
+				t.Errorf("At %s, want %s", d.At, wantAt)
+			}
+			if !strings.Contains(d.Message, tc.inMessage) || !strings.Contains(d.Message, "xen-01") {
+				t.Errorf("message %q lacks %q", d.Message, tc.inMessage)
+			}
+		})
+	}
+}
+
+// TestReadyOnLostHostSaysWhenTheCloneMoves: a rescheduling clone's Ready carries the
+// decision's reason and message.
+func TestReadyOnLostHostSaysWhenTheCloneMoves(t *testing.T) {
+	c := testClone("c")
+	c.Status.NodeName = "xen-01"
+	scheduled := metav1.Condition{Type: vmv1alpha1.ConditionScheduled, Status: metav1.ConditionTrue, Reason: ReasonScheduled}
+	for wait, want := range map[LostHostWait]string{WaitsForDelay: ReasonNodeLost, WaitsForFence: ReasonRescheduleWaitsForFence, NeverMoves: ReasonHostNotFencing} {
+		got := ReadyCondition(ReadyInput{Clone: c, Scheduled: scheduled, HostLostMessage: "lost",
+			Reschedule: &RescheduleDecision{Wait: wait, Message: "moves at noon"}})
+		if got.Status != metav1.ConditionUnknown || got.Reason != want || got.Message != "moves at noon" {
+			t.Errorf("wait %d: Ready %s/%s %q, want Unknown/%s", wait, got.Status, got.Reason, got.Message, want)
+		}
 	}
 }

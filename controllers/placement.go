@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -35,17 +34,17 @@ type PlacementInput struct {
 	Clone    *vmv1alpha1.VMClone
 	Template *vmv1alpha1.VMTemplate
 	Hosts    []vmv1alpha1.XenHost
-	// Leases are the hosts' heartbeats, by host name.
-	Leases map[string]*coordinationv1.Lease
+	// Heartbeats are the hosts' heartbeats as the controller sees them, by host name (a host
+	// missing here has no Lease).
+	Heartbeats map[string]Heartbeat
 	// Usage is what the clones already bound take per host (this clone excluded), as
 	// accounted by the controller's ledger; Bindings are added on top of it.
 	Usage map[string]HostUsage
 	// Bindings are the clones already bound (or assumed bound) to hosts that Usage does not
 	// count, this clone excluded.
 	Bindings []Binding
-	Now      time.Time
-	// HeartbeatGrace is how old a Lease's renewTime may be for its host to count as live.
-	HeartbeatGrace time.Duration
+	// Now is the controller's clock, for how long ago a stale host's last renewal was seen.
+	Now time.Time
 	// DefaultStrategy applies when the clone names none.
 	DefaultStrategy vmv1alpha1.PlacementStrategy
 }
@@ -109,25 +108,6 @@ func cloneCOWBytes(clone *vmv1alpha1.VMClone, tmpl *vmv1alpha1.VMTemplate) int64
 }
 
 func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
-
-// HostLive says whether a host's heartbeat Lease was renewed within grace of now, and when it
-// stops being live if nothing renews it.
-func HostLive(lease *coordinationv1.Lease, now time.Time, grace time.Duration) (live bool, staleAt time.Time) {
-	if lease == nil {
-		return false, time.Time{}
-	}
-	var last time.Time
-	switch {
-	case lease.Spec.RenewTime != nil:
-		last = lease.Spec.RenewTime.Time
-	case lease.Spec.AcquireTime != nil:
-		last = lease.Spec.AcquireTime.Time
-	default:
-		return false, time.Time{}
-	}
-	staleAt = last.Add(grace)
-	return now.Before(staleAt), staleAt
-}
 
 // rejection classes, in the order hosts are filtered; the message lists them in this order.
 type rejection int
@@ -236,14 +216,13 @@ func Place(in PlacementInput) PlacementResult {
 			counts[rejectSelector]++
 			continue
 		}
-		lease := in.Leases[h.Name]
-		live, staleAt := HostLive(lease, in.Now, in.HeartbeatGrace)
-		if lease == nil {
+		hb, ok := in.Heartbeats[h.Name]
+		if !ok || hb.LeaseMissing || hb.LastRenewalSeen.IsZero() {
 			counts[rejectNoLease]++
 			continue
 		}
-		if !live {
-			note(rejectStale, int64(in.Now.Sub(staleAt.Add(-in.HeartbeatGrace))/time.Second), false)
+		if !hb.Live {
+			note(rejectStale, int64(in.Now.Sub(hb.LastRenewalSeen)/time.Second), false)
 			continue
 		}
 		if h.Spec.Unschedulable {
@@ -349,7 +328,7 @@ func explain(considered int, counts [rejectionCount]int, best [rejectionCount]in
 	}
 	add(rejectSelector, "does not match the hostSelector", "do not match the hostSelector")
 	add(rejectNoLease, "has no heartbeat Lease (hostagent not running)", "have no heartbeat Lease (hostagent not running)")
-	add(rejectStale, "has a stale heartbeat (freshest %ds old)", "have a stale heartbeat (freshest %ds old)", best[rejectStale])
+	add(rejectStale, "has a stale heartbeat (last renewal seen %ds ago)", "have a stale heartbeat (freshest renewal seen %ds ago)", best[rejectStale])
 	add(rejectCordoned, "is cordoned (spec.unschedulable)", "are cordoned (spec.unschedulable)")
 	add(rejectNoTemplate, "lacks template %s", "lack template %s", req.TemplateName)
 	add(rejectTemplateRefused, "refuses the LV of template %s as its origin (see the template's status.hosts)", "refuse the LV of template %s as its origin (see the template's status.hosts)", req.TemplateName)

@@ -52,7 +52,7 @@ func BenchmarkBindingsOf(b *testing.B) {
 func benchPlacementInput(hosts, bindings int) PlacementInput {
 	names := make([]string, hosts)
 	in := PlacementInput{
-		Clone: testClone("new"), Template: testTemplate("512Mi"), Now: testNow, HeartbeatGrace: testGrace,
+		Clone: testClone("new"), Template: testTemplate("512Mi"), Now: testNow,
 		DefaultStrategy: vmv1alpha1.PlacementSpread,
 	}
 	for i := range names {
@@ -62,7 +62,7 @@ func benchPlacementInput(hosts, bindings int) PlacementInput {
 		h.Status.VolumeGroups[0].FreeBytes = 1 << 50
 		in.Hosts = append(in.Hosts, h)
 	}
-	in.Leases = freshLeases(names...)
+	in.Heartbeats = freshHeartbeats(names...)
 	for i := 0; i < bindings; i++ {
 		in.Bindings = append(in.Bindings, Binding{Clone: fmt.Sprintf("ns/c%d", i), Host: names[i%hosts], MemoryMiB: 512, COWBytes: 1 << 30})
 	}

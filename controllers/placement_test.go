@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	coordinationv1 "k8s.io/api/coordination/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -82,17 +81,20 @@ func testClone(name string) *vmv1alpha1.VMClone {
 	}
 }
 
-func freshLeases(names ...string) map[string]*coordinationv1.Lease {
-	m := map[string]*coordinationv1.Lease{}
+// freshHeartbeats are hosts whose renewal the controller saw 5 s ago.
+func freshHeartbeats(names ...string) map[string]Heartbeat {
+	m := map[string]Heartbeat{}
 	for _, n := range names {
-		m[n] = lease(n, testNow.Add(-5*time.Second))
+		m[n] = heartbeatSeen(testNow.Add(-5 * time.Second))
 	}
 	return m
 }
 
-func lease(name string, renewed time.Time) *coordinationv1.Lease {
-	t := metav1.NewMicroTime(renewed)
-	return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: coordinationv1.LeaseSpec{RenewTime: &t}}
+// heartbeatSeen is a host whose last renewal the controller saw at seen (on its clock), with
+// an agent that fences after 60 s.
+func heartbeatSeen(seen time.Time) Heartbeat {
+	return Heartbeat{Seen: true, Live: testNow.Sub(seen) < testGrace, LastRenewalSeen: seen, StaleAt: seen.Add(testGrace),
+		FenceAfter: vmv1alpha1.DefaultFenceAfter, Fences: true}
 }
 
 func TestPlace(t *testing.T) {
@@ -108,39 +110,39 @@ func TestPlace(t *testing.T) {
 	selTmpl := testTemplate("512Mi")
 	selTmpl.Spec.HostSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"gpu": "yes"}}
 
-	staleLeases := freshLeases("h1")
-	staleLeases["h2"] = lease("h2", testNow.Add(-2*time.Minute))
+	staleHeartbeats := freshHeartbeats("h1")
+	staleHeartbeats["h2"] = heartbeatSeen(testNow.Add(-2 * time.Minute))
 
 	tests := []struct {
-		name     string
-		clone    *vmv1alpha1.VMClone
-		tmpl     *vmv1alpha1.VMTemplate
-		hosts    []vmv1alpha1.XenHost
-		leases   map[string]*coordinationv1.Lease
-		bindings []Binding
-		want     string
+		name       string
+		clone      *vmv1alpha1.VMClone
+		tmpl       *vmv1alpha1.VMTemplate
+		hosts      []vmv1alpha1.XenHost
+		heartbeats map[string]Heartbeat
+		bindings   []Binding
+		want       string
 		// wantMsg are substrings of the message.
 		wantMsg []string
 	}{
 		{
 			name:  "spread picks the host with most free memory",
 			clone: testClone("a"), tmpl: testTemplate("512Mi"),
-			hosts:  []vmv1alpha1.XenHost{testHost("h1", 2048), testHost("h2", 8192), testHost("h3", 4096)},
-			leases: freshLeases("h1", "h2", "h3"),
-			want:   "h2", wantMsg: []string{"placed on h2", "Spread", "3 of 3 hosts fit"},
+			hosts:      []vmv1alpha1.XenHost{testHost("h1", 2048), testHost("h2", 8192), testHost("h3", 4096)},
+			heartbeats: freshHeartbeats("h1", "h2", "h3"),
+			want:       "h2", wantMsg: []string{"placed on h2", "Spread", "3 of 3 hosts fit"},
 		},
 		{
 			name:  "pack picks the fullest host that still fits",
 			clone: packed, tmpl: testTemplate("512Mi"),
-			hosts:  []vmv1alpha1.XenHost{testHost("h1", 2048), testHost("h2", 8192), testHost("h3", 600)},
-			leases: freshLeases("h1", "h2", "h3"),
-			want:   "h3",
+			hosts:      []vmv1alpha1.XenHost{testHost("h1", 2048), testHost("h2", 8192), testHost("h3", 600)},
+			heartbeats: freshHeartbeats("h1", "h2", "h3"),
+			want:       "h3",
 		},
 		{
 			name:  "in-flight bindings count against free memory",
 			clone: testClone("a"), tmpl: testTemplate("512Mi"),
-			hosts:  []vmv1alpha1.XenHost{testHost("h1", 4096), testHost("h2", 3072)},
-			leases: freshLeases("h1", "h2"),
+			hosts:      []vmv1alpha1.XenHost{testHost("h1", 4096), testHost("h2", 3072)},
+			heartbeats: freshHeartbeats("h1", "h2"),
 			bindings: []Binding{
 				{Host: "h1", MemoryMiB: 2048, MemoryInFlight: true},
 				// running clones are already in the host's free memory: not subtracted again
@@ -151,9 +153,9 @@ func TestPlace(t *testing.T) {
 		{
 			name:  "reserved memory is kept for dom0",
 			clone: testClone("a"), tmpl: testTemplate("512Mi"),
-			hosts:   []vmv1alpha1.XenHost{testHost("h1", 1024, reserved("768Mi"))},
-			leases:  freshLeases("h1"),
-			wantMsg: []string{"0/1 hosts fit", "1 has 256 MiB free < 512 MiB"},
+			hosts:      []vmv1alpha1.XenHost{testHost("h1", 1024, reserved("768Mi"))},
+			heartbeats: freshHeartbeats("h1"),
+			wantMsg:    []string{"0/1 hosts fit", "1 has 256 MiB free < 512 MiB"},
 		},
 		{
 			name:  "explains per class of host",
@@ -161,110 +163,110 @@ func TestPlace(t *testing.T) {
 			hosts: []vmv1alpha1.XenHost{
 				testHost("h1", 8192, withoutTemplate), testHost("h2", 8192, withoutTemplate), testHost("h3", 200),
 			},
-			leases:  freshLeases("h1", "h2", "h3"),
-			wantMsg: []string{"0/3 hosts fit: 2 lack template debian12, 1 has 200 MiB free < 512 MiB"},
+			heartbeats: freshHeartbeats("h1", "h2", "h3"),
+			wantMsg:    []string{"0/3 hosts fit: 2 lack template debian12, 1 has 200 MiB free < 512 MiB"},
 		},
 		{
 			name:  "stale and missing heartbeats exclude hosts",
 			clone: testClone("a"), tmpl: testTemplate("512Mi"),
-			hosts:   []vmv1alpha1.XenHost{testHost("h1", 200), testHost("h2", 8192), testHost("h3", 8192)},
-			leases:  staleLeases,
-			wantMsg: []string{"1 has a stale heartbeat (freshest 120s old)", "1 has no heartbeat Lease", "1 has 200 MiB free"},
+			hosts:      []vmv1alpha1.XenHost{testHost("h1", 200), testHost("h2", 8192), testHost("h3", 8192)},
+			heartbeats: staleHeartbeats,
+			wantMsg:    []string{"1 has a stale heartbeat (last renewal seen 120s ago)", "1 has no heartbeat Lease", "1 has 200 MiB free"},
 		},
 		{
 			name:  "stale heartbeat moves the clone to a live host",
 			clone: testClone("a"), tmpl: testTemplate("512Mi"),
-			hosts:  []vmv1alpha1.XenHost{testHost("h1", 1024), testHost("h2", 8192)},
-			leases: staleLeases,
-			want:   "h1",
+			hosts:      []vmv1alpha1.XenHost{testHost("h1", 1024), testHost("h2", 8192)},
+			heartbeats: staleHeartbeats,
+			want:       "h1",
 		},
 		{
 			name:  "cordoned hosts and hosts at maxClones are skipped",
 			clone: testClone("a"), tmpl: testTemplate("512Mi"),
-			hosts:    []vmv1alpha1.XenHost{testHost("h1", 8192, cordoned), testHost("h2", 8192, maxClones(1)), testHost("h3", 1024)},
-			leases:   freshLeases("h1", "h2", "h3"),
-			bindings: []Binding{{Host: "h2", MemoryMiB: 1}},
-			want:     "h3",
+			hosts:      []vmv1alpha1.XenHost{testHost("h1", 8192, cordoned), testHost("h2", 8192, maxClones(1)), testHost("h3", 1024)},
+			heartbeats: freshHeartbeats("h1", "h2", "h3"),
+			bindings:   []Binding{{Host: "h2", MemoryMiB: 1}},
+			want:       "h3",
 		},
 		{
 			name:  "all cordoned or full",
 			clone: testClone("a"), tmpl: testTemplate("512Mi"),
-			hosts:    []vmv1alpha1.XenHost{testHost("h1", 8192, cordoned), testHost("h2", 8192, maxClones(1))},
-			leases:   freshLeases("h1", "h2"),
-			bindings: []Binding{{Host: "h2", MemoryMiB: 1}},
-			wantMsg:  []string{"1 is cordoned", "1 is at spec.maxClones"},
+			hosts:      []vmv1alpha1.XenHost{testHost("h1", 8192, cordoned), testHost("h2", 8192, maxClones(1))},
+			heartbeats: freshHeartbeats("h1", "h2"),
+			bindings:   []Binding{{Host: "h2", MemoryMiB: 1}},
+			wantMsg:    []string{"1 is cordoned", "1 is at spec.maxClones"},
 		},
 		{
 			// The agent makes a usable origin read-only right before the first snapshot.
 			name:  "template writable but usable",
 			clone: testClone("a"), tmpl: testTemplate("512Mi"),
-			hosts:  []vmv1alpha1.XenHost{testHost("h1", 8192, writableTemplate)},
-			leases: freshLeases("h1"),
-			want:   "h1",
+			hosts:      []vmv1alpha1.XenHost{testHost("h1", 8192, writableTemplate)},
+			heartbeats: freshHeartbeats("h1"),
+			want:       "h1",
 		},
 		{
 			name:  "template refused by the host",
 			clone: testClone("a"), tmpl: testTemplate("512Mi"),
-			hosts:   []vmv1alpha1.XenHost{testHost("h1", 8192, refusedTemplate), testHost("h2", 8192, writableTemplate, refusedTemplate)},
-			leases:  freshLeases("h1", "h2"),
-			wantMsg: []string{"2 refuse the LV of template debian12 as its origin"},
+			hosts:      []vmv1alpha1.XenHost{testHost("h1", 8192, refusedTemplate), testHost("h2", 8192, writableTemplate, refusedTemplate)},
+			heartbeats: freshHeartbeats("h1", "h2"),
+			wantMsg:    []string{"2 refuse the LV of template debian12 as its origin"},
 		},
 		{
 			name:  "pin honoured even when another host has more room",
 			clone: pinned, tmpl: testTemplate("512Mi"),
-			hosts:  []vmv1alpha1.XenHost{testHost("h1", 8192), testHost("h2", 1024)},
-			leases: freshLeases("h1", "h2"),
-			want:   "h2",
+			hosts:      []vmv1alpha1.XenHost{testHost("h1", 8192), testHost("h2", 1024)},
+			heartbeats: freshHeartbeats("h1", "h2"),
+			want:       "h2",
 		},
 		{
 			name:  "pin to a host that does not exist",
 			clone: pinned, tmpl: testTemplate("512Mi"),
-			hosts:   []vmv1alpha1.XenHost{testHost("h1", 8192)},
-			leases:  freshLeases("h1"),
-			wantMsg: []string{"pins host h2, which has no XenHost"},
+			hosts:      []vmv1alpha1.XenHost{testHost("h1", 8192)},
+			heartbeats: freshHeartbeats("h1"),
+			wantMsg:    []string{"pins host h2, which has no XenHost"},
 		},
 		{
 			name:  "clone host selector",
 			clone: selected, tmpl: testTemplate("512Mi"),
-			hosts:  []vmv1alpha1.XenHost{testHost("h1", 8192, withLabel("zone", "a")), testHost("h2", 1024, withLabel("zone", "b"))},
-			leases: freshLeases("h1", "h2"),
-			want:   "h2",
+			hosts:      []vmv1alpha1.XenHost{testHost("h1", 8192, withLabel("zone", "a")), testHost("h2", 1024, withLabel("zone", "b"))},
+			heartbeats: freshHeartbeats("h1", "h2"),
+			want:       "h2",
 		},
 		{
 			name:  "template host selector",
 			clone: testClone("a"), tmpl: selTmpl,
-			hosts:   []vmv1alpha1.XenHost{testHost("h1", 8192)},
-			leases:  freshLeases("h1"),
-			wantMsg: []string{"1 does not match the hostSelector"},
+			hosts:      []vmv1alpha1.XenHost{testHost("h1", 8192)},
+			heartbeats: freshHeartbeats("h1"),
+			wantMsg:    []string{"1 does not match the hostSelector"},
 		},
 		{
 			name:  "classic COW needs VG room, in-flight COW counted",
 			clone: testClone("a"), tmpl: testTemplate("512Mi"),
-			hosts:    []vmv1alpha1.XenHost{testHost("h1", 8192, vgFree(3<<29)), testHost("h2", 4096, vgFree(512<<20))},
-			leases:   freshLeases("h1", "h2"),
-			bindings: []Binding{{Host: "h1", COWBytes: 1 << 30, StorageInFlight: true}},
-			wantMsg:  []string{"2 have at most 512 MiB free in VG vg0 < 1024 MiB COW"},
+			hosts:      []vmv1alpha1.XenHost{testHost("h1", 8192, vgFree(3<<29)), testHost("h2", 4096, vgFree(512<<20))},
+			heartbeats: freshHeartbeats("h1", "h2"),
+			bindings:   []Binding{{Host: "h1", COWBytes: 1 << 30, StorageInFlight: true}},
+			wantMsg:    []string{"2 have at most 512 MiB free in VG vg0 < 1024 MiB COW"},
 		},
 		{
 			name:  "thin pool under threshold",
 			clone: testClone("a"), tmpl: thinTemplate("512Mi"),
-			hosts:  []vmv1alpha1.XenHost{testHost("h1", 8192, thinPoolAt("85.00", "10.00")), testHost("h2", 1024, thinPoolAt("40.00", "10.00"))},
-			leases: freshLeases("h1", "h2"),
-			want:   "h2",
+			hosts:      []vmv1alpha1.XenHost{testHost("h1", 8192, thinPoolAt("85.00", "10.00")), testHost("h2", 1024, thinPoolAt("40.00", "10.00"))},
+			heartbeats: freshHeartbeats("h1", "h2"),
+			want:       "h2",
 		},
 		{
 			name:  "thin pool metadata over threshold",
 			clone: testClone("a"), tmpl: thinTemplate("512Mi"),
-			hosts:   []vmv1alpha1.XenHost{testHost("h1", 8192, thinPoolAt("10.00", "75.00"))},
-			leases:  freshLeases("h1"),
-			wantMsg: []string{"1 has its thin pool at 75%"},
+			hosts:      []vmv1alpha1.XenHost{testHost("h1", 8192, thinPoolAt("10.00", "75.00"))},
+			heartbeats: freshHeartbeats("h1"),
+			wantMsg:    []string{"1 has its thin pool at 75%"},
 		},
 		{
 			name:  "clone memory override",
 			clone: big, tmpl: testTemplate("512Mi"),
-			hosts:   []vmv1alpha1.XenHost{testHost("h1", 2048)},
-			leases:  freshLeases("h1"),
-			wantMsg: []string{"1 has 2048 MiB free < 4096 MiB"},
+			hosts:      []vmv1alpha1.XenHost{testHost("h1", 2048)},
+			heartbeats: freshHeartbeats("h1"),
+			wantMsg:    []string{"1 has 2048 MiB free < 4096 MiB"},
 		},
 		{
 			name:  "no hosts at all",
@@ -275,8 +277,8 @@ func TestPlace(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := Place(PlacementInput{
-				Clone: tt.clone, Template: tt.tmpl, Hosts: tt.hosts, Leases: tt.leases, Bindings: tt.bindings,
-				Now: testNow, HeartbeatGrace: testGrace, DefaultStrategy: vmv1alpha1.PlacementSpread,
+				Clone: tt.clone, Template: tt.tmpl, Hosts: tt.hosts, Heartbeats: tt.heartbeats, Bindings: tt.bindings,
+				Now: testNow, DefaultStrategy: vmv1alpha1.PlacementSpread,
 			})
 			if got.Host != tt.want {
 				t.Fatalf("host = %q, want %q (message: %s)", got.Host, tt.want, got.Message)
@@ -310,8 +312,8 @@ func TestPlaceBurstNeverOvercommits(t *testing.T) {
 	for i := range 200 {
 		res := Place(PlacementInput{
 			Clone: testClone(fmt.Sprintf("c%d", i)), Template: tmpl, Hosts: hosts,
-			Leases: freshLeases("h1", "h2", "h3", "h4", "h5"), Bindings: bindings,
-			Now: testNow, HeartbeatGrace: testGrace,
+			Heartbeats: freshHeartbeats("h1", "h2", "h3", "h4", "h5"), Bindings: bindings,
+			Now: testNow,
 		})
 		if res.Host == "" {
 			unschedulable++
@@ -335,44 +337,21 @@ func TestPlaceBurstNeverOvercommits(t *testing.T) {
 	}
 }
 
-func TestHostLive(t *testing.T) {
-	acquired := metav1.NewMicroTime(testNow.Add(-10 * time.Second))
-	tests := []struct {
-		name  string
-		lease *coordinationv1.Lease
-		want  bool
-	}{
-		{"no lease", nil, false},
-		{"never renewed", &coordinationv1.Lease{}, false},
-		{"fresh", lease("h", testNow.Add(-39*time.Second)), true},
-		{"exactly at grace", lease("h", testNow.Add(-40*time.Second)), false},
-		{"stale", lease("h", testNow.Add(-5*time.Minute)), false},
-		{"acquired only", &coordinationv1.Lease{Spec: coordinationv1.LeaseSpec{AcquireTime: &acquired}}, true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got, _ := HostLive(tt.lease, testNow, testGrace); got != tt.want {
-				t.Errorf("HostLive = %v, want %v", got, tt.want)
-			}
-		})
-	}
-}
-
 // BenchmarkPlaceFleet is one placement decision at the design's fleet size: 500 hosts and
 // 100,000 bound clones.
 func BenchmarkPlaceFleet(b *testing.B) {
 	hosts := make([]vmv1alpha1.XenHost, 500)
-	leases := map[string]*coordinationv1.Lease{}
+	heartbeats := map[string]Heartbeat{}
 	for i := range hosts {
 		hosts[i] = testHost(fmt.Sprintf("h%03d", i), 1<<20)
-		leases[hosts[i].Name] = lease(hosts[i].Name, testNow)
+		heartbeats[hosts[i].Name] = heartbeatSeen(testNow)
 	}
 	bindings := make([]Binding, 100_000)
 	for i := range bindings {
 		bindings[i] = Binding{Host: hosts[i%500].Name, MemoryMiB: 512, COWBytes: 1 << 30, MemoryInFlight: i%10 == 0, StorageInFlight: i%10 == 0}
 	}
-	in := PlacementInput{Clone: testClone("x"), Template: testTemplate("512Mi"), Hosts: hosts, Leases: leases,
-		Bindings: bindings, Now: testNow, HeartbeatGrace: testGrace}
+	in := PlacementInput{Clone: testClone("x"), Template: testTemplate("512Mi"), Hosts: hosts, Heartbeats: heartbeats,
+		Bindings: bindings, Now: testNow}
 	b.ResetTimer()
 	for range b.N {
 		if Place(in).Host == "" {

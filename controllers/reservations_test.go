@@ -99,8 +99,8 @@ func TestMassRescheduleNeverOvercommits(t *testing.T) {
 		testHost("h2", 3072), // 6
 	}
 	capacity := map[string]int{"h1": 4, "h2": 6}
-	leases := freshLeases("h1", "h2")
-	leases["lost"] = lease("lost", testNow.Add(-10*time.Minute))
+	heartbeats := freshHeartbeats("h1", "h2")
+	heartbeats["lost"] = heartbeatSeen(testNow.Add(-10 * time.Minute))
 
 	l := newUsageLedger()
 	h := l.handler()
@@ -130,7 +130,7 @@ func TestMassRescheduleNeverOvercommits(t *testing.T) {
 			r.observed(types.NamespacedName{Namespace: moved.Namespace, Name: moved.Name}, moved.UID, b.Host, nil)
 		}
 		in := PlacementInput{
-			Clone: c, Template: tmpl, Hosts: hosts, Leases: leases, Now: testNow, HeartbeatGrace: testGrace,
+			Clone: c, Template: tmpl, Hosts: hosts, Heartbeats: heartbeats, Now: testNow,
 			Usage: l.usage(templates, c.UID),
 		}
 		for uid, b := range r.pendingBindings(l.boundTo, testNow) {

@@ -48,7 +48,8 @@ const DefaultMaxConcurrentReconciles = 16
 type Options struct {
 	// LeaseNamespace holds the hosts' heartbeat Leases, one per host named after it.
 	LeaseNamespace string
-	// HeartbeatGrace is how old a Lease's renewTime may be before its host counts as lost.
+	// HeartbeatGrace is how long, on the controller's clock, the controller may go without
+	// seeing a host's Lease renewTime change before the host counts as lost (see Heartbeats).
 	// The agent should renew several times per grace (e.g. every 10 s for 40 s).
 	HeartbeatGrace time.Duration
 	// Clock is injectable so tests can move time (TTL, heartbeats). Default: the real clock.
@@ -57,8 +58,12 @@ type Options struct {
 	DefaultPlacement vmv1alpha1.PlacementStrategy
 	// NodeLostRescheduleAfter is how long a host's heartbeat must have been stale before
 	// clones that opted in (spec.placement.onNodeLost: Reschedule) are placed
-	// on another host. Default 5m.
+	// on another host. Default 5m. A host whose agent fences later than that holds its clones
+	// until its fenceAfter plus FenceMargin (DecideReschedule).
 	NodeLostRescheduleAfter time.Duration
+	// FenceMargin is added to a host's fenceAfter before its clones may move: the agent's
+	// xl destroy and the API server's latency. Default vmv1alpha1.DefaultFenceMargin.
+	FenceMargin time.Duration
 	// RescheduleMaxLostFraction pauses all rescheduling while at least this share of the
 	// registered hosts is lost (see Disruption.Widespread). Default 0.55; 1 pauses only when
 	// every host is lost.
@@ -85,6 +90,9 @@ func (o Options) withDefaults() Options {
 	if o.NodeLostRescheduleAfter <= 0 {
 		o.NodeLostRescheduleAfter = DefaultNodeLostRescheduleAfter
 	}
+	if o.FenceMargin <= 0 {
+		o.FenceMargin = vmv1alpha1.DefaultFenceMargin
+	}
 	if o.RescheduleMaxLostFraction <= 0 || o.RescheduleMaxLostFraction > 1 {
 		o.RescheduleMaxLostFraction = DefaultRescheduleMaxLostFraction
 	}
@@ -92,6 +100,35 @@ func (o Options) withDefaults() Options {
 		o.MaxConcurrentReconciles = DefaultMaxConcurrentReconciles
 	}
 	return o
+}
+
+// Validate checks options as the manager's flags set them (withDefaults fills what is left
+// zero), and names the flag to fix. Rescheduling must not, with agents on the default
+// fenceAfter, move a clone before its agent stopped it: the reschedule delay plus the grace
+// must cover DefaultFenceAfter plus the margin. (A host whose agent declares a longer
+// fenceAfter holds its clones longer still; see DecideReschedule.)
+func (o Options) Validate() error {
+	if o.HeartbeatGrace <= 0 {
+		return fmt.Errorf("--heartbeat-grace %s: must be positive", o.HeartbeatGrace)
+	}
+	if o.NodeLostRescheduleAfter <= 0 {
+		return fmt.Errorf("--node-lost-reschedule-after %s: must be positive", o.NodeLostRescheduleAfter)
+	}
+	if o.FenceMargin <= 0 {
+		return fmt.Errorf("--fence-margin %s: must be positive (the time a host's agent takes to stop its domains, plus the API server's latency)", o.FenceMargin)
+	}
+	if o.RescheduleMaxLostFraction <= 0 || o.RescheduleMaxLostFraction > 1 {
+		return fmt.Errorf("--reschedule-max-lost-fraction %g: must be in (0, 1]", o.RescheduleMaxLostFraction)
+	}
+	if o.MaxConcurrentReconciles < 1 {
+		return fmt.Errorf("--max-concurrent-reconciles %d: must be at least 1", o.MaxConcurrentReconciles)
+	}
+	if got, need := o.HeartbeatGrace+o.NodeLostRescheduleAfter, vmv1alpha1.DefaultFenceAfter+o.FenceMargin; got < need {
+		return fmt.Errorf("--node-lost-reschedule-after %s plus --heartbeat-grace %s is %s, less than the hostagent's default fence-after %s plus --fence-margin %s: "+
+			"a clone could be started on another host before its lost host's agent stopped it; set --node-lost-reschedule-after to at least %s",
+			o.NodeLostRescheduleAfter, o.HeartbeatGrace, got, vmv1alpha1.DefaultFenceAfter, o.FenceMargin, need-o.HeartbeatGrace)
+	}
+	return nil
 }
 
 // Field indexes on VMClones, served from the manager's cache.
@@ -142,10 +179,17 @@ func CacheOptions() cache.Options {
 // SetupWithManager registers the controller's field indexes and its reconcilers (VMClone
 // placement and lifecycle, host liveness, VMTemplate, VMClonePool) with mgr.
 func SetupWithManager(mgr ctrl.Manager, opts Options) error {
+	_, err := setupWithManager(mgr, opts)
+	return err
+}
+
+// setupWithManager is SetupWithManager; it returns the manager's heartbeat tracker, which the
+// tests read to know when the controller has seen a renewal they wrote.
+func setupWithManager(mgr ctrl.Manager, opts Options) (*Heartbeats, error) {
 	opts = opts.withDefaults()
 	ctx := context.Background()
 	if err := indexClones(ctx, mgr); err != nil {
-		return err
+		return nil, err
 	}
 
 	// Leases and cloud-init copies are read from their own cache, limited to the lease
@@ -153,7 +197,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	// needs the leader's cache options changed.
 	copies, err := labels.NewRequirement(vmv1alpha1.CloneUIDLabel, selection.Exists, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	leases, err := cache.New(mgr.GetConfig(), cache.Options{
 		Scheme:            mgr.GetScheme(),
@@ -166,40 +210,44 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 		},
 	})
 	if err != nil {
-		return fmt.Errorf("create lease cache for namespace %s: %w", opts.LeaseNamespace, err)
+		return nil, fmt.Errorf("create lease cache for namespace %s: %w", opts.LeaseNamespace, err)
 	}
 	if err := mgr.Add(leases); err != nil {
-		return fmt.Errorf("add lease cache: %w", err)
+		return nil, fmt.Errorf("add lease cache: %w", err)
 	}
 
+	// One heartbeat tracker for the reconcilers that judge liveness, so they agree on it.
+	heartbeats := NewHeartbeats(opts.Clock, opts.HeartbeatGrace)
 	hostEvents := make(chan event.GenericEvent, 1024)
 	clones := &VMCloneReconciler{
-		Client:   mgr.GetClient(),
-		Scheme:   mgr.GetScheme(),
-		Recorder: mgr.GetEventRecorder("xenclone-controller"),
-		Leases:   leases,
-		System:   leases,
-		Sources:  mgr.GetAPIReader(),
-		Opts:     opts,
-		reserved: newReservations(),
-		ledger:   newUsageLedger(),
+		Client:     mgr.GetClient(),
+		Scheme:     mgr.GetScheme(),
+		Recorder:   mgr.GetEventRecorder("xenclone-controller"),
+		Leases:     leases,
+		System:     leases,
+		Sources:    mgr.GetAPIReader(),
+		Opts:       opts,
+		Heartbeats: heartbeats,
+		reserved:   newReservations(),
+		ledger:     newUsageLedger(),
 	}
 	if err := clones.setupWithManager(mgr, leases, hostEvents); err != nil {
-		return fmt.Errorf("set up VMClone controller: %w", err)
+		return nil, fmt.Errorf("set up VMClone controller: %w", err)
 	}
 	hosts := &HostLivenessReconciler{
-		Client:  mgr.GetClient(),
-		Leases:  leases,
-		Opts:    opts,
-		Notify:  hostEvents,
-		lastRun: map[string]bool{},
+		Client:     mgr.GetClient(),
+		Leases:     leases,
+		Opts:       opts,
+		Heartbeats: heartbeats,
+		Notify:     hostEvents,
+		lastRun:    map[string]bool{},
 	}
 	if err := hosts.setupWithManager(mgr, leases); err != nil {
-		return fmt.Errorf("set up host liveness controller: %w", err)
+		return nil, fmt.Errorf("set up host liveness controller: %w", err)
 	}
 	copyGC := &CloudInitCopyReconciler{Client: mgr.GetClient(), System: leases, Opts: opts}
 	if err := copyGC.setupWithManager(mgr, leases); err != nil {
-		return fmt.Errorf("set up cloud-init copy collector: %w", err)
+		return nil, fmt.Errorf("set up cloud-init copy collector: %w", err)
 	}
 	templates := &VMTemplateReconciler{
 		Client:   mgr.GetClient(),
@@ -208,7 +256,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 		Opts:     opts,
 	}
 	if err := templates.setupWithManager(mgr); err != nil {
-		return fmt.Errorf("set up VMTemplate controller: %w", err)
+		return nil, fmt.Errorf("set up VMTemplate controller: %w", err)
 	}
 	pools := &VMClonePoolReconciler{
 		Client:   mgr.GetClient(),
@@ -217,9 +265,9 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 		Opts:     opts,
 	}
 	if err := pools.setupWithManager(mgr); err != nil {
-		return fmt.Errorf("set up VMClonePool controller: %w", err)
+		return nil, fmt.Errorf("set up VMClonePool controller: %w", err)
 	}
-	return nil
+	return heartbeats, nil
 }
 
 func indexClones(ctx context.Context, mgr ctrl.Manager) error {

@@ -39,6 +39,9 @@ var (
 	// fakeClock is the controller's clock: tests move it to expire lifetimes and age
 	// heartbeats without sleeping.
 	fakeClock *clocktesting.FakeClock
+	// heartbeats is the controller's liveness tracker: fixtures wait until it has seen the
+	// renewals they write, so a clock step that follows never races the controller's view.
+	heartbeats *Heartbeats
 )
 
 const (
@@ -99,7 +102,7 @@ func runSuite(m *testing.M) int {
 	}
 	managerCache = mgr.GetCache()
 	fakeClock = clocktesting.NewFakeClock(time.Now())
-	if err := SetupWithManager(mgr, Options{
+	if heartbeats, err = setupWithManager(mgr, Options{
 		LeaseNamespace: testLeaseNamespace,
 		HeartbeatGrace: 40 * time.Second,
 		Clock:          fakeClock,
@@ -233,7 +236,11 @@ func waitCached(t *testing.T, obj client.Object, ok func(cached client.Object) b
 		"the controller's cache never caught up with %T %s", obj, obj.GetName())
 }
 
-// renewLease writes the host's heartbeat as its agent would.
+// renewLease writes the host's heartbeat as its agent would: renewTime at, on the agent's
+// clock (which the controller only compares with the value before), and a new Lease says its
+// agent fences after 60 s. It returns once the controller has seen the renewal: the controller
+// counts liveness from when it saw renewTime change, so a test that then steps the
+// controller's clock ages exactly this renewal.
 func renewLease(t *testing.T, host string, at time.Time) {
 	t.Helper()
 	ctx := context.Background()
@@ -242,16 +249,54 @@ func renewLease(t *testing.T, host string, at time.Time) {
 	err := k8sClient.Get(ctx, client.ObjectKey{Namespace: testLeaseNamespace, Name: host}, l)
 	if err != nil {
 		l = &coordinationv1.Lease{
-			ObjectMeta: metav1.ObjectMeta{Namespace: testLeaseNamespace, Name: host},
-			Spec:       coordinationv1.LeaseSpec{HolderIdentity: &host, RenewTime: &mt, LeaseDurationSeconds: ptrTo(int32(40))},
+			ObjectMeta: metav1.ObjectMeta{Namespace: testLeaseNamespace, Name: host,
+				Annotations: map[string]string{vmv1alpha1.FenceAfterAnnotation: vmv1alpha1.DefaultFenceAfter.String()}},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: &host, RenewTime: &mt, LeaseDurationSeconds: ptrTo(int32(40))},
 		}
 		if err := k8sClient.Create(ctx, l); err != nil {
 			t.Fatal(err)
 		}
-		return
+	} else {
+		l.Spec.RenewTime = &mt
+		if err := k8sClient.Update(ctx, l); err != nil {
+			t.Fatal(err)
+		}
 	}
-	l.Spec.RenewTime = &mt
-	if err := k8sClient.Update(ctx, l); err != nil {
+	// The API server keeps microseconds.
+	want := at.Truncate(time.Microsecond)
+	NewWithT(t).Eventually(func() bool {
+		seen, ok := heartbeats.renewedAt(host)
+		return ok && seen.Equal(want)
+	}).WithTimeout(eventually).WithPolling(10*time.Millisecond).Should(BeTrue(),
+		"the controller never saw host %s's renewal at %s", host, want)
+}
+
+// touchLease writes the host's Lease without renewing it (renewTime unchanged), as an agent
+// updating only its annotations would; the Lease event wakes the host liveness reconciler,
+// which is how a test lets the controller notice that a clock step made a host stale.
+func touchLease(t *testing.T, host string) {
+	t.Helper()
+	patch := client.RawPatch("application/merge-patch+json",
+		fmt.Appendf(nil, `{"metadata":{"annotations":{"test.xenclone.dev/touch":"%d"}}}`, time.Now().UnixNano()))
+	l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: testLeaseNamespace, Name: host}}
+	if err := k8sClient.Patch(context.Background(), l, patch); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// setFenceAfter sets the host's fence-after annotation as its agent would ("" removes it, as
+// on an agent too old to fence), without renewing. The Lease cache delivers a Lease's changes
+// in order, so whatever the controller reads after a later touchLease's event carries it.
+func setFenceAfter(t *testing.T, host, value string) {
+	t.Helper()
+	v := "null"
+	if value != "" {
+		v = fmt.Sprintf("%q", value)
+	}
+	patch := client.RawPatch("application/merge-patch+json",
+		fmt.Appendf(nil, `{"metadata":{"annotations":{%q:%s}}}`, vmv1alpha1.FenceAfterAnnotation, v))
+	l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: testLeaseNamespace, Name: host}}
+	if err := k8sClient.Patch(context.Background(), l, patch); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -68,6 +68,9 @@ type VMCloneReconciler struct {
 	// clones name, uncached.
 	System, Sources client.Reader
 	Opts            Options
+	// Heartbeats judges the hosts' liveness from the Leases read (shared with the host
+	// liveness reconciler).
+	Heartbeats *Heartbeats
 
 	reserved *reservations
 	// ledger accounts what bound clones take per host, for placement.
@@ -87,6 +90,9 @@ type cloneScope struct {
 	// write: the status built from it would undo that write, so nothing is applied and the
 	// newer version's event reconciles the clone again.
 	stale bool
+	// reschedule is set while the clone waits to move off its lost host (or never will): what
+	// Ready says about it.
+	reschedule *RescheduleDecision
 }
 
 // +kubebuilder:rbac:groups=vm.xenclone.dev,resources=vmclones,verbs=get;list;watch;patch;delete
@@ -352,13 +358,14 @@ func drawRandom() [3]byte {
 	return b
 }
 
-// ensureRescheduleOnNodeLoss moves a clone off a host whose heartbeat has been stale for
-// Opts.NodeLostRescheduleAfter, if the clone asked for it (spec.placement.onNodeLost). The clone
-// keeps its identity (UUID, MACs); its disk on the lost host is abandoned, which is why this is
-// opt-in for disposable clones: if the host was only cut off, its domain may still run with the
-// same MAC until its agent returns, sees the clone bound elsewhere, and removes it (issue 6:
-// owned domains and LVs whose clone is bound elsewhere are garbage). It returns how long until
-// the clone may move, for a requeue.
+// ensureRescheduleOnNodeLoss moves a clone off its lost host once the host's agent must have
+// stopped the clone's domain (DecideReschedule), if the clone asked for it
+// (spec.placement.onNodeLost). The clone keeps its identity (UUID, MACs); its disk on the lost
+// host is abandoned, which is why this is opt-in for disposable clones. A host that is only cut
+// off from the API server fenced the domain by then (its agent stops it when it cannot renew
+// its Lease for fenceAfter); when it returns, its agent sees the clone bound elsewhere and
+// removes what is left (issue 6: owned domains and LVs whose clone is bound elsewhere are
+// garbage). It returns how long until the clone may move, for a requeue.
 func (r *VMCloneReconciler) ensureRescheduleOnNodeLoss(ctx context.Context, s *cloneScope) (time.Duration, error) {
 	node := s.status.NodeName
 	if node == "" || !ReschedulesOnNodeLoss(s.clone) {
@@ -368,41 +375,41 @@ func (r *VMCloneReconciler) ensureRescheduleOnNodeLoss(ctx context.Context, s *c
 	if err != nil {
 		return 0, err
 	}
-	now := r.Opts.Clock.Now()
-	live, staleAt := HostLive(lease, now, r.Opts.HeartbeatGrace)
-	if live {
+	hb := r.Heartbeats.Observe(node, lease)
+	if hb.Live {
 		return 0, nil
 	}
-	lostSince := staleAt
-	if lostSince.IsZero() {
-		// No Lease at all: count from when this clone was marked NodeLost.
-		ready := meta.FindStatusCondition(s.clone.Status.Conditions, vmv1alpha1.ConditionReady)
-		if ready == nil || ready.Reason != ReasonNodeLost {
-			return r.Opts.NodeLostRescheduleAfter, nil
+	now := r.Opts.Clock.Now()
+	d := DecideReschedule(RescheduleInput{
+		Host: node, Heartbeat: hb, Now: now,
+		HeartbeatGrace: r.Opts.HeartbeatGrace, RescheduleAfter: r.Opts.NodeLostRescheduleAfter, FenceMargin: r.Opts.FenceMargin,
+	})
+	if !d.Move {
+		s.reschedule = &d
+		if d.Wait == NeverMoves {
+			// Nothing but the host's return (a Lease event) or an upgraded agent changes this.
+			return 0, nil
 		}
-		lostSince = ready.LastTransitionTime.Time
+		return d.At.Sub(now), nil
 	}
-	if wait := lostSince.Add(r.Opts.NodeLostRescheduleAfter).Sub(now); wait > 0 {
-		return wait, nil
-	}
-	d, err := r.hostDisruption(ctx, now)
+	dis, err := r.hostDisruption(ctx)
 	if err != nil {
 		return 0, err
 	}
-	if d.Widespread(r.Opts.RescheduleMaxLostFraction) {
+	if dis.Widespread(r.Opts.RescheduleMaxLostFraction) {
 		r.Recorder.Eventf(s.clone, nil, corev1.EventTypeWarning, ReasonReschedulePaused, "Reschedule",
 			"host %s is lost, but so are %d of %d hosts (threshold %.0f%%): that looks like a control-plane or network outage, not host failures, so no clone is moved until more hosts report again; to move this clone anyway, delete it",
-			node, d.Lost, d.Total, 100*r.Opts.RescheduleMaxLostFraction)
-		log.FromContext(ctx).Info("rescheduling paused: widespread host loss", "lostHost", node, "lost", d.Lost, "hosts", d.Total)
+			node, dis.Lost, dis.Total, 100*r.Opts.RescheduleMaxLostFraction)
+		log.FromContext(ctx).Info("rescheduling paused: widespread host loss", "lostHost", node, "lost", dis.Lost, "hosts", dis.Total)
 		return r.Opts.HeartbeatGrace, nil
 	}
 	// The old host's report stays in the status until the new host's agent replaces it; it
 	// carries the old binding generation, so nothing counts it meanwhile (HostReportCurrent).
 	// Placement below binds the clone anew in this same reconcile: one write.
 	r.Recorder.Eventf(s.clone, nil, corev1.EventTypeWarning, ReasonRescheduled, "Reschedule",
-		"host %s has been lost for over %s: placing the clone on another host with the same identity (spec.placement.onNodeLost: Reschedule); its old disk is abandoned",
-		node, r.Opts.NodeLostRescheduleAfter)
-	log.FromContext(ctx).Info("rescheduling clone off lost host", "lostHost", node)
+		"host %s has been lost since %s (last heartbeat renewal seen) and its hostagent has fenced the clone's domain by now (fence-after %s): placing the clone on another host with the same identity (spec.placement.onNodeLost: Reschedule); its old disk is abandoned",
+		node, hb.LastRenewalSeen.UTC().Format(time.RFC3339), hb.FenceAfter)
+	log.FromContext(ctx).Info("rescheduling clone off lost host", "lostHost", node, "lastRenewalSeen", hb.LastRenewalSeen, "fenceAfter", hb.FenceAfter)
 	s.status.NodeName = ""
 	s.status.Timestamps = nil
 	r.setCondition(s, vmv1alpha1.ConditionScheduled, metav1.ConditionFalse, ReasonRescheduled,
@@ -410,17 +417,17 @@ func (r *VMCloneReconciler) ensureRescheduleOnNodeLoss(ctx context.Context, s *c
 	return 0, nil
 }
 
-// hostDisruption counts the registered hosts whose heartbeat is stale at now.
-func (r *VMCloneReconciler) hostDisruption(ctx context.Context, now time.Time) (Disruption, error) {
-	hosts, leases, err := r.hostsAndHeartbeats(ctx)
+// hostDisruption counts the registered hosts whose heartbeat is stale.
+func (r *VMCloneReconciler) hostDisruption(ctx context.Context) (Disruption, error) {
+	hosts, heartbeats, err := r.hostsAndHeartbeats(ctx)
 	if err != nil {
 		return Disruption{}, err
 	}
-	return HostDisruption(hosts, leases, now, r.Opts.HeartbeatGrace), nil
+	return HostDisruption(hosts, heartbeats), nil
 }
 
-// hostsAndHeartbeats reads the registered hosts and their heartbeat Leases, by host name.
-func (r *VMCloneReconciler) hostsAndHeartbeats(ctx context.Context) ([]vmv1alpha1.XenHost, map[string]*coordinationv1.Lease, error) {
+// hostsAndHeartbeats reads the registered hosts and their heartbeats, by host name.
+func (r *VMCloneReconciler) hostsAndHeartbeats(ctx context.Context) ([]vmv1alpha1.XenHost, map[string]Heartbeat, error) {
 	// Read-only below (Place, HostDisruption): the cache's objects, not copies of them.
 	var hosts vmv1alpha1.XenHostList
 	if err := r.List(ctx, &hosts, client.UnsafeDisableDeepCopy); err != nil {
@@ -430,11 +437,16 @@ func (r *VMCloneReconciler) hostsAndHeartbeats(ctx context.Context) ([]vmv1alpha
 	if err := r.Leases.List(ctx, &leases, client.InNamespace(r.Opts.LeaseNamespace), client.UnsafeDisableDeepCopy); err != nil {
 		return nil, nil, fmt.Errorf("list heartbeat Leases in %s: %w", r.Opts.LeaseNamespace, err)
 	}
-	byHost := make(map[string]*coordinationv1.Lease, len(leases.Items))
+	byName := make(map[string]*coordinationv1.Lease, len(leases.Items))
 	for i := range leases.Items {
-		byHost[leases.Items[i].Name] = &leases.Items[i]
+		byName[leases.Items[i].Name] = &leases.Items[i]
 	}
-	return hosts.Items, byHost, nil
+	heartbeats := make(map[string]Heartbeat, len(hosts.Items))
+	for i := range hosts.Items {
+		name := hosts.Items[i].Name
+		heartbeats[name] = r.Heartbeats.Observe(name, byName[name])
+	}
+	return hosts.Items, heartbeats, nil
 }
 
 func (r *VMCloneReconciler) lease(ctx context.Context, node string) (*coordinationv1.Lease, error) {
@@ -546,13 +558,13 @@ func orUnknown(s string) string {
 // bindings reserved but not yet in it) for Place.
 func (r *VMCloneReconciler) placementInput(ctx context.Context, s *cloneScope) (PlacementInput, error) {
 	in := PlacementInput{
-		Clone: s.clone, Template: s.tmpl, Now: r.Opts.Clock.Now(),
-		HeartbeatGrace: r.Opts.HeartbeatGrace, DefaultStrategy: r.Opts.DefaultPlacement,
+		Clone: s.clone, Template: s.tmpl, DefaultStrategy: r.Opts.DefaultPlacement,
 	}
 	var err error
-	if in.Hosts, in.Leases, err = r.hostsAndHeartbeats(ctx); err != nil {
+	if in.Hosts, in.Heartbeats, err = r.hostsAndHeartbeats(ctx); err != nil {
 		return in, err
 	}
+	in.Now = r.Opts.Clock.Now()
 	var templates vmv1alpha1.VMTemplateList
 	if err := r.List(ctx, &templates, client.UnsafeDisableDeepCopy); err != nil { // read-only
 		return in, fmt.Errorf("list VMTemplates: %w", err)
@@ -649,13 +661,14 @@ func (r *VMCloneReconciler) ensureReady(ctx context.Context, s *cloneScope) erro
 		if err != nil {
 			return err
 		}
-		live, staleAt := HostLive(lease, r.Opts.Clock.Now(), r.Opts.HeartbeatGrace)
-		in.HostLive = live
-		if !live {
+		hb := r.Heartbeats.Observe(node, lease)
+		in.HostLive = hb.Live
+		if !hb.Live {
+			in.Reschedule = s.reschedule
 			what := fmt.Sprintf("has no heartbeat Lease %s/%s", r.Opts.LeaseNamespace, node)
-			if !staleAt.IsZero() {
-				what = fmt.Sprintf("has not renewed its heartbeat Lease %s/%s since %s (grace %s)", r.Opts.LeaseNamespace, node,
-					staleAt.Add(-r.Opts.HeartbeatGrace).UTC().Format(time.RFC3339), r.Opts.HeartbeatGrace)
+			if !hb.LeaseMissing && !hb.LastRenewalSeen.IsZero() {
+				what = fmt.Sprintf("has not renewed its heartbeat Lease %s/%s since %s (the last renewal the controller saw; grace %s)", r.Opts.LeaseNamespace, node,
+					hb.LastRenewalSeen.UTC().Format(time.RFC3339), r.Opts.HeartbeatGrace)
 			}
 			in.HostLostMessage = fmt.Sprintf("host %s %s: the clone's state is unknown. Check the hostagent on %s; "+
 				"if the host is gone for good, delete the clone and remove its finalizer %s (see the force-release note in controllers/doc.go)",
@@ -664,8 +677,8 @@ func (r *VMCloneReconciler) ensureReady(ctx context.Context, s *cloneScope) erro
 	}
 	cond := ReadyCondition(in)
 	prev := meta.FindStatusCondition(s.clone.Status.Conditions, vmv1alpha1.ConditionReady)
-	if cond.Reason == ReasonNodeLost && (prev == nil || prev.Reason != ReasonNodeLost) {
-		r.Recorder.Eventf(s.clone, nil, corev1.EventTypeWarning, ReasonNodeLost, "MarkUnknown", "%s", in.HostLostMessage)
+	if cond.Status == metav1.ConditionUnknown && (prev == nil || prev.Status != metav1.ConditionUnknown) {
+		r.Recorder.Eventf(s.clone, nil, corev1.EventTypeWarning, ReasonNodeLost, "MarkUnknown", "%s", cond.Message)
 	}
 	if cond.Status == metav1.ConditionTrue && (prev == nil || prev.Status != metav1.ConditionTrue) {
 		readySeconds.Observe(r.Opts.Clock.Now().Sub(s.clone.CreationTimestamp.Time).Seconds())

@@ -39,9 +39,9 @@ func TestCloneBindsToLiveHostWithTemplate(t *testing.T) {
 	g := NewWithT(t)
 	ns := newNamespace(t)
 	tmpl := newTemplate(t, "512Mi")
-	newHost(t, 65536, nil) // lacks the template
-	stale := newHost(t, 65536, []string{tmpl.Name})
-	renewLease(t, stale.Name, fakeClock.Now().Add(-5*time.Minute))
+	newHost(t, 65536, nil)                 // lacks the template
+	newHost(t, 65536, []string{tmpl.Name}) // its agent stops renewing: lost a grace later
+	fakeClock.Step(DefaultHeartbeatGrace + time.Second)
 	good := newHost(t, 2048, []string{tmpl.Name})
 
 	c := newClone(t, ns, tmpl.Name)
@@ -453,7 +453,9 @@ func TestNodeLossMarksClonesUnknown(t *testing.T) {
 		g.Expect(condition(c, vmv1alpha1.ConditionReady).Reason).To(Equal(ReasonWaitingForHost))
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
 
-	renewLease(t, h.Name, fakeClock.Now().Add(-2*time.Minute))
+	// The agent stops renewing; two minutes pass on the controller's clock.
+	fakeClock.Step(2 * time.Minute)
+	touchLease(t, h.Name)
 	g.Eventually(func(g Gomega) {
 		get(g, c)
 		r := condition(c, vmv1alpha1.ConditionReady)
@@ -520,8 +522,11 @@ func TestNodeLossReschedulesOptedInClones(t *testing.T) {
 	uuid, mac := disposable.Status.UUID, disposable.Status.Interfaces[0].MAC
 
 	spare := newHost(t, 8192, []string{tmpl.Name})
-	// The lost host's heartbeat stopped longer ago than grace + the reschedule delay.
-	renewLease(t, lost.Name, fakeClock.Now().Add(-40*time.Second-DefaultNodeLostRescheduleAfter-time.Minute))
+	// The lost host's agent stops renewing, for longer than grace + the reschedule delay (which
+	// covers its fence-after + margin) on the controller's clock; the spare's keeps renewing.
+	fakeClock.Step(DefaultHeartbeatGrace + DefaultNodeLostRescheduleAfter + time.Minute)
+	renewLease(t, spare.Name, fakeClock.Now())
+	touchLease(t, lost.Name)
 
 	g.Eventually(func(g Gomega) {
 		get(g, disposable)
@@ -564,11 +569,12 @@ func TestNodeLossReschedulePausedWhileMostHostsLost(t *testing.T) {
 	markRunning(g, disposable)
 
 	alsoSilent := newHost(t, 8192, []string{tmpl.Name})
-	newHost(t, 8192, []string{tmpl.Name}) // the only host still reporting
-	longAgo := fakeClock.Now().Add(-40*time.Second - DefaultNodeLostRescheduleAfter - time.Minute)
-	// alsoSilent first: the lease cache sees both before lost's change wakes the clone.
-	renewLease(t, alsoSilent.Name, longAgo)
-	renewLease(t, lost.Name, longAgo)
+	reporting := newHost(t, 8192, []string{tmpl.Name}) // the only host still reporting
+	// Two agents stop renewing, for longer than grace + the reschedule delay.
+	fakeClock.Step(DefaultHeartbeatGrace + DefaultNodeLostRescheduleAfter + time.Minute)
+	renewLease(t, reporting.Name, fakeClock.Now())
+	touchLease(t, alsoSilent.Name)
+	touchLease(t, lost.Name)
 
 	g.Eventually(func(g Gomega) {
 		get(g, disposable)
@@ -580,14 +586,16 @@ func TestNodeLossReschedulePausedWhileMostHostsLost(t *testing.T) {
 		g.Expect(eventsFor(g, ns, disposable.Name)).NotTo(ContainElement(ReasonRescheduled))
 	}).WithTimeout(3 * time.Second).WithPolling(poll).Should(Succeed())
 
-	// The second host reports again: 1 of 3 lost is a host failure, and the clone moves.
+	// The second host reports again: 1 of 3 lost is a host failure, and the clone moves (the
+	// poke stands in for the paused clone's requeue a grace later).
 	renewLease(t, alsoSilent.Name, fakeClock.Now())
+	poke(t, disposable)
 	g.Eventually(func(g Gomega) {
 		get(g, disposable)
 		g.Expect(disposable.Status.NodeName).NotTo(BeEmpty())
 		g.Expect(disposable.Status.NodeName).NotTo(Equal(lost.Name))
 		g.Expect(eventsFor(g, ns, disposable.Name)).To(ContainElement(ReasonRescheduled))
-	}).WithTimeout(eventually + time.Duration(DefaultHeartbeatGrace)).WithPolling(poll).Should(Succeed())
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
 }
 
 // TestLostHostIsNotReady: a XenHost whose agent stopped renewing its heartbeat shows Ready
@@ -620,7 +628,8 @@ func TestLostHostIsNotReady(t *testing.T) {
 		g.Expect(ready(g).Status).To(Equal(metav1.ConditionTrue))
 	}).WithTimeout(time.Second).WithPolling(poll).Should(Succeed())
 
-	renewLease(t, h.Name, fakeClock.Now().Add(-time.Hour))
+	fakeClock.Step(time.Hour) // without a renewal
+	touchLease(t, h.Name)
 	g.Eventually(func(g Gomega) {
 		c := ready(g)
 		g.Expect(c.Status).To(Equal(metav1.ConditionUnknown))

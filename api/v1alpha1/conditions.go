@@ -61,10 +61,14 @@ const (
 	ReasonStoppedOnExpiry = "StoppedOnExpiry"
 	ReasonWaitingForHost  = "WaitingForHost"
 	ReasonNodeLost        = "NodeLost"
-	ReasonResetting       = "Resetting"
-	ReasonFailed          = "Failed"
-	ReasonStopping        = "Stopping"
-	ReasonProgressing     = "Progressing"
+	// ReasonRescheduleWaitsForFence and ReasonHostNotFencing refine NodeLost for a clone
+	// with spec.placement.onNodeLost: Reschedule (see fencing.go).
+	ReasonRescheduleWaitsForFence = "RescheduleWaitsForFence"
+	ReasonHostNotFencing          = "HostNotFencing"
+	ReasonResetting               = "Resetting"
+	ReasonFailed                  = "Failed"
+	ReasonStopping                = "Stopping"
+	ReasonProgressing             = "Progressing"
 
 	// VolumeReady, written by the host agent.
 	ReasonSnapshotCreated    = "SnapshotCreated"
@@ -215,6 +219,8 @@ var Conditions = []ConditionDef{
 			{ReasonStoppedOnExpiry, isTrue, ClassSettled, "the lifetime ended with onExpiry: Stop; the domain stays off", ""},
 			{ReasonWaitingForHost, isFalse, ClassTransitional, "bound; the host agent has not reported on this binding yet", ""},
 			{ReasonNodeLost, isUnknown, ClassBlocked, "the host's heartbeat is stale or missing: the clone's state is unknown", ""},
+			{ReasonRescheduleWaitsForFence, isUnknown, ClassTransitional, "the host is lost and the clone moves (onNodeLost: Reschedule) once the host's agent must have stopped its domain (fence-after plus margin); the message says when", ""},
+			{ReasonHostNotFencing, isUnknown, ClassBlocked, "the host is lost and its agent does not fence, so the clone is never moved (onNodeLost: Reschedule): upgrade the agent", ""},
 			{ReasonResetting, isFalse, ClassTransitional, "a reset was requested and the host agent has not finished it", ""},
 			{ReasonFailed, isFalse, ClassStalled, "the clone failed on its host (phase Failed)", ""},
 			{ReasonStopping, isFalse, ClassTransitional, "off by design, but the domain is still shutting down", ""},

@@ -7,10 +7,16 @@
 --             onExpiry Stop, or a Once/RerunOnFailure guest that powered itself off).
 -- Progressing not there yet: Pending, Scheduled, Provisioning, Starting, Stopping,
 --             Resetting, Terminating, or a spec change the agent has not acted on yet.
--- Degraded    needs a person: Failed, StorageAtRisk, host lost (NodeLost), or stuck on a
+-- Degraded    needs a person: Failed, StorageAtRisk, host lost (NodeLost, or for a clone
+--             that reschedules RescheduleWaitsForFence / HostNotFencing), or stuck on a
 --             reason that does not fix itself (Unschedulable, TemplateNotFound, ...).
 
 local hs = { status = "Progressing", message = "Waiting for the xenclone controller" }
+
+-- Ready reasons of a clone whose host is lost (Ready=Unknown): NodeLost, and for a clone with
+-- spec.placement.onNodeLost: Reschedule the wait for its host's agent to fence, or an agent
+-- that does not fence.
+local hostLost = { NodeLost = true, RescheduleWaitsForFence = true, HostNotFencing = true }
 
 local function condition(conds, t)
   if conds == nil then
@@ -91,7 +97,7 @@ local strategy = spec.runStrategy or "Always"
 
 -- Deletion: the host agent removes the domain and the snapshot, then releases the finalizer.
 if (obj.metadata ~= nil and obj.metadata.deletionTimestamp ~= nil) or phase == "Terminating" then
-  if ready ~= nil and ready.reason == "NodeLost" then
+  if ready ~= nil and hostLost[text(ready.reason)] then
     hs.status = "Degraded"
     hs.message = "Deletion is blocked: the clone's host is lost. " .. text(ready.message)
     return hs
