@@ -169,9 +169,12 @@ type Placement struct {
 	// the host reports again or an administrator releases it) or Reschedule (once the host has
 	// been lost for the controller's --node-lost-reschedule-after, 5m by default, the clone is
 	// placed on another host with the same name, UUID and MACs; its disk on the lost host is
-	// abandoned and collected if that host returns). Reschedule is for disposable clones: if
-	// the host was only cut off, its domain may run on until its agent returns. No clone moves
-	// while 55% or more of the hosts are lost at once.
+	// abandoned and collected if that host returns). Reschedule is for disposable clones. It
+	// never runs one twice: a host's agent that cannot renew its heartbeat for its
+	// --fence-after (60s) destroys the domains of its Reschedule clones itself, and the clone
+	// moves only after that fence-after plus the controller's --fence-margin; a host whose
+	// agent does not fence never has its clones moved. No clone moves while 55% or more of
+	// the hosts are lost at once.
 	// +optional
 	OnNodeLost NodeLostAction `json:"onNodeLost,omitempty"`
 }
