@@ -3,6 +3,8 @@ package hostagent
 import (
 	"context"
 
+	"k8s.io/utils/clock"
+
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
@@ -23,3 +25,7 @@ func ReleaseOriginsAfterRestart(ctx context.Context, host Host, st vmv1alpha1.Xe
 	err = h.releaseOrigins(ctx, nil, map[string]lvm.Report{})
 	return h.protectedVGs, err
 }
+
+// SetFenceClock makes c the agent's fence clock alone (the rest of the agent keeps o.Clock), so
+// a test steps the time since the last heartbeat renewal without stepping everything else.
+func SetFenceClock(o *Options, c clock.WithTicker) { o.fenceClock = c }
