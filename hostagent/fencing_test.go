@@ -118,9 +118,12 @@ func TestAgentFencesRescheduleClonesWhenCutOff(t *testing.T) {
 	// Just short of fence-after since the last renewal that got through: nothing happens.
 	fenceClock.Step(fenceAfter - 2*time.Second)
 	g.Consistently(func() bool { return running(t, node, moving) }, 2*time.Second, 100*time.Millisecond).Should(BeTrue())
+	first, _ := domainOf(t, moving)
 	fenceClock.Step(2 * time.Second)
-	g.Eventually(func() bool { return running(t, node, moving) }, 10*time.Second, 100*time.Millisecond).Should(BeFalse(),
-		"fence-after without a renewal: the Reschedule clone's domain is destroyed")
+	g.Eventually(func() bool {
+		d, found := domainOf(t, moving)
+		return !found || d.ID != first.ID
+	}, 10*time.Second, 100*time.Millisecond).Should(BeTrue(), "fence-after without a renewal: the Reschedule clone's domain is destroyed")
 	g.Expect(running(t, node, staying)).To(BeTrue(), "a clone that did not opt in keeps running")
 	g.Consistently(func() bool { return running(t, node, moving) }, 3*time.Second, 100*time.Millisecond).Should(BeFalse(),
 		"no restart while fenced")
