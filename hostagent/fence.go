@@ -82,6 +82,9 @@ type Fencer struct {
 	held map[types.NamespacedName]*fenceHold
 	// swept: the rebound-copy sweep at start has run; no domain starts before.
 	swept bool
+	// confirming: a confirm pass runs (on its own goroutine: its live reads must not hold
+	// the fence clock).
+	confirming bool
 	wake  chan struct{}
 }
 
@@ -199,7 +202,20 @@ func (f *Fencer) check(ctx context.Context) {
 		f.fence(ctx, since, now)
 		return
 	}
-	f.confirm(ctx)
+	f.mu.Lock()
+	start := !f.confirming && len(f.held) > 0
+	if start {
+		f.confirming = true
+	}
+	f.mu.Unlock()
+	if start {
+		go func() {
+			f.confirm(ctx)
+			f.mu.Lock()
+			f.confirming = false
+			f.mu.Unlock()
+		}()
+	}
 }
 
 // fence destroys the domains of the Reschedule clones bound here, as the cache last showed
@@ -303,20 +319,22 @@ func (f *Fencer) confirm(ctx context.Context) {
 			f.mu.Unlock()
 			continue
 		}
+		at := h.at
+		moved := err == nil && live.UID == h.uid && live.Status.NodeName != f.NodeName
 		switch {
-		case apierrors.IsNotFound(err) || live.UID != h.uid:
+		case apierrors.IsNotFound(err) || live.UID != h.uid || moved:
 			delete(f.held, key)
-		case live.Status.NodeName != f.NodeName:
-			delete(f.held, key)
-			f.event(live, corev1.EventTypeWarning, vmv1alpha1.ReasonFenced, "Fence",
-				"host %s fenced the clone at %s (its heartbeat was not renewed for %s) and the clone is now bound to %s: its domain stays off here",
-				f.NodeName, h.at.UTC().Format(time.RFC3339), f.FenceAfter, boundTo(live))
 		default:
 			gen := live.Status.BindingGeneration
 			h.confirmed = &gen
 		}
 		f.mu.Unlock()
-		if err == nil && live.Status.NodeName == f.NodeName {
+		switch {
+		case moved:
+			f.event(live, corev1.EventTypeWarning, vmv1alpha1.ReasonFenced, "Fence",
+				"host %s fenced the clone at %s (its heartbeat was not renewed for %s) and the clone is now bound to %s: its domain stays off here",
+				f.NodeName, at.UTC().Format(time.RFC3339), f.FenceAfter, boundTo(live))
+		case err == nil && live.UID == h.uid:
 			f.enqueue(live)
 		}
 	}

@@ -128,7 +128,7 @@ func TestFencerStopsRescheduleClonesWhenCutOff(t *testing.T) {
 	// The API server answers again, but the live read has not confirmed the binding yet.
 	f.Renewed(f.renewalStarted())
 	g.Expect(f.mayStart(moving).hold).To(BeTrue(), "no start before a live read")
-	f.check(ctx)
+	settle(g, ctx, f)
 	v = f.mayStart(moving)
 	g.Expect(v.hold).To(BeFalse())
 	g.Expect(v.released).To(BeTrue())
@@ -159,7 +159,7 @@ func TestFencerHoldsCloneMovedMeanwhile(t *testing.T) {
 	moved.Status.BindingGeneration = 3
 	g.Expect(live.Status().Update(ctx, moved)).To(Succeed())
 	f.Renewed(f.renewalStarted())
-	f.check(ctx)
+	settle(g, ctx, f)
 	v := f.mayStart(c)
 	g.Expect(v.hold).To(BeTrue(), "the cache still shows the old binding")
 	g.Expect(v.message).To(ContainSubstring("waiting for the agent's cache"))
@@ -173,7 +173,7 @@ func TestFencerHoldsCloneMovedMeanwhile(t *testing.T) {
 	moved.Status.NodeName = "xen-b"
 	g.Expect(live.Status().Update(ctx, moved)).To(Succeed())
 	f.Renewed(f.renewalStarted())
-	f.check(ctx)
+	settle(g, ctx, f)
 	f.mu.Lock()
 	g.Expect(f.held).To(BeEmpty(), "a clone bound elsewhere is no longer this host's to hold or start")
 	f.mu.Unlock()
@@ -294,4 +294,14 @@ func TestOptionsValidateFenceAfter(t *testing.T) {
 			t.Errorf("%+v: Validate() = %v, want %q", tc.o, err, tc.want)
 		}
 	}
+}
+
+// settle runs one fence check and waits for the confirm pass it may have started.
+func settle(g Gomega, ctx context.Context, f *Fencer) {
+	f.check(ctx)
+	g.Eventually(func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.confirming
+	}).Should(BeFalse())
 }
