@@ -14,6 +14,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -21,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
 	"github.com/xenclone/xenclone/hostagent"
@@ -173,6 +175,8 @@ func TestChaosSoak(t *testing.T) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	fmt.Fprintf(&b, "  fencing: %d clones moved off a lost host, %d domains fenced by cut-off agents, %d rebound copies destroyed on return\n",
+		s.rescheduled(ctx), int(counterTotal("xenclone_hostagent_fenced_domains_total")), int(counterTotal("xenclone_hostagent_duplicates_stopped_total")))
 	fmt.Fprintf(&b, "  operations and faults:")
 	for _, k := range keys {
 		fmt.Fprintf(&b, " %s=%d;", k, s.counts[k])
@@ -215,6 +219,40 @@ func TestChaosSoak(t *testing.T) {
 	if failedAny {
 		t.Errorf("soak invariants violated (seed %d): see the table", seed)
 	}
+}
+
+// rescheduled counts the controller's RescheduledFromLostHost events in the soak namespace.
+func (s *soak) rescheduled(ctx context.Context) int {
+	var list eventsv1.EventList
+	if err := k8s.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		return -1
+	}
+	n := 0
+	for _, e := range list.Items {
+		if e.Reason == vmv1alpha1.ReasonRescheduled {
+			n++
+		}
+	}
+	return n
+}
+
+// counterTotal sums a counter of the agents' metrics over its labels (all agents of the soak
+// share the process's registry).
+func counterTotal(name string) float64 {
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		return -1
+	}
+	var sum float64
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
 }
 
 func splitBrain(seen map[string]bool) []string {
