@@ -61,7 +61,9 @@ const (
 	renewInterval   = time.Second
 	orphanGrace     = 3 * time.Second
 	fenceAfter      = 5 * time.Second
-	// fenceMargin is for the controller's Options.FenceMargin (controller side of issue 16).
+	// fenceMargin is for the controller's Options.FenceMargin, which the controller side of
+	// issue 16 adds: startController must pass it (with the default 20 s margin no clone would
+	// move within a host's absence here).
 	fenceMargin = 3 * time.Second
 )
 
