@@ -85,7 +85,7 @@ type Fencer struct {
 	// confirming: a confirm pass runs (on its own goroutine: its live reads must not hold
 	// the fence clock).
 	confirming bool
-	wake  chan struct{}
+	wake       chan struct{}
 }
 
 // fenceHold is one clone fenced on this host.
