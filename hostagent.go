@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
 	"github.com/xenclone/xenclone/hostagent"
 	"github.com/xenclone/xenclone/hostagent/command"
 	"github.com/xenclone/xenclone/hostagent/guest"
@@ -37,6 +38,7 @@ type hostagentOptions struct {
 	leaseNamespace string
 	shutdownGrace  time.Duration
 	commandTimeout time.Duration
+	fenceAfter     time.Duration
 	maxConcurrent  int
 }
 
@@ -55,6 +57,7 @@ func hostagentFlags(fs *flag.FlagSet) *hostagentOptions {
 	leaseFlags(fs, &o.leaseNamespace)
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 60*time.Second, "How long a guest may take to shut down before its domain is destroyed.")
 	fs.DurationVar(&o.commandTimeout, "command-timeout", 5*time.Minute, "Bound on each slow host operation (snapshot, guest preparation, xl create); a hung tool then fails the step instead of holding the clone.")
+	fs.DurationVar(&o.fenceAfter, "fence-after", vmv1alpha1.DefaultFenceAfter, "When the agent could not renew its heartbeat Lease for this long, it destroys the domains of its clones with spec.placement.onNodeLost: Reschedule, which the controller may then start elsewhere (at least three renewals, 3 × 10s). Written on the Lease; the controller waits this plus its --fence-margin before it moves a clone.")
 	fs.IntVar(&o.maxConcurrent, "max-concurrent", 4, "Clones prepared in parallel on this host.")
 	return o
 }
@@ -79,11 +82,19 @@ func runHostAgent(ctx context.Context, o *hostagentOptions) error {
 	if o.nodeName == "" {
 		return errors.New("--node-name is empty: set NODE_NAME from the downward API (spec.nodeName) or pass --node-name")
 	}
+	agentOpts := hostagent.Options{
+		NodeName: o.nodeName, LeaseNamespace: o.leaseNamespace, FenceAfter: o.fenceAfter,
+		ShutdownGrace: o.shutdownGrace, CommandTimeout: o.commandTimeout, MaxConcurrent: o.maxConcurrent, AgentVersion: version,
+	}
+	if err := agentOpts.Validate(); err != nil {
+		return err
+	}
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("load kubeconfig: %w", err)
 	}
 	host, prep := realHost(o)
+	agentOpts.Host = host
 	// Mounts and loop devices left by an agent that died mid-preparation are ours to undo
 	// before any clone is looked at.
 	if err := prep.Sweep(ctx); err != nil {
@@ -98,10 +109,7 @@ func runHostAgent(ctx context.Context, o *hostagentOptions) error {
 	if err != nil {
 		return fmt.Errorf("create agent manager: %w", err)
 	}
-	if err := hostagent.SetupWithManager(mgr, hostagent.Options{
-		NodeName: o.nodeName, Host: host, LeaseNamespace: o.leaseNamespace,
-		ShutdownGrace: o.shutdownGrace, CommandTimeout: o.commandTimeout, MaxConcurrent: o.maxConcurrent, AgentVersion: version,
-	}); err != nil {
+	if err := hostagent.SetupWithManager(mgr, agentOpts); err != nil {
 		return fmt.Errorf("set up agent: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

@@ -38,20 +38,16 @@ const (
 	ReasonProgressing             = vmv1alpha1.ReasonProgressing
 )
 
-// OnNodeLostAnnotation is the deprecated way to ask for spec.placement.onNodeLost: Reschedule
-// (value OnNodeLostReschedule), from before the field existed; still honoured.
+// OnNodeLostAnnotation is the deprecated way to ask for spec.placement.onNodeLost: Reschedule,
+// from before the field existed; still honoured (api/v1alpha1 holds the decision).
 const (
-	OnNodeLostAnnotation = "vm.xenclone.dev/on-node-lost"
-	OnNodeLostReschedule = "Reschedule"
+	OnNodeLostAnnotation = vmv1alpha1.OnNodeLostAnnotation
+	OnNodeLostReschedule = vmv1alpha1.OnNodeLostRescheduleValue
 )
 
-// ReschedulesOnNodeLoss says whether a clone asked to be moved off a lost host.
-func ReschedulesOnNodeLoss(c *vmv1alpha1.VMClone) bool {
-	if p := c.Spec.Placement; p != nil && p.OnNodeLost != "" {
-		return p.OnNodeLost == vmv1alpha1.NodeLostReschedule
-	}
-	return c.Annotations[OnNodeLostAnnotation] == OnNodeLostReschedule
-}
+// ReschedulesOnNodeLoss says whether a clone asked to be moved off a lost host: the same
+// function the agent fences by.
+func ReschedulesOnNodeLoss(c *vmv1alpha1.VMClone) bool { return vmv1alpha1.ReschedulesOnNodeLoss(c) }
 
 // Disruption counts how many of the registered hosts (XenHosts) have a stale or missing
 // heartbeat.

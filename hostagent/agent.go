@@ -21,8 +21,13 @@ type Options struct {
 	Host     Host
 	// LeaseNamespace holds the hosts' heartbeat Leases (the controller's --lease-namespace).
 	LeaseNamespace string
-	// RenewInterval is how often the Lease is renewed and capacity looked at.
+	// RenewInterval is how often the Lease is renewed and capacity looked at (default
+	// DefaultRenewInterval).
 	RenewInterval time.Duration
+	// FenceAfter: an agent that could not renew its Lease for this long destroys the domains
+	// of its clones with onNodeLost: Reschedule (default vmv1alpha1.DefaultFenceAfter; at least
+	// three renew intervals). See fence.go.
+	FenceAfter time.Duration
 	// ShutdownGrace bounds a graceful domain stop before destroy.
 	ShutdownGrace time.Duration
 	// CommandTimeout bounds each slow host operation (snapshot, guest preparation, xl create):
@@ -46,6 +51,27 @@ type Options struct {
 	// CapacityReportInterval is the least time between two XenHost capacity reports (default
 	// 3 s): the pokes of a burst of clones coalesce into one.
 	CapacityReportInterval time.Duration
+
+	// fenceClock, if set, is the fence clock instead of Clock (tests step it alone).
+	fenceClock clock.WithTicker
+}
+
+// Validate checks the options a person sets; its errors name the agent's flags.
+func (o Options) Validate() error {
+	renew := o.RenewInterval
+	if renew == 0 {
+		renew = DefaultRenewInterval
+	}
+	fenceAfter := o.FenceAfter
+	if fenceAfter == 0 {
+		fenceAfter = vmv1alpha1.DefaultFenceAfter
+	}
+	if fenceAfter < 3*renew {
+		// Fewer renewals than that per fence-after and one slow or lost request fences the
+		// host: its clones' domains would be destroyed for a hiccup.
+		return fmt.Errorf("--fence-after %s is shorter than three heartbeat renewals (3 × %s): raise it to at least %s", fenceAfter, renew, 3*renew)
+	}
+	return nil
 }
 
 // CacheOptions restricts an agent's cache to the VMClones bound to its node, so a host's watch
@@ -72,6 +98,18 @@ func SetupWithManager(mgr ctrl.Manager, o Options) error {
 	if o.LeaseNamespace == "" {
 		o.LeaseNamespace = "xenclone-system"
 	}
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	if o.RenewInterval == 0 {
+		o.RenewInterval = DefaultRenewInterval
+	}
+	if o.FenceAfter == 0 {
+		o.FenceAfter = vmv1alpha1.DefaultFenceAfter
+	}
+	if o.fenceClock == nil {
+		o.fenceClock = o.Clock
+	}
 	if err := os.MkdirAll(o.Host.ConfigDir, 0o700); err != nil {
 		return fmt.Errorf("create domain config folder: %w", err)
 	}
@@ -80,10 +118,20 @@ func SetupWithManager(mgr ctrl.Manager, o Options) error {
 	view := NewHostView(o.Host, HostViewOptions{StorageMaxAge: o.HostReadMaxAge, DomainMaxAge: o.HostReadMaxAge,
 		InfoMaxAge: o.HostReadMaxAge, Clock: o.Clock})
 	host := view.Host(o.Host)
+	recorder := mgr.GetEventRecorder("xenclone-hostagent")
+	// The fencer destroys through the shared view, so the reconciler's next look sees it.
+	fencer := NewFencer(&Fencer{
+		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), NodeName: o.NodeName, Hypervisor: view, ConfigDir: o.Host.ConfigDir,
+		FenceAfter: o.FenceAfter, Interval: o.RenewInterval, Clock: o.fenceClock, Recorder: recorder,
+		wakeClones: make(chan event.GenericEvent, 256),
+	})
+	if err := mgr.Add(fencer); err != nil {
+		return fmt.Errorf("add fencer: %w", err)
+	}
 	reporter := &HostReporter{
 		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), NodeName: o.NodeName, Host: host, LeaseNamespace: o.LeaseNamespace,
-		RenewInterval: o.RenewInterval, AgentVersion: o.AgentVersion, Clock: o.Clock, ReportInterval: o.CapacityReportInterval,
-		poke: make(chan struct{}, 1),
+		RenewInterval: o.RenewInterval, FenceAfter: o.FenceAfter, AgentVersion: o.AgentVersion, Clock: o.Clock,
+		ReportInterval: o.CapacityReportInterval, poke: make(chan struct{}, 1), fence: fencer,
 	}
 	if err := mgr.Add(reporter); err != nil {
 		return fmt.Errorf("add host reporter: %w", err)
@@ -97,7 +145,7 @@ func SetupWithManager(mgr ctrl.Manager, o Options) error {
 	// The collector removes what it finds, so it reads the host itself (see HostView.Fresh).
 	collector := &OrphanCollector{
 		Client: mgr.GetClient(), NodeName: o.NodeName, Host: view.Fresh(o.Host), Interval: o.OrphanInterval,
-		Grace: o.OrphanGrace, Recorder: mgr.GetEventRecorder("xenclone-hostagent"), Clock: o.Clock,
+		Grace: o.OrphanGrace, Recorder: recorder, Clock: o.Clock, rebound: fencer,
 	}
 	if err := mgr.Add(collector); err != nil {
 		return fmt.Errorf("add orphan collector: %w", err)
@@ -113,12 +161,13 @@ func SetupWithManager(mgr ctrl.Manager, o Options) error {
 	r := &CloneReconciler{
 		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), NodeName: o.NodeName, Host: host,
 		LeaseNamespace: o.LeaseNamespace,
-		Recorder:       mgr.GetEventRecorder("xenclone-hostagent"), Clock: o.Clock,
+		Recorder:       recorder, Clock: o.Clock,
 		ShutdownGrace: o.ShutdownGrace, UsageResync: o.UsageResync, MaxConcurrent: o.MaxConcurrent,
 		CommandTimeout: o.CommandTimeout,
 		changed:        reporter.Poke,
 		domainEvents:   watcher.events,
 		expectDomain:   watcher.Expect,
+		fence:          fencer,
 	}
 	return r.SetupWithManager(mgr)
 }

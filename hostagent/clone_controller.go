@@ -81,6 +81,7 @@ const (
 	ReasonResetting          = vmv1alpha1.ReasonResetting
 	ReasonSecretMissing      = vmv1alpha1.ReasonSecretMissing
 	ReasonDomainConflict     = vmv1alpha1.ReasonDomainNameConflict
+	ReasonFenced             = vmv1alpha1.ReasonFenced
 )
 
 // CloneReconciler reconciles the VMClones bound to one host.
@@ -111,6 +112,9 @@ type CloneReconciler struct {
 	// expectDomain tells the domain watcher a domain is about to change (shut down, finish
 	// dying), so it looks often until it has.
 	expectDomain func(name string)
+	// fence holds the start of domains while the host is fenced (fence.go), and destroys the
+	// copy of a clone that left this host's cache for another host (rebound.go).
+	fence *Fencer
 
 	// reports holds, per clone, the report this agent last wrote (see reportFor).
 	reports sync.Map // types.NamespacedName -> writtenReport
@@ -143,6 +147,7 @@ func (r *CloneReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}})).
 		Watches(&vmv1alpha1.VMTemplate{}, handler.EnqueueRequestsFromMapFunc(r.clonesOfTemplate)).
 		WatchesRawSource(source.Channel(r.domainEvents, &handler.EnqueueRequestForObject{})).
+		WatchesRawSource(source.Channel(r.fenceEvents(), &handler.EnqueueRequestForObject{})).
 		// Several agents share one process in the playground and the tests.
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrent, SkipNameValidation: ptr.To(true)}).
 		Complete(r)
@@ -163,6 +168,14 @@ func updateMatters(old, cur *vmv1alpha1.VMClone) bool {
 	}
 	oe, ce := meta.FindStatusCondition(o.Conditions, vmv1alpha1.ConditionExpired), meta.FindStatusCondition(c.Conditions, vmv1alpha1.ConditionExpired)
 	return (oe == nil) != (ce == nil) || oe != nil && oe.Status != ce.Status
+}
+
+// fenceEvents wakes the clones the fencer released (never closed; empty without a fencer).
+func (r *CloneReconciler) fenceEvents() chan event.GenericEvent {
+	if r.fence != nil && r.fence.wakeClones != nil {
+		return r.fence.wakeClones
+	}
+	return make(chan event.GenericEvent)
 }
 
 func (r *CloneReconciler) usageResync() time.Duration {
@@ -225,16 +238,21 @@ func (s *cloneScope) requeueAfter(d time.Duration) {
 func (r *CloneReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
 	clone := &vmv1alpha1.VMClone{}
 	if err := r.Get(ctx, req.NamespacedName, clone); err != nil {
-		if apierrors.IsNotFound(err) {
-			r.reports.Delete(req.NamespacedName)
-			r.finalizers.Delete(req.NamespacedName)
+		if !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, err
 		}
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+		clone = nil
 	}
-	if clone.Status.NodeName != r.NodeName {
+	if clone == nil || clone.Status.NodeName != r.NodeName {
+		// Not (or no longer) ours. Deleted, its leftovers are orphans (collected after a
+		// grace period); rebound to another host, its domain must not run here a moment
+		// longer.
 		r.reports.Delete(req.NamespacedName)
 		r.finalizers.Delete(req.NamespacedName)
-		return ctrl.Result{}, nil // not (or no longer) ours; orphan collection handles leftovers
+		if r.fence != nil {
+			return ctrl.Result{}, r.fence.StopReboundCopy(ctx, req.NamespacedName)
+		}
+		return ctrl.Result{}, nil
 	}
 	fin, _ := r.finalizers.Load(req.NamespacedName)
 	held, _ := fin.(finalizerState)
@@ -728,8 +746,28 @@ func (r *CloneReconciler) ensureDomain(ctx context.Context, s *cloneScope) (bool
 		r.awaitDomain(s, name, domainChangeFallback)
 		return false, nil
 	}
+	if v := r.fence.mayStart(s.clone); v.hold {
+		if v.message != "" {
+			s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionFalse, ReasonFenced, v.message)
+		}
+		// The fencer wakes the clone when it releases it; this only bounds a missed wake.
+		s.requeueAfter(fenceRecheck)
+		return false, nil
+	} else if v.released {
+		// Say what happened before the domain runs again: the fence may have come and gone
+		// while no status could be written.
+		s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionFalse, ReasonFenced, v.message)
+		if err := r.applyStatus(ctx, s); err != nil {
+			return false, err
+		}
+		r.event(s.clone, corev1.EventTypeNormal, ReasonFenced, "StartDomain", "%s", v.message)
+		r.fence.release(s.clone)
+	}
 	return r.startDomain(ctx, s, name)
 }
+
+// fenceRecheck bounds how long a clone held by the fencer waits before it asks again.
+const fenceRecheck = 5 * time.Second
 
 func (r *CloneReconciler) startDomain(ctx context.Context, s *cloneScope, name string) (bool, error) {
 	seed := ""

@@ -3,6 +3,8 @@ package hostagent
 import (
 	"context"
 
+	"k8s.io/utils/clock"
+
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
@@ -26,3 +28,7 @@ func ReleaseOriginsAfterRestart(ctx context.Context, host Host, st vmv1alpha1.Xe
 
 // LegacyDomainName is the domain name agents from before unique names gave a clone.
 func LegacyDomainName(c *vmv1alpha1.VMClone) string { return legacyDomainName(c) }
+
+// SetFenceClock makes c the agent's fence clock alone (the rest of the agent keeps o.Clock), so
+// a test steps the time since the last heartbeat renewal without stepping everything else.
+func SetFenceClock(o *Options, c clock.WithTicker) { o.fenceClock = c }

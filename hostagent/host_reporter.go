@@ -40,10 +40,17 @@ type HostReporter struct {
 	Host           Host
 	LeaseNamespace string
 	RenewInterval  time.Duration
+	// RenewTimeout bounds each renewal (default RenewInterval): a hung API request must not
+	// stall the heartbeat, nor the fence clock, which counts from the last renewal that
+	// succeeded.
+	RenewTimeout time.Duration
 	// LeaseDuration is advertised in the Lease; the controller's grace decides liveness.
 	LeaseDuration time.Duration
-	AgentVersion  string
-	Clock         clock.WithTicker
+	// FenceAfter is written on the Lease with every renewal (vmv1alpha1.FenceAfterAnnotation):
+	// the controller moves this host's clones only once the agent must have fenced them.
+	FenceAfter   time.Duration
+	AgentVersion string
+	Clock        clock.WithTicker
 	// ReportInterval is the least time between two capacity reports (default 3 s): pokes
 	// within it coalesce into one report at its end.
 	ReportInterval time.Duration
@@ -52,6 +59,9 @@ type HostReporter struct {
 	ExactAfter time.Duration
 
 	poke chan struct{}
+	// fence learns of every renewal that succeeded (the fence clock); nil in tests of the
+	// reporter alone.
+	fence *Fencer
 	// renew and report replace RenewLease and Report in tests of the loops.
 	renew, report func(context.Context) error
 	// inexactSince is when the XenHost status first differed from the host by less than the
@@ -76,7 +86,7 @@ func (h *HostReporter) NeedLeaderElection() bool { return false }
 // Start runs until ctx ends.
 func (h *HostReporter) Start(ctx context.Context) error {
 	if h.RenewInterval == 0 {
-		h.RenewInterval = 10 * time.Second
+		h.RenewInterval = DefaultRenewInterval
 	}
 	if h.LeaseDuration == 0 {
 		h.LeaseDuration = 40 * time.Second
@@ -86,6 +96,12 @@ func (h *HostReporter) Start(ctx context.Context) error {
 	}
 	if h.ExactAfter == 0 {
 		h.ExactAfter = time.Minute
+	}
+	if h.RenewTimeout == 0 {
+		h.RenewTimeout = h.RenewInterval
+	}
+	if h.FenceAfter == 0 {
+		h.FenceAfter = vmv1alpha1.DefaultFenceAfter
 	}
 	if h.Clock == nil {
 		h.Clock = clock.RealClock{}
@@ -105,23 +121,44 @@ func (h *HostReporter) Start(ctx context.Context) error {
 	return nil
 }
 
-// renewLoop renews the heartbeat every RenewInterval, whatever the host reads are doing.
+// renewLoop renews the heartbeat every RenewInterval, whatever the host reads are doing: it
+// touches the API server only, never the host, and each renewal has its own timeout.
 func (h *HostReporter) renewLoop(ctx context.Context, log logr.Logger) {
 	tick := h.Clock.NewTicker(h.RenewInterval)
 	defer tick.Stop()
-	renew := h.RenewLease
-	if h.renew != nil {
-		renew = h.renew
-	}
 	for {
-		if err := renew(ctx); err != nil {
-			log.Error(err, "renew heartbeat lease")
-		}
+		h.renewOnce(ctx, log)
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C():
 		}
+	}
+}
+
+// renewOnce sends one renewal, bounded by RenewTimeout, and tells the fence clock when it
+// succeeded, with the time it was sent.
+func (h *HostReporter) renewOnce(ctx context.Context, log logr.Logger) {
+	renew := h.RenewLease
+	if h.renew != nil {
+		renew = h.renew
+	}
+	var start time.Time
+	if h.fence != nil {
+		start = h.fence.renewalStarted()
+	}
+	rctx, cancel := context.WithTimeout(ctx, h.RenewTimeout)
+	err := renew(rctx)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil {
+			renewFailures.WithLabelValues(h.NodeName).Inc()
+			log.Error(err, "renew heartbeat lease", "timeout", h.RenewTimeout)
+		}
+		return
+	}
+	if h.fence != nil {
+		h.fence.Renewed(start)
 	}
 }
 
@@ -166,12 +203,17 @@ func (h *HostReporter) RenewLease(ctx context.Context) error {
 	now := metav1.NewMicroTime(h.Clock.Now())
 	secs := int32(h.LeaseDuration / time.Second)
 	holder := h.NodeName
+	fenceAfter := h.FenceAfter
+	if fenceAfter == 0 {
+		fenceAfter = vmv1alpha1.DefaultFenceAfter
+	}
 	var lease coordinationv1.Lease
 	// Read from the API server, not the cache: the agent may get its one Lease, not watch them all.
 	err := h.Reader.Get(ctx, types.NamespacedName{Namespace: h.LeaseNamespace, Name: h.NodeName}, &lease)
 	if apierrors.IsNotFound(err) {
 		lease = coordinationv1.Lease{
-			ObjectMeta: metav1.ObjectMeta{Namespace: h.LeaseNamespace, Name: h.NodeName},
+			ObjectMeta: metav1.ObjectMeta{Namespace: h.LeaseNamespace, Name: h.NodeName,
+				Annotations: map[string]string{vmv1alpha1.FenceAfterAnnotation: fenceAfter.String()}},
 			Spec: coordinationv1.LeaseSpec{
 				HolderIdentity: &holder, LeaseDurationSeconds: &secs, AcquireTime: &now, RenewTime: &now,
 			},
@@ -185,6 +227,12 @@ func (h *HostReporter) RenewLease(ctx context.Context) error {
 		return fmt.Errorf("get lease: %w", err)
 	}
 	lease.Spec.HolderIdentity, lease.Spec.LeaseDurationSeconds, lease.Spec.RenewTime = &holder, &secs, &now
+	// With every renewal, in the same write: the controller reads the fenceAfter of the agent
+	// that renewed last (an upgrade or a changed flag takes effect at once).
+	if lease.Annotations == nil {
+		lease.Annotations = map[string]string{}
+	}
+	lease.Annotations[vmv1alpha1.FenceAfterAnnotation] = fenceAfter.String()
 	if err := h.Client.Update(ctx, &lease); err != nil {
 		return fmt.Errorf("renew lease %s/%s: %w", h.LeaseNamespace, h.NodeName, err)
 	}

@@ -23,10 +23,22 @@ var (
 		Name: "xenclone_hostagent_clones",
 		Help: "VMClones bound to this host, by phase.",
 	}, []string{"node", "phase"})
+	fencedDomains = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "xenclone_hostagent_fenced_domains_total",
+		Help: "Domains of onNodeLost: Reschedule clones the agent destroyed because it could not renew its heartbeat for --fence-after.",
+	}, []string{"node"})
+	duplicatesStopped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "xenclone_hostagent_duplicates_stopped_total",
+		Help: "Domains the agent destroyed at once because their clone is bound to another host (a rebound copy).",
+	}, []string{"node"})
+	renewFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "xenclone_hostagent_heartbeat_renew_failures_total",
+		Help: "Heartbeat Lease renewals that failed or timed out; once none has succeeded for --fence-after, the agent fences.",
+	}, []string{"node"})
 )
 
 func init() {
-	metrics.Registry.MustRegister(hostCommandSeconds, stepSeconds, clonesByPhase)
+	metrics.Registry.MustRegister(hostCommandSeconds, stepSeconds, clonesByPhase, fencedDomains, duplicatesStopped, renewFailures)
 }
 
 // ObserveCommand feeds command.Runner.Observe: every host tool run is timed.

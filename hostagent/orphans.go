@@ -47,6 +47,9 @@ type OrphanCollector struct {
 	Grace    time.Duration
 	Recorder events.EventRecorder
 	Clock    clock.WithTicker
+	// rebound, if set, destroys at once the domains of clones bound to another host, before
+	// the grace period (see rebound.go); their disks keep the grace.
+	rebound *Fencer
 
 	mu        sync.Mutex
 	firstSeen map[string]time.Time
@@ -79,6 +82,13 @@ type orphan struct {
 
 // Collect makes one pass.
 func (o *OrphanCollector) Collect(ctx context.Context) error {
+	if o.rebound != nil {
+		// A copy of a clone now running elsewhere gets no grace: it is not an orphan but a
+		// duplicate. Its disk and config are left to the pass below.
+		if err := o.rebound.StopReboundCopies(ctx); err != nil {
+			log.FromContext(ctx).Error(err, "stop copies of clones rebound to other hosts", "node", o.NodeName)
+		}
+	}
 	bound, err := boundClones(ctx, o.Client, o.NodeName)
 	if err != nil {
 		return fmt.Errorf("list clones: %w", err)

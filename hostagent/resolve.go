@@ -32,6 +32,17 @@ func legacyDomainName(c *vmv1alpha1.VMClone) string {
 	return boundedName(namePrefix+c.Namespace+"-"+c.Name, string(c.UID), vmv1alpha1.MaxDomainNameLength)
 }
 
+// hostDomainNames are the names a clone's domain may have on a host: its name now and, for a
+// clone an agent from before unique names started, the old one. Every destroy also checks the
+// domain's UUID, so a namesake of someone else's is never touched.
+func hostDomainNames(c *vmv1alpha1.VMClone) []string {
+	names := []string{vmv1alpha1.DomainNameOf(c)}
+	if l := legacyDomainName(c); l != "" && l != names[0] {
+		names = append(names, l)
+	}
+	return names
+}
+
 // VolumeName is the LV name of a clone's disk.
 func VolumeName(c *vmv1alpha1.VMClone) string {
 	uid := string(c.UID)

@@ -123,7 +123,7 @@ func phaseOf(s *cloneScope) (vmv1alpha1.VMClonePhase, string) {
 	switch dom.Reason {
 	case ReasonShuttingDown:
 		return vmv1alpha1.PhaseStopping, dom.Message
-	case ReasonHalted, ReasonStopped, ReasonGuestPoweredOff:
+	case ReasonHalted, ReasonStopped, ReasonGuestPoweredOff, ReasonFenced:
 		return vmv1alpha1.PhaseStopped, dom.Message
 	case ReasonGuestCrashed:
 		if !wantRunning(s.clone, s.status) {

@@ -49,16 +49,26 @@ type runningAgent struct {
 // startAgent runs a node agent for name on host in its own manager (own cache, only its node's
 // clones), as a DaemonSet pod would.
 func startAgent(ctx context.Context, name string, host hostagent.Host) error {
-	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{Scheme: testScheme, Metrics: metricsserver.Options{BindAddress: "0"},
+	return startAgentWith(ctx, name, host, restCfg, nil)
+}
+
+// startAgentWith is startAgent with the agent's own API config (a network that can be cut)
+// and options changed by edit (if not nil).
+func startAgentWith(ctx context.Context, name string, host hostagent.Host, cfg *rest.Config, edit func(*hostagent.Options)) error {
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: testScheme, Metrics: metricsserver.Options{BindAddress: "0"},
 		Cache: hostagent.CacheOptions(name)})
 	if err != nil {
 		return err
 	}
-	if err := hostagent.SetupWithManager(mgr, hostagent.Options{
+	o := hostagent.Options{
 		NodeName: name, Host: host, LeaseNamespace: leaseNamespace,
 		RenewInterval: time.Second, ShutdownGrace: 3 * time.Second, UsageResync: 2 * time.Second, DomainPoll: 300 * time.Millisecond,
 		OrphanInterval: 500 * time.Millisecond, OrphanGrace: 2 * time.Second,
-	}); err != nil {
+	}
+	if edit != nil {
+		edit(&o)
+	}
+	if err := hostagent.SetupWithManager(mgr, o); err != nil {
 		return err
 	}
 	actx, cancel := context.WithCancel(ctx)

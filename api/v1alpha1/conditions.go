@@ -100,6 +100,9 @@ const (
 	ReasonStartFailed        = "StartFailed"
 	ReasonSecretMissing      = "SecretMissing"
 	ReasonDomainNameConflict = "DomainNameConflict"
+	// ReasonFenced: the agent could not renew its heartbeat for its fence-after and destroyed
+	// the domain of a clone that may be moved to another host (see fencing.go).
+	ReasonFenced = "Fenced"
 )
 
 // Reasons of XenHost conditions.
@@ -134,6 +137,9 @@ const (
 	ReasonMemberCreated         = "MemberCreated"
 	ReasonMemberDeleted         = "MemberDeleted"
 	ReasonReplacingFailedMember = "ReplacingFailedMember"
+	// ReasonDuplicateStopped: an agent found a domain of a clone that is now bound to another
+	// host running on its own, and destroyed it at once.
+	ReasonDuplicateStopped = "DuplicateStopped"
 )
 
 // ConditionReason is one reason a condition may carry.
@@ -265,6 +271,7 @@ var Conditions = []ConditionDef{
 		{ReasonSecretMissing, isFalse, ClassBlocked, "the controller's copy of the clone's cloud-init data is missing", ""},
 		{ReasonDomainNameConflict, isFalse, ClassBlocked, "a domain of the clone's name runs that this clone did not create", ""},
 		{ReasonResetting, isFalse, ClassTransitional, "the disk is being reset; the domain starts again on the fresh one", ""},
+		{ReasonFenced, isFalse, ClassTransitional, "the host's agent could not renew its heartbeat for its fence-after and destroyed the domain (onNodeLost: Reschedule); it starts again once the API server confirms the clone is still bound here", ""},
 	}},
 	{Kind: "VMClone", Type: ConditionStorageAtRisk, Writer: WriterHostAgent, Reasons: []ConditionReason{
 		{ReasonStorageOK, isFalse, ClassSettled, "COW or thin pool usage is below the thresholds", ""},
@@ -306,6 +313,7 @@ var Conditions = []ConditionDef{
 // EventReasons are the reasons only events carry.
 var EventReasons = []EventReason{
 	{"VMClone", ReasonReschedulePaused, WriterController, "the clone's host is lost, but so many hosts are that nothing is moved"},
+	{"VMClone", ReasonDuplicateStopped, WriterHostAgent, "a host found the clone's domain running although the clone is bound to another host, and destroyed it at once"},
 	{"VMClonePool", ReasonMemberCreated, WriterController, "a member was created"},
 	{"VMClonePool", ReasonMemberDeleted, WriterController, "a member was deleted on scale-down"},
 	{"VMClonePool", ReasonReplacingFailedMember, WriterController, "a Failed member is deleted and replaced (spec.replaceFailed)"},

@@ -18,3 +18,21 @@ const (
 	// latency between the agent's renewal and the controller seeing it.
 	DefaultFenceMargin = 20 * time.Second
 )
+
+// OnNodeLostAnnotation is the deprecated way to ask for spec.placement.onNodeLost: Reschedule
+// (value OnNodeLostRescheduleValue), from before the field existed; still honoured.
+const (
+	OnNodeLostAnnotation      = "vm.xenclone.dev/on-node-lost"
+	OnNodeLostRescheduleValue = "Reschedule"
+)
+
+// ReschedulesOnNodeLoss says whether a clone asked to be moved off a lost host. The controller
+// moves such a clone, and the agent of a cut-off host fences it (destroys its domain) before
+// the controller may: both decide with this one function, or a clone could be moved without
+// being fenced.
+func ReschedulesOnNodeLoss(c *VMClone) bool {
+	if p := c.Spec.Placement; p != nil && p.OnNodeLost != "" {
+		return p.OnNodeLost == NodeLostReschedule
+	}
+	return c.Annotations[OnNodeLostAnnotation] == OnNodeLostRescheduleValue
+}

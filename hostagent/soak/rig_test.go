@@ -50,12 +50,20 @@ func managerOptions() ctrl.Options {
 	}
 }
 
-// Timings shortened so a soak sees many heartbeats, losses and orphan passes.
+// Timings shortened so a soak sees many heartbeats, losses and orphan passes. A host that is
+// away has fenced its Reschedule clones (fenceAfter after its last renewal) well before the
+// controller moves them (heartbeatGrace + rescheduleAfter after the last renewal it saw): the
+// controller's rule heartbeatGrace + rescheduleAfter >= fenceAfter + fenceMargin holds
+// (14 s >= 8 s), and fenceAfter is three renewals and more.
 const (
 	heartbeatGrace  = 6 * time.Second
 	rescheduleAfter = 8 * time.Second
 	renewInterval   = time.Second
 	orphanGrace     = 3 * time.Second
+	fenceAfter      = 5 * time.Second
+	// fenceMargin is the controller's Options.FenceMargin (with the default 20 s no clone
+	// would move within a host's absence here).
+	fenceMargin = 3 * time.Second
 )
 
 func startController() (*proc, error) {
@@ -65,6 +73,7 @@ func startController() (*proc, error) {
 	}
 	if err := controllers.SetupWithManager(mgr, controllers.Options{
 		LeaseNamespace: leaseNamespace, HeartbeatGrace: heartbeatGrace, NodeLostRescheduleAfter: rescheduleAfter,
+		FenceMargin: fenceMargin,
 	}); err != nil {
 		return nil, fmt.Errorf("controller: %w", err)
 	}
@@ -88,8 +97,11 @@ type host struct {
 
 	mu    sync.Mutex
 	agent *proc
-	// awayUntil is set while the host has "disappeared": no agent, no lease renewal.
+	// awayUntil is set while the host is cut off: its agent runs on, but none of its API
+	// requests gets through (no lease renewal), so it must fence.
 	awayUntil time.Time
+	// net is the host's link to the API server.
+	net *sim.Network
 }
 
 func newHost(ctx context.Context, name string) (*host, error) {
@@ -100,7 +112,7 @@ func newHost(ctx context.Context, name string) (*host, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &host{name: name, sim: h}, nil
+	return &host{name: name, sim: h, net: &sim.Network{}}, nil
 }
 
 func (h *host) startAgent() error {
@@ -109,7 +121,7 @@ func (h *host) startAgent() error {
 	if h.agent != nil {
 		return nil
 	}
-	mgr, err := ctrl.NewManager(cfg, func() ctrl.Options {
+	mgr, err := ctrl.NewManager(h.net.Config(cfg), func() ctrl.Options {
 		o := managerOptions()
 		o.Cache = hostagent.CacheOptions(h.name)
 		return o
@@ -119,7 +131,7 @@ func (h *host) startAgent() error {
 	}
 	if err := hostagent.SetupWithManager(mgr, hostagent.Options{
 		NodeName: h.name, Host: h.sim.AgentHost(), LeaseNamespace: leaseNamespace,
-		RenewInterval: renewInterval, ShutdownGrace: 2 * time.Second, UsageResync: 2 * time.Second,
+		RenewInterval: renewInterval, FenceAfter: fenceAfter, ShutdownGrace: 2 * time.Second, UsageResync: 2 * time.Second,
 		CommandTimeout: 5 * time.Second,
 		OrphanInterval: 500 * time.Millisecond, OrphanGrace: orphanGrace,
 	}); err != nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -21,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
 	"github.com/xenclone/xenclone/hostagent"
@@ -49,8 +51,9 @@ type soak struct {
 	seen, running map[types.UID]string
 	// identity violations seen while sampling (same UUID or MAC on two live clones).
 	dupes []string
-	// splitBrain: domains of one clone seen running on two hosts at once (informational: the
-	// opt-in Reschedule moves clones off a host that only looks lost).
+	// splitBrain: domains of one clone seen running on two hosts at once. The opt-in
+	// Reschedule moves clones off a host that is only cut off, whose agent must have fenced
+	// them first.
 	splitBrain map[string]bool
 	// planted: per host, LVs of other tools and the template origin as first seen.
 	planted map[string]map[string]lvm.LV
@@ -117,9 +120,9 @@ func TestChaosSoak(t *testing.T) {
 	for ops := 0; time.Now().Before(deadline); ops++ {
 		if time.Since(lastProgress) > time.Minute {
 			lastProgress = time.Now()
-			fmt.Printf("soak: %s in, %d clones seen, %d resets, kills: controller %d agent %d host-away %d apiserver %d\n",
+			fmt.Printf("soak: %s in, %d clones seen, %d resets, kills: controller %d agent %d apiserver %d, hosts cut off %d\n",
 				time.Since(start).Round(time.Second), len(s.seen), s.counts["reset"], s.counts["kill controller"],
-				s.counts["kill agent"], s.counts["host disappears"], s.counts["restart kube-apiserver"])
+				s.counts["kill agent"], s.counts["restart kube-apiserver"], s.counts["host cut off"])
 		}
 		s.returnHosts()
 		if time.Since(lastAPIRestart) > apiEvery {
@@ -140,6 +143,7 @@ func TestChaosSoak(t *testing.T) {
 		h.mu.Lock()
 		h.awayUntil = time.Time{}
 		h.mu.Unlock()
+		h.net.Restore()
 		// A restart also frees a worker that an injected `xl create` hang still holds.
 		h.killAgent()
 		if err := h.startAgent(); err != nil {
@@ -159,18 +163,20 @@ func TestChaosSoak(t *testing.T) {
 	restored := s.originsRestored(ctx, time.Minute)
 
 	// The table.
-	kills := s.counts["kill controller"] + s.counts["kill agent"] + s.counts["host disappears"] + s.counts["restart kube-apiserver"]
+	kills := s.counts["kill controller"] + s.counts["kill agent"] + s.counts["restart kube-apiserver"]
 	cycles := len(s.seen) + s.counts["reset"]
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nsoak summary: seed %d, chaos %s, converge %s, %d hosts\n", seed, chaosTook.Round(time.Second), convergeTook.Round(time.Second), len(s.hosts))
 	fmt.Fprintf(&b, "  cycles %d (%d clones created and deleted, %d of them reached Running; %d resets)\n", cycles, len(s.seen), len(s.running), s.counts["reset"])
-	fmt.Fprintf(&b, "  process kills %d (controller %d, agent %d, host disappeared %d, kube-apiserver restarts %d)\n", kills,
-		s.counts["kill controller"], s.counts["kill agent"], s.counts["host disappears"], s.counts["restart kube-apiserver"])
+	fmt.Fprintf(&b, "  process kills %d (controller %d, agent %d, kube-apiserver restarts %d); hosts cut off from the API server %d\n", kills,
+		s.counts["kill controller"], s.counts["kill agent"], s.counts["restart kube-apiserver"], s.counts["host cut off"])
 	var keys []string
 	for k := range s.counts {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	fmt.Fprintf(&b, "  fencing: %d clones moved off a lost host, %d domains fenced by cut-off agents, %d rebound copies destroyed on return\n",
+		s.rescheduled(ctx), int(counterTotal("xenclone_hostagent_fenced_domains_total")), int(counterTotal("xenclone_hostagent_duplicates_stopped_total")))
 	fmt.Fprintf(&b, "  operations and faults:")
 	for _, k := range keys {
 		fmt.Fprintf(&b, " %s=%d;", k, s.counts[k])
@@ -192,6 +198,7 @@ func TestChaosSoak(t *testing.T) {
 		{"VMClone finalizer stuck after delete", stuck, ""},
 		{"VMTemplate stuck after its clones are gone", tmplStuck, ""},
 		{"MAC or UUID shared by two clones", s.dupes, "sampled during the run and at the end"},
+		{"one clone's domain running on two hosts at once", splitBrain(s.splitBrain), "sampled; a cut-off host fences its Reschedule clones before they move"},
 	}
 	failedAny := false
 	for _, r := range rows {
@@ -201,16 +208,6 @@ func TestChaosSoak(t *testing.T) {
 			detail = strings.Join(first(r.bad, 6), "; ")
 		}
 		fmt.Fprintf(&b, "  %-62s %8d  %s\n", r.name, len(r.bad), detail)
-	}
-	var split []string
-	for k := range s.splitBrain {
-		split = append(split, k)
-	}
-	sort.Strings(split)
-	fmt.Fprintf(&b, "  %-62s %8d  %s\n", "(info) one clone's domain running on two hosts at once", len(split),
-		"opt-in Reschedule off a host that was only away; removed when it returns")
-	for _, sb := range first(split, 3) {
-		fmt.Fprintf(&b, "      %s\n", sb)
 	}
 	for _, f := range first(failed, 6) {
 		fmt.Fprintf(&b, "  failed clone (accepted, reason shown to the user): %s\n", f)
@@ -222,6 +219,49 @@ func TestChaosSoak(t *testing.T) {
 	if failedAny {
 		t.Errorf("soak invariants violated (seed %d): see the table", seed)
 	}
+}
+
+// rescheduled counts the controller's RescheduledFromLostHost events in the soak namespace.
+func (s *soak) rescheduled(ctx context.Context) int {
+	var list eventsv1.EventList
+	if err := k8s.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		return -1
+	}
+	n := 0
+	for _, e := range list.Items {
+		if e.Reason == vmv1alpha1.ReasonRescheduled {
+			n++
+		}
+	}
+	return n
+}
+
+// counterTotal sums a counter of the agents' metrics over its labels (all agents of the soak
+// share the process's registry).
+func counterTotal(name string) float64 {
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		return -1
+	}
+	var sum float64
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
+}
+
+func splitBrain(seen map[string]bool) []string {
+	var out []string
+	for k := range seen {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func first(s []string, n int) []string {
@@ -408,17 +448,18 @@ func (s *soak) step(ctx context.Context) {
 		}
 		s.count("kill agent")
 	case n < 78:
-		// A host disappears: its agent is gone and its lease goes stale long enough for the
-		// controller to call it lost (and move the clones that opted in).
+		// A host is cut off: its agent runs on but reaches no API server, and its lease goes
+		// stale long enough for the controller to call it lost (and move the clones that
+		// opted in, which the agent must have fenced by then).
 		if s.presentHosts() < 2 {
 			return
 		}
 		h := s.presentHost()
-		h.killAgent()
+		h.net.Cut()
 		h.mu.Lock()
 		h.awayUntil = time.Now().Add(heartbeatGrace + rescheduleAfter + time.Duration(s.rng.Intn(4000))*time.Millisecond)
 		h.mu.Unlock()
-		s.count("host disappears")
+		s.count("host cut off")
 	default:
 		s.injectFault(ctx, list.Items)
 	}
@@ -461,9 +502,7 @@ func (s *soak) returnHosts() {
 		}
 		h.mu.Unlock()
 		if back {
-			if err := h.startAgent(); err != nil {
-				s.t.Fatal(err)
-			}
+			h.net.Restore()
 		}
 	}
 }
