@@ -10,6 +10,7 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/config"
@@ -100,9 +101,31 @@ type host struct {
 	// awayUntil is set while the host is cut off: its agent runs on, but none of its API
 	// requests gets through (no lease renewal), so it must fence.
 	awayUntil time.Time
+	// cuts are the host's absences so far, from the cut to its return.
+	cuts []cut
 	// net is the host's link to the API server.
 	net *sim.Network
+	// skew is how far the host's clock is off (its agent's clock, every time it writes):
+	// liveness must not depend on it.
+	skew time.Duration
 }
+
+// cut is one absence. A long one holds off controller kills, so the controller sees the
+// host silent for its whole reschedule delay and moves the host's Reschedule clones.
+type cut struct {
+	from, to time.Time
+	long     bool
+}
+
+// skewedClock is a dom0 clock set wrong by a constant: ticks and timers run at the real
+// rate, only the time read is off.
+type skewedClock struct {
+	clock.RealClock
+	skew time.Duration
+}
+
+func (c skewedClock) Now() time.Time                  { return time.Now().Add(c.skew) }
+func (c skewedClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
 
 func newHost(ctx context.Context, name string) (*host, error) {
 	h, err := sim.NewHost(ctx, name, filepath.Join(workDir, name), sim.HostOptions{
@@ -134,6 +157,7 @@ func (h *host) startAgent() error {
 		RenewInterval: renewInterval, FenceAfter: fenceAfter, ShutdownGrace: 2 * time.Second, UsageResync: 2 * time.Second,
 		CommandTimeout: 5 * time.Second,
 		OrphanInterval: 500 * time.Millisecond, OrphanGrace: orphanGrace,
+		Clock: skewedClock{skew: h.skew},
 	}); err != nil {
 		return fmt.Errorf("agent %s: %w", h.name, err)
 	}

@@ -61,6 +61,10 @@ type soak struct {
 	next    int
 	// reschedule: some clones opt in to moving off a lost host.
 	reschedule bool
+	// apiDown are the kube-apiserver's restarts; falseLoss the hosts called lost while
+	// neither they were cut off nor the API server was down.
+	apiDown   []cut
+	falseLoss map[string]bool
 }
 
 func (s *soak) count(k string) { s.counts[k]++ }
@@ -74,20 +78,19 @@ func TestChaosSoak(t *testing.T) {
 	if seed == 0 {
 		seed = time.Now().UnixNano()
 	}
-	// The short (CI) run leaves the opt-in Reschedule out until the bug reproduced by
-	// TestRescheduledCloneThatFindsNoHostCanBeDeleted is fixed: a kube-apiserver restart makes
-	// every host look lost at once, and the clones it unbinds then leak (an intermittent red CI
-	// for everyone). The long run keeps it; -soak.reschedule forces either way.
-	reschedule := mode == "long"
+	// Both runs have clones that opt in to Reschedule, so CI sees agents fence and the
+	// split-brain invariant has something to catch; -soak.reschedule=false leaves them out.
+	reschedule := true
 	if *soakReschedule != "" {
 		reschedule = *soakReschedule == "true"
 	}
-	fmt.Printf("soak: %s run, chaos phase %s, %d hosts, reschedule %v, seed %d (replay with -soak.seed=%d)\n", mode, chaos, *soakHosts, reschedule, seed, seed)
+	fmt.Printf("soak: %s run, chaos phase %s, %d hosts (clocks xen-a %+v, xen-b %+v), reschedule %v, seed %d (replay with -soak.seed=%d)\n",
+		mode, chaos, *soakHosts, *soakSkew, -*soakSkew, reschedule, seed, seed)
 	ctx := context.Background()
 	s := &soak{
 		t: t, rng: rand.New(rand.NewSource(seed)), counts: map[string]int{},
 		seen: map[types.UID]string{}, running: map[types.UID]string{},
-		planted: map[string]map[string]lvm.LV{}, origins: map[string]lvm.LV{}, splitBrain: map[string]bool{},
+		planted: map[string]map[string]lvm.LV{}, origins: map[string]lvm.LV{}, splitBrain: map[string]bool{}, falseLoss: map[string]bool{},
 		reschedule: reschedule,
 	}
 	t.Cleanup(s.stopAll)
@@ -96,6 +99,12 @@ func TestChaosSoak(t *testing.T) {
 		h, err := newHost(ctx, fmt.Sprintf("xen-%c", 'a'+i))
 		if err != nil {
 			t.Fatal(err)
+		}
+		switch i {
+		case 0:
+			h.skew = *soakSkew
+		case 1:
+			h.skew = -*soakSkew
 		}
 		s.hosts = append(s.hosts, h)
 		s.plant(ctx, h)
@@ -141,7 +150,7 @@ func TestChaosSoak(t *testing.T) {
 	s.faultsOff(ctx)
 	for _, h := range s.hosts {
 		h.mu.Lock()
-		h.awayUntil = time.Time{}
+		h.back()
 		h.mu.Unlock()
 		h.net.Restore()
 		// A restart also frees a worker that an injected `xl create` hang still holds.
@@ -161,6 +170,7 @@ func TestChaosSoak(t *testing.T) {
 	tmpl := s.templateChanged(ctx)
 	tmplStuck := s.deleteTemplates(ctx, time.Minute)
 	restored := s.originsRestored(ctx, time.Minute)
+	falseMoves, movedFrom := s.movesOffLiveHosts(ctx)
 
 	// The table.
 	kills := s.counts["kill controller"] + s.counts["kill agent"] + s.counts["restart kube-apiserver"]
@@ -175,8 +185,9 @@ func TestChaosSoak(t *testing.T) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	fmt.Fprintf(&b, "  fencing: %d clones moved off a lost host, %d domains fenced by cut-off agents, %d rebound copies destroyed on return\n",
-		s.rescheduled(ctx), int(counterTotal("xenclone_hostagent_fenced_domains_total")), int(counterTotal("xenclone_hostagent_duplicates_stopped_total")))
+	fmt.Fprintf(&b, "  fencing: %d clones moved off a lost host (%d moves held: widespread loss), %d domains fenced by cut-off agents, %d rebound copies destroyed on return\n",
+		s.events(ctx, vmv1alpha1.ReasonRescheduled), s.events(ctx, vmv1alpha1.ReasonReschedulePaused),
+		int(counterTotal("xenclone_hostagent_fenced_domains_total")), int(counterTotal("xenclone_hostagent_duplicates_stopped_total")))
 	fmt.Fprintf(&b, "  operations and faults:")
 	for _, k := range keys {
 		fmt.Fprintf(&b, " %s=%d;", k, s.counts[k])
@@ -198,7 +209,9 @@ func TestChaosSoak(t *testing.T) {
 		{"VMClone finalizer stuck after delete", stuck, ""},
 		{"VMTemplate stuck after its clones are gone", tmplStuck, ""},
 		{"MAC or UUID shared by two clones", s.dupes, "sampled during the run and at the end"},
-		{"one clone's domain running on two hosts at once", splitBrain(s.splitBrain), "sampled; a cut-off host fences its Reschedule clones before they move"},
+		{"one clone's domain running on two hosts at once", sortedKeys(s.splitBrain), "sampled; a cut-off host fences its Reschedule clones before they move"},
+		{"host called lost while reachable (two clocks minutes off)", sortedKeys(s.falseLoss), "sampled; liveness is judged on the controller's clock"},
+		{"clone moved off a host that was not cut off (skewed clocks)", falseMoves, "moved off each host: " + movedFrom},
 	}
 	failedAny := false
 	for _, r := range rows {
@@ -221,19 +234,133 @@ func TestChaosSoak(t *testing.T) {
 	}
 }
 
-// rescheduled counts the controller's RescheduledFromLostHost events in the soak namespace.
-func (s *soak) rescheduled(ctx context.Context) int {
+// events counts the events with a reason in the soak namespace (a series counts its repeats).
+func (s *soak) events(ctx context.Context, reason string) int {
 	var list eventsv1.EventList
 	if err := k8s.List(ctx, &list, client.InNamespace(ns)); err != nil {
 		return -1
 	}
 	n := 0
 	for _, e := range list.Items {
-		if e.Reason == vmv1alpha1.ReasonRescheduled {
-			n++
+		if e.Reason != reason {
+			continue
+		}
+		n++
+		if e.Series != nil {
+			n += int(e.Series.Count) - 1
 		}
 	}
 	return n
+}
+
+// sampleHostLoss checks every host the controller calls lost (XenHost Ready Unknown,
+// HeartbeatLost; the transition time is the controller's clock) against the host's cuts and
+// the API server's restarts. Anything else is a live host called dead: what judging by the
+// agent's renewTime does to a host whose clock is behind.
+func (s *soak) sampleHostLoss(ctx context.Context) {
+	var xhs vmv1alpha1.XenHostList
+	if err := k8s.List(ctx, &xhs); err != nil {
+		return
+	}
+	// The controller may mark a loss a moment after the host is back, before it has seen the
+	// first renewal since; after an API server restart the agents' watches and renewals take
+	// a few seconds to resume.
+	const lag = 15 * time.Second
+	excused := func(at time.Time, cuts []cut) bool {
+		for _, c := range cuts {
+			if !at.Before(c.from.Add(-time.Second)) && (c.to.IsZero() || at.Before(c.to.Add(lag))) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, h := range s.hosts {
+		for _, xh := range xhs.Items {
+			if xh.Name != h.name {
+				continue
+			}
+			c := meta.FindStatusCondition(xh.Status.Conditions, vmv1alpha1.ConditionReady)
+			if c == nil || c.Status != metav1.ConditionUnknown || c.Reason != vmv1alpha1.ReasonHeartbeatLost {
+				continue
+			}
+			at := c.LastTransitionTime.Time
+			h.mu.Lock()
+			ok := excused(at, h.cuts)
+			h.mu.Unlock()
+			if !ok && !excused(at, s.apiDown) {
+				label := h.name
+				if h.skew != 0 {
+					label += fmt.Sprintf(" (clock %+v)", h.skew)
+				}
+				s.falseLoss[fmt.Sprintf("%s lost at %s", label, at.Format("15:04:05"))] = true
+			}
+		}
+	}
+}
+
+// back ends the host's absence (h.mu held).
+func (h *host) back() {
+	h.awayUntil = time.Time{}
+	if n := len(h.cuts); n > 0 && h.cuts[n-1].to.IsZero() {
+		h.cuts[n-1].to = time.Now()
+	}
+}
+
+// movesOffLiveHosts checks every RescheduledFromLostHost event against the hosts' absences.
+// Only a cut-off host stays silent for heartbeatGrace + rescheduleAfter (an agent kill lasts
+// under a second, a kube-apiserver restart under five), so a move off a host that was not
+// away at the time is a live host called dead: what judging liveness by the agent's clock does
+// to the host whose clock is behind. It also tells how many clones left each host, so a run
+// shows the host whose clock is ahead is still called dead when it is cut off.
+func (s *soak) movesOffLiveHosts(ctx context.Context) (bad []string, perHost string) {
+	var list eventsv1.EventList
+	if err := k8s.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		return []string{"list events: " + err.Error()}, ""
+	}
+	// The controller may act on a loss a moment after the host is back: it has not yet seen
+	// the first renewal since.
+	const lag = 10 * time.Second
+	moved := map[string]int{}
+	for _, e := range list.Items {
+		if e.Reason != vmv1alpha1.ReasonRescheduled {
+			continue
+		}
+		var node string
+		if _, err := fmt.Sscanf(e.Note, "host %s has been lost", &node); err != nil {
+			bad = append(bad, fmt.Sprintf("%s: unexpected note %q", e.Regarding.Name, e.Note))
+			continue
+		}
+		at := e.EventTime.Time
+		if e.Series != nil {
+			at = e.Series.LastObservedTime.Time
+		}
+		moved[node]++
+		away := false
+		for _, h := range s.hosts {
+			if h.name != node {
+				continue
+			}
+			h.mu.Lock()
+			for _, c := range h.cuts {
+				if !at.Before(c.from) && (c.to.IsZero() || at.Before(c.to.Add(lag))) {
+					away = true
+				}
+			}
+			h.mu.Unlock()
+		}
+		if !away {
+			bad = append(bad, fmt.Sprintf("%s off %s at %s", e.Regarding.Name, node, at.Format("15:04:05")))
+		}
+	}
+	var parts []string
+	for _, h := range s.hosts {
+		label := h.name
+		if h.skew != 0 {
+			label += fmt.Sprintf(" (clock %+v)", h.skew)
+		}
+		parts = append(parts, fmt.Sprintf("%s %d", label, moved[h.name]))
+	}
+	return bad, strings.Join(parts, ", ")
 }
 
 // counterTotal sums a counter of the agents' metrics over its labels (all agents of the soak
@@ -255,7 +382,7 @@ func counterTotal(name string) float64 {
 	return sum
 }
 
-func splitBrain(seen map[string]bool) []string {
+func sortedKeys(seen map[string]bool) []string {
 	var out []string
 	for k := range seen {
 		out = append(out, k)
@@ -428,6 +555,9 @@ func (s *soak) step(ctx context.Context) {
 		apiErr(k8s.Patch(ctx, pool, patch))
 		s.count("scale pool")
 	case n < 67:
+		if s.longCut() {
+			return
+		}
 		s.ctl.kill()
 		time.Sleep(time.Duration(s.rng.Intn(1500)) * time.Millisecond)
 		ctl, err := startController()
@@ -456,13 +586,37 @@ func (s *soak) step(ctx context.Context) {
 		}
 		h := s.presentHost()
 		h.net.Cut()
+		away := heartbeatGrace + rescheduleAfter + time.Duration(s.rng.Intn(4000))*time.Millisecond
+		// A controller restart starts its view of every host afresh (it cannot know how long
+		// a host was silent before), and restarts come every few seconds here: half the cuts
+		// hold them off and last longer, so clones do move. Only a host alone away is cut long:
+		// with two of three hosts away the controller pauses all moves (widespread loss).
+		long := s.rng.Intn(2) == 0 && s.presentHosts() == len(s.hosts)
+		if long {
+			away += 6 * time.Second
+		}
 		h.mu.Lock()
-		h.awayUntil = time.Now().Add(heartbeatGrace + rescheduleAfter + time.Duration(s.rng.Intn(4000))*time.Millisecond)
+		h.awayUntil = time.Now().Add(away)
+		h.cuts = append(h.cuts, cut{from: time.Now(), long: long})
 		h.mu.Unlock()
 		s.count("host cut off")
 	default:
 		s.injectFault(ctx, list.Items)
 	}
+}
+
+// longCut tells whether a host is away on a long cut.
+func (s *soak) longCut() bool {
+	for _, h := range s.hosts {
+		h.mu.Lock()
+		n := len(h.cuts)
+		long := !h.awayUntil.IsZero() && n > 0 && h.cuts[n-1].long
+		h.mu.Unlock()
+		if long {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *soak) presentHosts() int {
@@ -498,7 +652,7 @@ func (s *soak) returnHosts() {
 		h.mu.Lock()
 		back := !h.awayUntil.IsZero() && time.Now().After(h.awayUntil)
 		if back {
-			h.awayUntil = time.Time{}
+			h.back()
 		}
 		h.mu.Unlock()
 		if back {
@@ -508,9 +662,11 @@ func (s *soak) returnHosts() {
 }
 
 func (s *soak) restartAPI() {
+	from := time.Now()
 	if err := restartAPIServer(time.Duration(1+s.rng.Intn(3)) * time.Second); err != nil {
 		s.t.Fatal(err)
 	}
+	s.apiDown = append(s.apiDown, cut{from: from, to: time.Now()})
 	s.count("restart kube-apiserver")
 }
 
@@ -606,6 +762,7 @@ func (s *soak) sample(ctx context.Context) {
 			runningOn[d.Name] = h.name
 		}
 	}
+	s.sampleHostLoss(ctx)
 	for _, c := range list.Items {
 		key := c.Namespace + "/" + c.Name
 		s.seen[c.UID] = key

@@ -30,12 +30,12 @@ import (
 // managers', the test's) reconnects on its own; etcd is never restarted and keeps the data.
 
 var (
-	soakDuration = flag.Duration("soak.duration", 0, "length of the chaos phase; 0 runs the short CI version (~60s of chaos, under 3 minutes in all)")
-	soakSeed     = flag.Int64("soak.seed", 0, "random seed; 0 picks one from the clock (printed, so a run can be replayed)")
-	soakHosts    = flag.Int("soak.hosts", 3, "simulated Xen hosts")
-	soakClones   = flag.Int("soak.clones", 18, "most standalone clones alive at once")
-	// "" = on in long runs, off in the short one (see TestChaosSoak).
-	soakReschedule = flag.String("soak.reschedule", "", "true/false: some clones opt in to Reschedule off a lost host")
+	soakDuration   = flag.Duration("soak.duration", 0, "length of the chaos phase; 0 runs the short CI version (~60s of chaos, under 3 minutes in all)")
+	soakSeed       = flag.Int64("soak.seed", 0, "random seed; 0 picks one from the clock (printed, so a run can be replayed)")
+	soakHosts      = flag.Int("soak.hosts", 3, "simulated Xen hosts")
+	soakClones     = flag.Int("soak.clones", 18, "most standalone clones alive at once")
+	soakReschedule = flag.String("soak.reschedule", "", "true/false: some clones opt in to Reschedule off a lost host (default true)")
+	soakSkew       = flag.Duration("soak.skew", 5*time.Minute, "the first host's clock runs this far ahead and the second's this far behind (0: all clocks right)")
 )
 
 var (
