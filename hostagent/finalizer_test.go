@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	. "github.com/onsi/gomega"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
@@ -26,12 +27,21 @@ func TestFinalizerReleaseKeepsAFinalizerAddedMeanwhile(t *testing.T) {
 	read := &vmv1alpha1.VMClone{}
 	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(c), read)).To(Succeed())
 
-	// Another writer adds its finalizer between the agent's read and its write.
-	cur := &vmv1alpha1.VMClone{}
-	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(c), cur)).To(Succeed())
-	patch := client.MergeFromWithOptions(cur.DeepCopy(), client.MergeFromWithOptimisticLock{})
-	cur.Finalizers = append(cur.Finalizers, "example.com/added-meanwhile")
-	g.Expect(k8sClient.Patch(ctx, cur, patch)).To(Succeed())
+	// Another writer adds its finalizer between the agent's read and its write. It retries on
+	// a conflict, as any writer with an optimistic lock must: the controller writes the
+	// clone's status (no such template) at any moment.
+	setFinalizers := func(edit func([]string) []string) {
+		g.Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			cur := &vmv1alpha1.VMClone{}
+			if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(c), cur); err != nil {
+				return err
+			}
+			patch := client.MergeFromWithOptions(cur.DeepCopy(), client.MergeFromWithOptimisticLock{})
+			cur.Finalizers = edit(cur.Finalizers)
+			return k8sClient.Patch(ctx, cur, patch)
+		})).To(Succeed())
+	}
+	setFinalizers(func(f []string) []string { return append(f, "example.com/added-meanwhile") })
 
 	g.Expect(hostagent.RemoveFinalizer(ctx, k8sClient, read)).To(Succeed())
 	got := &vmv1alpha1.VMClone{}
@@ -39,8 +49,6 @@ func TestFinalizerReleaseKeepsAFinalizerAddedMeanwhile(t *testing.T) {
 	g.Expect(got.Finalizers).To(ConsistOf("example.com/before", "example.com/added-meanwhile"))
 
 	// Let the test's clone go.
-	patch = client.MergeFromWithOptions(got.DeepCopy(), client.MergeFromWithOptimisticLock{})
-	got.Finalizers = nil
-	g.Expect(k8sClient.Patch(ctx, got, patch)).To(Succeed())
+	setFinalizers(func([]string) []string { return nil })
 	g.Expect(k8sClient.Delete(ctx, got)).To(Succeed())
 }
