@@ -103,6 +103,7 @@ func runHostAgent(ctx context.Context, o *hostagentOptions) error {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 newScheme(),
 		Cache:                  hostagent.CacheOptions(o.nodeName),
+		MapperProvider:         hostagent.MapperProvider,
 		Metrics:                metricsserver.Options{BindAddress: o.metricsAddr},
 		HealthProbeBindAddress: o.probeAddr,
 	})

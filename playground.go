@@ -214,7 +214,7 @@ func startSimulatedHosts(ctx context.Context, cfg *rest.Config, o *playgroundOpt
 			return fmt.Errorf("simulated host %s: %w", name, err)
 		}
 		mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-			Scheme: newScheme(), Cache: hostagent.CacheOptions(name),
+			Scheme: newScheme(), Cache: hostagent.CacheOptions(name), MapperProvider: hostagent.MapperProvider,
 			Metrics: metricsserver.Options{BindAddress: "0"},
 		})
 		if err != nil {

@@ -123,7 +123,7 @@ func runAgents(ctx context.Context, kubeconfig, dir, xl string, n, conc int, sta
 			return fmt.Errorf("simulated host %s: %w", name, err)
 		}
 		mgr, err := ctrl.NewManager(rest.CopyConfig(cfg), ctrl.Options{
-			Scheme: newScheme(), Cache: hostagent.CacheOptions(name),
+			Scheme: newScheme(), Cache: hostagent.CacheOptions(name), MapperProvider: hostagent.MapperProvider,
 			Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
 		})
 		if err != nil {

@@ -3,6 +3,7 @@ package hostagent
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"k8s.io/apimachinery/pkg/fields"
@@ -51,6 +52,11 @@ type Options struct {
 	// CapacityReportInterval is the least time between two XenHost capacity reports (default
 	// 3 s): the pokes of a burst of clones coalesce into one.
 	CapacityReportInterval time.Duration
+
+	// FenceJournal is where the agent keeps, on the host, its last renewal and the domains it
+	// would fence, so an agent restarted while cut off still fences (default: fence-journal.json
+	// beside Host.ConfigDir).
+	FenceJournal string
 
 	// fenceClock, if set, is the fence clock instead of Clock (tests step it alone).
 	fenceClock clock.WithTicker
@@ -120,13 +126,19 @@ func SetupWithManager(mgr ctrl.Manager, o Options) error {
 	host := view.Host(o.Host)
 	recorder := mgr.GetEventRecorder("xenclone-hostagent")
 	// The fencer destroys through the shared view, so the reconciler's next look sees it.
+	if o.FenceJournal == "" {
+		o.FenceJournal = filepath.Join(filepath.Dir(o.Host.ConfigDir), "fence-journal.json")
+	}
 	fencer := NewFencer(&Fencer{
 		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), NodeName: o.NodeName, Hypervisor: view, ConfigDir: o.Host.ConfigDir,
-		FenceAfter: o.FenceAfter, Interval: o.RenewInterval, Clock: o.fenceClock, Recorder: recorder,
+		Journal: o.FenceJournal, FenceAfter: o.FenceAfter, Interval: o.RenewInterval, Clock: o.fenceClock, Recorder: recorder,
 		wakeClones: make(chan event.GenericEvent, 256),
 	})
 	if err := mgr.Add(fencer); err != nil {
 		return fmt.Errorf("add fencer: %w", err)
+	}
+	if err := mgr.Add(&journalFencer{f: fencer, cache: mgr.GetCache()}); err != nil {
+		return fmt.Errorf("add journal fencer: %w", err)
 	}
 	reporter := &HostReporter{
 		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), NodeName: o.NodeName, Host: host, LeaseNamespace: o.LeaseNamespace,

@@ -61,7 +61,9 @@ type Fencer struct {
 	// reconciler would read next.
 	Hypervisor Hypervisor
 	// ConfigDir holds the xl.cfg files the agent wrote (the rebound-copy sweep reads them).
-	ConfigDir  string
+	ConfigDir string
+	// Journal is the fence journal's path on the host (fencejournal.go); "" keeps none.
+	Journal    string
 	FenceAfter time.Duration
 	// Interval is how often the fence clock is looked at (the renew interval).
 	Interval time.Duration
@@ -75,6 +77,11 @@ type Fencer struct {
 	// lastRenewal is the send time of the last heartbeat renewal that succeeded; the agent's
 	// start before the first one.
 	lastRenewal time.Time
+	// renewed: a renewal succeeded since the agent started; journaled is the last renewal
+	// written to the journal.
+	renewed         bool
+	journaled       time.Time
+	journaledClones []journalClone
 	// fencedAt is when the fence clock last ran out; zero while it has not, or since a
 	// renewal succeeded again.
 	fencedAt time.Time
@@ -132,6 +139,7 @@ func (f *Fencer) Renewed(start time.Time) {
 	if start.After(f.lastRenewal) {
 		f.lastRenewal = start
 	}
+	f.renewed = true
 	f.mu.Unlock()
 	f.poke()
 }
@@ -202,6 +210,7 @@ func (f *Fencer) check(ctx context.Context) {
 		f.fence(ctx, since, now)
 		return
 	}
+	f.journal(ctx)
 	f.mu.Lock()
 	start := !f.confirming && len(f.held) > 0
 	if start {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -144,6 +146,72 @@ func TestAgentFencesRescheduleClonesWhenCutOff(t *testing.T) {
 		g.Expect(evs[0].Note).To(And(ContainSubstring("fence-after 30s"), ContainSubstring("still bound here")))
 	}, timeout, 200*time.Millisecond).Should(Succeed())
 	g.Expect(eventsOf(g, staying, vmv1alpha1.ReasonFenced)).To(BeEmpty())
+}
+
+// TestAgentRestartedWhileCutOffFences: an agent restarted while its host is cut off never
+// syncs its cache, so only the fence journal it kept on the host tells it what to fence. It
+// destroys the Reschedule clone's domain fence-after after the last renewal before the restart
+// (not a fresh fence-after from its start: by then the controller may have moved the clone),
+// leaves the other clone running, and once the network is back and a live read shows the clone
+// still bound here, starts it again. Without the journal nothing is fenced at all.
+func TestAgentRestartedWhileCutOffFences(t *testing.T) {
+	g := NewWithT(t)
+	const node = "xen-b"
+	const fenceAfter = 30 * time.Second
+	net := &sim.Network{}
+	fenceClock := clocktesting.NewFakeClock(time.Now())
+	journal := filepath.Join(filepath.Dir(hosts[node].AgentHost().ConfigDir), "fence-journal.json")
+	edit := func(o *hostagent.Options) {
+		o.FenceAfter = fenceAfter
+		hostagent.SetFenceClock(o, fenceClock)
+	}
+	replaceAgent(t, node, net, edit)
+	// The journal holds the fake clock's times: the suite's next agent must not read them.
+	t.Cleanup(func() { _ = os.Remove(journal) })
+	template(t, "tpl-journal")
+	ns := newNamespace(t)
+	const label = "test.xenclone.dev/journal"
+	labelHost(t, node, label)
+	moving := clone(t, ns, "moving", "tpl-journal", func(c *vmv1alpha1.VMClone) {
+		c.Spec.Placement = &vmv1alpha1.Placement{OnNodeLost: vmv1alpha1.NodeLostReschedule,
+			HostSelector: &metav1.LabelSelector{MatchLabels: map[string]string{label: "true"}}}
+	})
+	staying := clone(t, ns, "staying", "tpl-journal", func(c *vmv1alpha1.VMClone) {
+		c.Spec.Placement = &vmv1alpha1.Placement{NodeName: node}
+	})
+	moving, staying = waitPhase(t, moving, vmv1alpha1.PhaseRunning), waitPhase(t, staying, vmv1alpha1.PhaseRunning)
+	g.Eventually(func() (string, error) {
+		b, err := os.ReadFile(journal)
+		return string(b), err
+	}, timeout, 100*time.Millisecond).Should(And(ContainSubstring(string(moving.UID)), Not(ContainSubstring(string(staying.UID)))),
+		"a renewal after the binding writes the Reschedule clone, and only it, to the journal")
+	first, _ := domainOf(t, moving)
+
+	net.Cut()
+	killAgent(node)
+	g.Expect(startAgentWith(context.Background(), node, hosts[node].AgentHost(), net.Config(restCfg), edit)).To(Succeed())
+	fenceClock.Step(fenceAfter / 2)
+	g.Consistently(func() bool { return running(t, node, moving) }, 2*time.Second, 100*time.Millisecond).Should(BeTrue(),
+		"half a fence-after since the last renewal: nothing yet")
+	fenceClock.Step(fenceAfter / 2)
+	g.Eventually(func() bool {
+		d, found := domainOf(t, moving)
+		return !found || d.ID != first.ID
+	}, 10*time.Second, 100*time.Millisecond).Should(BeTrue(), "fence-after since the last renewal before the restart: destroyed from the journal")
+	g.Expect(running(t, node, staying)).To(BeTrue(), "a clone that did not opt in keeps running")
+	g.Consistently(func() bool { return running(t, node, moving) }, 2*time.Second, 100*time.Millisecond).Should(BeFalse())
+
+	net.Restore()
+	g.Eventually(func() bool { return running(t, node, moving) }, timeout, 200*time.Millisecond).Should(BeTrue(),
+		"the API server answers and the clone is still bound here: it runs again")
+	g.Eventually(func(g Gomega) {
+		got := get(g, moving)
+		g.Expect(got.Status.NodeName).To(Equal(node))
+		evs := eventsOf(g, got, vmv1alpha1.ReasonFenced)
+		g.Expect(evs).NotTo(BeEmpty(), "the fence is told once the API server answers")
+		g.Expect(evs[0].Note).To(ContainSubstring("still bound here"))
+	}, timeout, 200*time.Millisecond).Should(Succeed())
+	g.Expect(running(t, node, staying)).To(BeTrue())
 }
 
 // TestReboundCopyDestroyedAtOnce: a clone running here that gets bound to another host (as a

@@ -56,7 +56,7 @@ func startAgent(ctx context.Context, name string, host hostagent.Host) error {
 // and options changed by edit (if not nil).
 func startAgentWith(ctx context.Context, name string, host hostagent.Host, cfg *rest.Config, edit func(*hostagent.Options)) error {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: testScheme, Metrics: metricsserver.Options{BindAddress: "0"},
-		Cache: hostagent.CacheOptions(name)})
+		Cache: hostagent.CacheOptions(name), MapperProvider: hostagent.MapperProvider})
 	if err != nil {
 		return err
 	}

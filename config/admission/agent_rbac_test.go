@@ -55,7 +55,7 @@ func TestAgentRunsUnderItsGeneratedRBAC(t *testing.T) {
 		Extra:    map[string][]string{nodeExtra: {node}},
 	}
 	mgr, err := ctrl.NewManager(agentCfg, ctrl.Options{
-		Scheme: scheme, Cache: hostagent.CacheOptions(node),
+		Scheme: scheme, Cache: hostagent.CacheOptions(node), MapperProvider: hostagent.MapperProvider,
 		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})

@@ -147,6 +147,7 @@ func (h *host) startAgent() error {
 	mgr, err := ctrl.NewManager(h.net.Config(cfg), func() ctrl.Options {
 		o := managerOptions()
 		o.Cache = hostagent.CacheOptions(h.name)
+		o.MapperProvider = hostagent.MapperProvider
 		return o
 	}())
 	if err != nil {

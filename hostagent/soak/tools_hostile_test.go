@@ -60,7 +60,12 @@ func TestAgentOnGarbageLVM(t *testing.T) {
 
 	host := h.AgentHost()
 	host.Storage = hostagent.LVMStorage{LVM: &lvm.Client{Binary: bin}}
-	mgr, err := ctrl.NewManager(cfg, func() ctrl.Options { o := managerOptions(); o.Cache = hostagent.CacheOptions(node); return o }())
+	mgr, err := ctrl.NewManager(cfg, func() ctrl.Options {
+		o := managerOptions()
+		o.Cache = hostagent.CacheOptions(node)
+		o.MapperProvider = hostagent.MapperProvider
+		return o
+	}())
 	must(err)
 	must(hostagent.SetupWithManager(mgr, hostagent.Options{NodeName: node, Host: host, LeaseNamespace: leaseNamespace,
 		RenewInterval: time.Second, ShutdownGrace: time.Second, OrphanInterval: time.Second, OrphanGrace: time.Second}))
