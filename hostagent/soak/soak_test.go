@@ -65,6 +65,9 @@ type soak struct {
 	// neither they were cut off nor the API server was down.
 	apiDown   []cut
 	falseLoss map[string]bool
+	// lost are the disks removed out of band; newDisks the clones that got one back unasked.
+	lost     []lostVolume
+	newDisks map[string]bool
 }
 
 func (s *soak) count(k string) { s.counts[k]++ }
@@ -90,7 +93,7 @@ func TestChaosSoak(t *testing.T) {
 	s := &soak{
 		t: t, rng: rand.New(rand.NewSource(seed)), counts: map[string]int{},
 		seen: map[types.UID]string{}, running: map[types.UID]string{},
-		planted: map[string]map[string]lvm.LV{}, origins: map[string]lvm.LV{}, splitBrain: map[string]bool{}, falseLoss: map[string]bool{},
+		planted: map[string]map[string]lvm.LV{}, origins: map[string]lvm.LV{}, splitBrain: map[string]bool{}, falseLoss: map[string]bool{}, newDisks: map[string]bool{},
 		reschedule: reschedule,
 	}
 	t.Cleanup(s.stopAll)
@@ -210,6 +213,7 @@ func TestChaosSoak(t *testing.T) {
 		{"VMTemplate stuck after its clones are gone", tmplStuck, ""},
 		{"MAC or UUID shared by two clones", s.dupes, "sampled during the run and at the end"},
 		{"one clone's domain running on two hosts at once", sortedKeys(s.splitBrain), "sampled; a cut-off host fences its Reschedule clones before they move"},
+		{"disk lost out of band replaced without a reset (silent new disk)", sortedKeys(s.newDisks), fmt.Sprintf("%d disks removed behind the agent; sampled", s.counts["fault: volume lost"])},
 		{"host called lost while reachable (two clocks minutes off)", sortedKeys(s.falseLoss), "sampled; liveness is judged on the controller's clock"},
 		{"clone moved off a host that was not cut off (skewed clocks)", falseMoves, "moved off each host: " + movedFrom},
 	}
@@ -674,7 +678,7 @@ var errInjected = errors.New("soak: injected fault")
 
 func (s *soak) injectFault(ctx context.Context, clones []vmv1alpha1.VMClone) {
 	h := s.hosts[s.rng.Intn(len(s.hosts))]
-	switch s.rng.Intn(7) {
+	switch s.rng.Intn(8) {
 	case 0:
 		h.sim.Storage.InjectFault("create", fmt.Errorf("%w: lvcreate: device-mapper: reload ioctl failed", errInjected))
 		s.count("fault: snapshot create fails")
@@ -713,6 +717,82 @@ func (s *soak) injectFault(ctx context.Context, clones []vmv1alpha1.VMClone) {
 	case 6:
 		h.sim.Storage.InjectFault("remove", fmt.Errorf("%w: lvremove: Logical volume in use", errInjected))
 		s.count("fault: snapshot remove fails")
+	case 7:
+		s.loseVolume(clones)
+	}
+}
+
+// lostVolume is a prepared clone whose disk the soak removed behind the agent's back.
+type lostVolume struct {
+	uid               types.UID
+	key, host         string
+	bindingGeneration int64
+	resetRequests     int64
+}
+
+// loseVolume removes a prepared clone's LV out of band (an administrator's lvremove -f, a
+// rebuilt VG). The agent must report VolumeLost and never take a new snapshot on its own.
+func (s *soak) loseVolume(clones []vmv1alpha1.VMClone) {
+	var prepared []vmv1alpha1.VMClone
+	for _, c := range clones {
+		if c.DeletionTimestamp.IsZero() && c.Status.Volume != nil && c.Status.Timestamps != nil && c.Status.Timestamps.VolumeReady != nil &&
+			c.Spec.ResetRequests == c.Status.ObservedResetRequests && c.Status.Phase != vmv1alpha1.PhaseResetting &&
+			c.Labels[vmv1alpha1.PoolLabel] == "" {
+			prepared = append(prepared, c)
+		}
+	}
+	if len(prepared) == 0 {
+		return
+	}
+	c := prepared[s.rng.Intn(len(prepared))]
+	for _, h := range s.hosts {
+		if h.name != c.Status.NodeName {
+			continue
+		}
+		if h.sim.Storage.LoseLV("vg0", filepath.Base(c.Status.Volume.Path)) == nil {
+			s.lost = append(s.lost, lostVolume{uid: c.UID, key: c.Namespace + "/" + c.Name, host: h.name,
+				bindingGeneration: c.Status.BindingGeneration, resetRequests: c.Spec.ResetRequests})
+			s.count("fault: volume lost")
+		}
+	}
+}
+
+// sampleNewDisks looks for a new disk under a clone whose disk was lost: same clone, same host,
+// same binding, no reset asked for since, and an LV of the clone there again. The soak alone
+// changes spec.resetRequests, in this goroutine, so reading the spec after the LVs cannot race.
+func (s *soak) sampleNewDisks(ctx context.Context) {
+	if len(s.lost) == 0 {
+		return
+	}
+	owned := map[string]map[types.UID]string{}
+	for _, h := range s.hosts {
+		rep, err := h.sim.Storage.Report(ctx, "vg0")
+		if err != nil {
+			return
+		}
+		owned[h.name] = map[types.UID]string{}
+		for _, lv := range rep.LVs {
+			if uid := lv.OwnerUID(); uid != "" {
+				owned[h.name][types.UID(uid)] = lv.Name
+			}
+		}
+	}
+	var list vmv1alpha1.VMCloneList
+	if err := k8s.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		return
+	}
+	byUID := map[types.UID]*vmv1alpha1.VMClone{}
+	for i := range list.Items {
+		byUID[list.Items[i].UID] = &list.Items[i]
+	}
+	for _, l := range s.lost {
+		c := byUID[l.uid]
+		if c == nil || c.Spec.ResetRequests != l.resetRequests || c.Status.BindingGeneration != l.bindingGeneration {
+			continue
+		}
+		if lv, ok := owned[l.host][l.uid]; ok {
+			s.newDisks[fmt.Sprintf("%s on %s: %s", l.key, l.host, lv)] = true
+		}
 	}
 }
 
@@ -763,6 +843,7 @@ func (s *soak) sample(ctx context.Context) {
 		}
 	}
 	s.sampleHostLoss(ctx)
+	s.sampleNewDisks(ctx)
 	for _, c := range list.Items {
 		key := c.Namespace + "/" + c.Name
 		s.seen[c.UID] = key
