@@ -571,16 +571,21 @@ func (s *soak) step(ctx context.Context) {
 		s.ctl = ctl
 		s.count("kill controller")
 	case n < 75:
-		h := s.presentHost()
-		if h == nil {
-			return
-		}
+		// Any host's agent, also one cut off: it starts without reaching the API server, so its
+		// cache never syncs and only its fence journal tells it what to fence.
+		h := s.hosts[s.rng.Intn(len(s.hosts))]
+		h.mu.Lock()
+		away := !h.awayUntil.IsZero()
+		h.mu.Unlock()
 		h.killAgent()
 		time.Sleep(time.Duration(s.rng.Intn(1000)) * time.Millisecond)
 		if err := h.startAgent(); err != nil {
 			s.t.Fatal(err)
 		}
 		s.count("kill agent")
+		if away {
+			s.count("kill agent while cut off")
+		}
 	case n < 78:
 		// A host is cut off: its agent runs on but reaches no API server, and its lease goes
 		// stale long enough for the controller to call it lost (and move the clones that
