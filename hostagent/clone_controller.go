@@ -906,8 +906,12 @@ func (r *CloneReconciler) stopDomain(ctx context.Context, s *cloneScope, why str
 			r.event(s.clone, corev1.EventTypeNormal, ReasonShuttingDown, "StopDomain", "asked domain %s to shut down (%s)", name, why)
 		}
 		cond = meta.FindStatusCondition(s.status.Conditions, vmv1alpha1.ConditionDomainRunning)
+		// The grace period starts when the request went out, not when this reconcile began
+		// (a slow xl list or shutdown before it would eat into the guest's grace), nor when an
+		// earlier DomainRunning=False began (a crashed guest's would leave none).
+		cond.LastTransitionTime = metav1.NewTime(r.Clock.Now())
 	}
-	step, wait := xen.NextStopStep(found, dom.State, cond.LastTransitionTime.Time, s.now.Time, r.ShutdownGrace)
+	step, wait := xen.NextStopStep(found, dom.State, cond.LastTransitionTime.Time, r.Clock.Now(), r.ShutdownGrace)
 	switch step {
 	case xen.StopWait:
 		// The domain watcher wakes the clone as soon as the guest has shut down; the
