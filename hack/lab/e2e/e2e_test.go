@@ -537,7 +537,7 @@ func (e *env) lvOf(c *vmv1alpha1.VMClone) lvInfo {
 }
 
 // expectNoLeftovers: no LV but the templates and pool, no domain but dom0, no guest mount or
-// loop device, no domain config, seed or lock file.
+// loop device, no domain config, seed or lock file, and a fence journal that names no clone.
 func (e *env) expectNoLeftovers() {
 	e.t.Helper()
 	out := e.lab.Sh(e.t, `echo "lvs: $(lvs --noheadings -o lv_name vg0 | tr -s ' \n' ' ')"
@@ -545,14 +545,17 @@ echo "domains: $(xl list | awk 'NR>1 {print $1}' | tr '\n' ' ')"
 # /var/lib/xenclone/mnt itself stays: the agent's private bind mount (guest.ensurePrivateMntDir).
 echo "mounts: $(findmnt -rn -o TARGET | grep /var/lib/xenclone | grep -vcx /var/lib/xenclone/mnt)"
 echo "loops: $(losetup -n -l | wc -l)"
-echo "configs: $(find /var/lib/xenclone -type f | wc -l)"
+# The fence journal stays (the agent's own state, not a clone's); it must name no clone.
+echo "configs: $(find /var/lib/xenclone -type f ! -name fence-journal.json | wc -l)"
+echo "journal clones: $(grep -o '"uid"' /var/lib/xenclone/fence-journal.json | wc -l)"
 find /var/lib/xenclone -type f | head`)
 	e.t.Logf("dom0 after delete:\n%s", out)
 	g := NewWithT(e.t)
 	g.Expect(out).To(ContainSubstring("domains: Domain-0 \n"))
 	g.Expect(out).To(ContainSubstring("mounts: 0\n"))
 	g.Expect(out).To(ContainSubstring("loops: 0\n"))
-	g.Expect(out).To(ContainSubstring("configs: 0"))
+	g.Expect(out).To(ContainSubstring("configs: 0\n"))
+	g.Expect(out).To(ContainSubstring("journal clones: 0\n"))
 	lvs := strings.Fields(strings.TrimPrefix(strings.SplitN(out, "\n", 2)[0], "lvs:"))
 	g.Expect(lvs).To(ConsistOf("golden", "golden-thin", "golden-ext", "pool"), "LVs left in vg0")
 }
