@@ -239,7 +239,7 @@ func startCluster(ctx context.Context, o Options, work string) (*cluster, error)
 }
 
 // waitForHosts waits until every simulated host has reported its XenHost with the template
-// read-only and a heartbeat Lease.
+// usable (found, not refused; it turns read-only only at the first clone) and a heartbeat Lease.
 func (cl *cluster) waitForHosts(ctx context.Context, n int) error {
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
@@ -252,7 +252,7 @@ func (cl *cluster) waitForHosts(ctx context.Context, n int) error {
 		if cl.c.List(ctx, &hosts) == nil && cl.c.List(ctx, &leases, client.InNamespace(leaseNamespace)) == nil {
 			for _, h := range hosts.Items {
 				for _, t := range h.Status.Templates {
-					if t.Name == "debian12" && t.ReadOnly {
+					if t.Name == "debian12" && t.LVUUID != "" && t.Refused == "" {
 						ready++
 					}
 				}
