@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -81,7 +82,7 @@ type Fencer struct {
 	// written to the journal.
 	renewed         bool
 	journaled       time.Time
-	journaledClones []journalClone
+	journaledClones []fenceTarget
 	// fencedAt is when the fence clock last ran out; zero while it has not, or since a
 	// renewal succeeded again.
 	fencedAt time.Time
@@ -228,28 +229,65 @@ func (f *Fencer) check(ctx context.Context) {
 }
 
 // fence destroys the domains of the Reschedule clones bound here, as the cache last showed
-// them, each destroy with its own timeout and all in parallel.
+// them.
 func (f *Fencer) fence(ctx context.Context, since, now time.Time) {
 	clones, err := boundClones(ctx, f.Client, f.NodeName)
 	if err != nil {
 		log.FromContext(ctx).Error(err, "fence: list clones from the cache")
 		return
 	}
-	var wg sync.WaitGroup
+	f.stopTargets(ctx, fenceTargets(clones), since, now)
+}
+
+// fenceTarget is one clone a fence stops: what the cache shows, or the journal kept.
+type fenceTarget struct {
+	Namespace         string    `json:"namespace"`
+	Name              string    `json:"name"`
+	UID               types.UID `json:"uid"`
+	BindingGeneration int64     `json:"bindingGeneration"`
+	// UUID is the domain's UUID: a destroy checks it, so a namesake is never touched.
+	UUID    string   `json:"uuid"`
+	Domains []string `json:"domains"`
+}
+
+func (t fenceTarget) key() types.NamespacedName {
+	return types.NamespacedName{Namespace: t.Namespace, Name: t.Name}
+}
+
+func (t fenceTarget) equal(o fenceTarget) bool {
+	return t.UID == o.UID && t.BindingGeneration == o.BindingGeneration && t.UUID == o.UUID && slices.Equal(t.Domains, o.Domains)
+}
+
+// fenceTargets are the clones among clones a fence stops: those with onNodeLost: Reschedule
+// that have an identity (a domain to look for).
+func fenceTargets(clones []vmv1alpha1.VMClone) []fenceTarget {
+	var out []fenceTarget
 	for i := range clones {
 		c := &clones[i]
 		if !vmv1alpha1.ReschedulesOnNodeLoss(c) || c.Status.UUID == "" {
 			continue
 		}
-		f.hold(c, since, now)
+		out = append(out, fenceTarget{Namespace: c.Namespace, Name: c.Name, UID: c.UID,
+			BindingGeneration: c.Status.BindingGeneration, UUID: c.Status.UUID, Domains: hostDomainNames(c)})
+	}
+	return out
+}
+
+// stopTargets holds each target's clone (none starts again before a live read says it is
+// still bound here) and destroys its domains, each destroy with its own timeout and all in
+// parallel.
+func (f *Fencer) stopTargets(ctx context.Context, targets []fenceTarget, since, now time.Time) {
+	var wg sync.WaitGroup
+	for _, t := range targets {
+		h := f.hold(t, since, now)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			var name string
-			for _, n := range hostDomainNames(c) {
-				destroyed, err := f.destroy(ctx, n, c.Status.UUID)
+			for _, n := range t.Domains {
+				destroyed, err := f.destroy(ctx, n, t.UUID)
 				if err != nil {
-					log.FromContext(ctx).Error(err, "fence: destroy domain", "vmclone", client.ObjectKeyFromObject(c).String(), "domain", n)
+					log.FromContext(ctx).Error(err, "fence: destroy domain", "vmclone", t.key().String(), "domain", n)
 					continue
 				}
 				if destroyed {
@@ -261,11 +299,9 @@ func (f *Fencer) fence(ctx context.Context, since, now time.Time) {
 			}
 			fencedDomains.WithLabelValues(f.NodeName).Inc()
 			f.mu.Lock()
-			if h := f.held[client.ObjectKeyFromObject(c)]; h != nil {
-				h.destroyed = name
-			}
+			h.destroyed = name
 			f.mu.Unlock()
-			log.FromContext(ctx).Info("fenced: domain destroyed", "vmclone", client.ObjectKeyFromObject(c).String(), "domain", name,
+			log.FromContext(ctx).Info("fenced: domain destroyed", "vmclone", t.key().String(), "domain", name,
 				"lastRenewal", since, "fenceAfter", f.FenceAfter)
 		}()
 	}
@@ -294,15 +330,14 @@ func (f *Fencer) destroy(ctx context.Context, name, uuid string) (bool, error) {
 	return true, nil
 }
 
-// hold records that clone c is fenced, once.
-func (f *Fencer) hold(c *vmv1alpha1.VMClone, since, at time.Time) *fenceHold {
-	key := client.ObjectKeyFromObject(c)
+// hold records that target t's clone is fenced, once.
+func (f *Fencer) hold(t fenceTarget, since, at time.Time) *fenceHold {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	h := f.held[key]
-	if h == nil || h.uid != c.UID {
-		h = &fenceHold{uid: c.UID, bindingGeneration: c.Status.BindingGeneration, since: since, at: at}
-		f.held[key] = h
+	h := f.held[t.key()]
+	if h == nil || h.uid != t.UID {
+		h = &fenceHold{uid: t.UID, bindingGeneration: t.BindingGeneration, since: since, at: at}
+		f.held[t.key()] = h
 	}
 	return h
 }

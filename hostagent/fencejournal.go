@@ -20,14 +20,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sync"
 	"time"
 
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
-	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
+	"github.com/xenclone/xenclone/hostagent/atomicfile"
 )
 
 // fenceJournal is the file's content.
@@ -35,17 +33,7 @@ type fenceJournal struct {
 	// LastRenewal is the send time of the last renewal that succeeded, on the agent's clock.
 	LastRenewal time.Time `json:"lastRenewal"`
 	// Clones are the clones with onNodeLost: Reschedule bound here at that renewal.
-	Clones []journalClone `json:"clones"`
-}
-
-type journalClone struct {
-	Namespace         string    `json:"namespace"`
-	Name              string    `json:"name"`
-	UID               types.UID `json:"uid"`
-	BindingGeneration int64     `json:"bindingGeneration"`
-	// UUID is the domain's UUID: a destroy checks it, so a namesake is never touched.
-	UUID    string   `json:"uuid"`
-	Domains []string `json:"domains"`
+	Clones []fenceTarget `json:"clones"`
 }
 
 func readFenceJournal(path string) (fenceJournal, bool, error) {
@@ -63,7 +51,7 @@ func readFenceJournal(path string) (fenceJournal, bool, error) {
 	return j, true, nil
 }
 
-// writeFenceJournal replaces the file in one rename, so a crash leaves the old one or the new.
+// writeFenceJournal replaces the file atomically: a crash leaves the old one or the new.
 func writeFenceJournal(path string, j fenceJournal) error {
 	b, err := json.Marshal(j)
 	if err != nil {
@@ -72,12 +60,8 @@ func writeFenceJournal(path string, j fenceJournal) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("write fence journal: %w", err)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("write fence journal: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write fence journal: %w", err)
+	if err := atomicfile.Write(path, b, 0o600); err != nil {
+		return fmt.Errorf("fence journal: %w", err)
 	}
 	return nil
 }
@@ -99,18 +83,10 @@ func (f *Fencer) journal(ctx context.Context) {
 		log.FromContext(ctx).Error(err, "fence journal: list clones from the cache")
 		return
 	}
-	j := fenceJournal{LastRenewal: last}
-	for i := range clones {
-		c := &clones[i]
-		if !vmv1alpha1.ReschedulesOnNodeLoss(c) || c.Status.UUID == "" {
-			continue
-		}
-		j.Clones = append(j.Clones, journalClone{Namespace: c.Namespace, Name: c.Name, UID: c.UID,
-			BindingGeneration: c.Status.BindingGeneration, UUID: c.Status.UUID, Domains: hostDomainNames(c)})
-	}
+	j := fenceJournal{LastRenewal: last, Clones: fenceTargets(clones)}
 	// Written with every renewal, and when the clones change between two (a fake clock in
 	// tests does not move).
-	if !fresh && slices.EqualFunc(j.Clones, f.journaledClones, journalCloneEqual) {
+	if !fresh && slices.EqualFunc(j.Clones, f.journaledClones, fenceTarget.equal) {
 		return
 	}
 	if err := writeFenceJournal(f.Journal, j); err != nil {
@@ -123,10 +99,6 @@ func (f *Fencer) journal(ctx context.Context) {
 	}
 	f.journaledClones = j.Clones
 	f.mu.Unlock()
-}
-
-func journalCloneEqual(a, b journalClone) bool {
-	return a.UID == b.UID && a.BindingGeneration == b.BindingGeneration && a.UUID == b.UUID && slices.Equal(a.Domains, b.Domains)
 }
 
 // takenOver says whether the Fencer itself runs: its cache synced and the rebound-copy sweep
@@ -176,7 +148,7 @@ func (j *journalFencer) Start(ctx context.Context) error {
 		if now := f.Clock.Now(); !now.Before(earliest) && now.Sub(since) >= f.FenceAfter {
 			logger.Info("no heartbeat renewal for fence-after and the API server cannot be reached since the agent started: stopping the domains of the clones with onNodeLost: Reschedule in the fence journal",
 				"lastRenewal", since, "fenceAfter", f.FenceAfter, "clones", len(jr.Clones))
-			f.fenceJournaled(ctx, jr.Clones, since, now)
+			f.stopTargets(ctx, jr.Clones, since, now)
 			// Nothing starts a domain while the cache has not synced: once is enough.
 			return nil
 		}
@@ -186,41 +158,4 @@ func (j *journalFencer) Start(ctx context.Context) error {
 		case <-tick.C():
 		}
 	}
-}
-
-// fenceJournaled destroys the journal's domains, in parallel, and holds their clones as fence
-// does, so none starts again before a live read says it is still bound here.
-func (f *Fencer) fenceJournaled(ctx context.Context, clones []journalClone, since, now time.Time) {
-	var wg sync.WaitGroup
-	for _, jc := range clones {
-		key := types.NamespacedName{Namespace: jc.Namespace, Name: jc.Name}
-		f.mu.Lock()
-		h := f.held[key]
-		if h == nil || h.uid != jc.UID {
-			h = &fenceHold{uid: jc.UID, bindingGeneration: jc.BindingGeneration, since: since, at: now}
-			f.held[key] = h
-		}
-		f.mu.Unlock()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for _, n := range jc.Domains {
-				destroyed, err := f.destroy(ctx, n, jc.UUID)
-				if err != nil {
-					log.FromContext(ctx).Error(err, "fence from journal: destroy domain", "vmclone", key.String(), "domain", n)
-					continue
-				}
-				if !destroyed {
-					continue
-				}
-				fencedDomains.WithLabelValues(f.NodeName).Inc()
-				f.mu.Lock()
-				h.destroyed = n
-				f.mu.Unlock()
-				log.FromContext(ctx).Info("fenced from journal: domain destroyed", "vmclone", key.String(), "domain", n,
-					"lastRenewal", since, "fenceAfter", f.FenceAfter)
-			}
-		}()
-	}
-	wg.Wait()
 }

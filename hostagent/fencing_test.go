@@ -85,6 +85,25 @@ func running(t *testing.T, node string, c *vmv1alpha1.VMClone) bool {
 	return found && !d.State.Dying && !d.State.Shutdown
 }
 
+// movingAndStaying starts two Running clones on node from template tpl-<name>: "moving" with
+// onNodeLost: Reschedule, "staying" without.
+func movingAndStaying(t *testing.T, node, name string) (moving, staying *vmv1alpha1.VMClone) {
+	t.Helper()
+	template(t, "tpl-"+name)
+	ns := newNamespace(t)
+	// Reschedule cannot be pinned with nodeName: select the host by a label instead.
+	label := "test.xenclone.dev/" + name
+	labelHost(t, node, label)
+	moving = clone(t, ns, "moving", "tpl-"+name, func(c *vmv1alpha1.VMClone) {
+		c.Spec.Placement = &vmv1alpha1.Placement{OnNodeLost: vmv1alpha1.NodeLostReschedule,
+			HostSelector: &metav1.LabelSelector{MatchLabels: map[string]string{label: "true"}}}
+	})
+	staying = clone(t, ns, "staying", "tpl-"+name, func(c *vmv1alpha1.VMClone) {
+		c.Spec.Placement = &vmv1alpha1.Placement{NodeName: node}
+	})
+	return waitPhase(t, moving, vmv1alpha1.PhaseRunning), waitPhase(t, staying, vmv1alpha1.PhaseRunning)
+}
+
 // TestAgentFencesRescheduleClonesWhenCutOff: an agent cut off from the API server (its process
 // runs on) destroys, once it has not renewed its heartbeat for fence-after, the domain of its
 // clone with onNodeLost: Reschedule, which the controller may then start elsewhere; a clone
@@ -101,19 +120,7 @@ func TestAgentFencesRescheduleClonesWhenCutOff(t *testing.T) {
 		o.FenceAfter = fenceAfter
 		hostagent.SetFenceClock(o, fenceClock)
 	})
-	template(t, "tpl-fence")
-	ns := newNamespace(t)
-	// Reschedule cannot be pinned with nodeName: select the host by a label instead.
-	const label = "test.xenclone.dev/fence"
-	labelHost(t, node, label)
-	moving := clone(t, ns, "moving", "tpl-fence", func(c *vmv1alpha1.VMClone) {
-		c.Spec.Placement = &vmv1alpha1.Placement{OnNodeLost: vmv1alpha1.NodeLostReschedule,
-			HostSelector: &metav1.LabelSelector{MatchLabels: map[string]string{label: "true"}}}
-	})
-	staying := clone(t, ns, "staying", "tpl-fence", func(c *vmv1alpha1.VMClone) {
-		c.Spec.Placement = &vmv1alpha1.Placement{NodeName: node}
-	})
-	moving, staying = waitPhase(t, moving, vmv1alpha1.PhaseRunning), waitPhase(t, staying, vmv1alpha1.PhaseRunning)
+	moving, staying := movingAndStaying(t, node, "fence")
 	before := moving.Status.BindingGeneration
 
 	net.Cut()
@@ -168,18 +175,7 @@ func TestAgentRestartedWhileCutOffFences(t *testing.T) {
 	replaceAgent(t, node, net, edit)
 	// The journal holds the fake clock's times: the suite's next agent must not read them.
 	t.Cleanup(func() { _ = os.Remove(journal) })
-	template(t, "tpl-journal")
-	ns := newNamespace(t)
-	const label = "test.xenclone.dev/journal"
-	labelHost(t, node, label)
-	moving := clone(t, ns, "moving", "tpl-journal", func(c *vmv1alpha1.VMClone) {
-		c.Spec.Placement = &vmv1alpha1.Placement{OnNodeLost: vmv1alpha1.NodeLostReschedule,
-			HostSelector: &metav1.LabelSelector{MatchLabels: map[string]string{label: "true"}}}
-	})
-	staying := clone(t, ns, "staying", "tpl-journal", func(c *vmv1alpha1.VMClone) {
-		c.Spec.Placement = &vmv1alpha1.Placement{NodeName: node}
-	})
-	moving, staying = waitPhase(t, moving, vmv1alpha1.PhaseRunning), waitPhase(t, staying, vmv1alpha1.PhaseRunning)
+	moving, staying := movingAndStaying(t, node, "journal")
 	g.Eventually(func() (string, error) {
 		b, err := os.ReadFile(journal)
 		return string(b), err

@@ -15,6 +15,7 @@ import (
 	"github.com/go-logr/logr"
 	"golang.org/x/sys/unix"
 
+	"github.com/xenclone/xenclone/hostagent/atomicfile"
 	"github.com/xenclone/xenclone/hostagent/command"
 	"github.com/xenclone/xenclone/hostagent/guest/disk"
 	"github.com/xenclone/xenclone/hostagent/guest/inroot"
@@ -262,13 +263,8 @@ func (p *Preparer) writeRecord(r *record) error {
 	if err := os.MkdirAll(p.local(p.attachDir()), 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", p.attachDir(), err)
 	}
-	path := p.local(p.recordPath(r.ID))
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("write attach record: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write attach record: %w", err)
+	if err := atomicfile.Write(p.local(p.recordPath(r.ID)), b, 0o600); err != nil {
+		return fmt.Errorf("attach record: %w", err)
 	}
 	return nil
 }

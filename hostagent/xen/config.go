@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/xenclone/xenclone/hostagent/atomicfile"
 	"github.com/xenclone/xenclone/hostagent/xen/xlcfg"
 )
 
@@ -327,41 +328,8 @@ func WriteConfigFile(dir string, c DomainConfig) (string, error) {
 		return "", fmt.Errorf("create config dir %s: %w", dir, err)
 	}
 	path := ConfigPath(dir, c.Name)
-	tmp, err := os.CreateTemp(dir, "."+c.Name+".cfg.tmp-*")
-	if err != nil {
-		return "", fmt.Errorf("write config %s: %w", path, err)
-	}
-	cleanup := func() { _ = os.Remove(tmp.Name()) }
-	if _, err := tmp.Write(data); err != nil {
-		_ = tmp.Close()
-		cleanup()
-		return "", fmt.Errorf("write config %s: %w", path, err)
-	}
-	if err := tmp.Chmod(0o600); err != nil {
-		_ = tmp.Close()
-		cleanup()
-		return "", fmt.Errorf("write config %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		_ = tmp.Close()
-		cleanup()
-		return "", fmt.Errorf("sync config %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		cleanup()
-		return "", fmt.Errorf("write config %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		cleanup()
-		return "", fmt.Errorf("install config %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		// The rename is durable only once the directory entry is.
-		err = d.Sync()
-		_ = d.Close()
-		if err != nil {
-			return "", fmt.Errorf("sync config dir %s: %w", dir, err)
-		}
+	if err := atomicfile.Write(path, data, 0o600); err != nil {
+		return "", fmt.Errorf("domain config: %w", err)
 	}
 	return path, nil
 }
