@@ -163,7 +163,7 @@ func troubleshootingSections(t *testing.T) []docSection {
 
 // sectionKind is the kind a troubleshooting section is about ("" for the others).
 func sectionKind(heading string) string {
-	for _, k := range []string{"VMClonePool", "VMTemplate", "XenHost", "VMClone"} {
+	for _, k := range []string{"VMClonePool", "VMClaim", "VMTemplate", "XenHost", "VMClone"} {
 		if strings.HasPrefix(heading, k) {
 			return k
 		}

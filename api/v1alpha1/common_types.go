@@ -12,6 +12,18 @@ const (
 	// PoolIndexLabel carries a pool member's index.
 	PoolIndexLabel = "vm.xenclone.dev/pool-index"
 
+	// ClaimLabel names the VMClaim a clone was handed to. A pool member that carries it has
+	// left the pool: it keeps its pool and index labels (its name holds the index) but no
+	// longer counts as a member, and the claim is its controller.
+	ClaimLabel = "vm.xenclone.dev/claim"
+
+	// PoolTemplateHashAnnotation on a pool member is the hash of the pool's spec.template it
+	// was made from, so a changed template is rolled out (spec.updateStrategy).
+	PoolTemplateHashAnnotation = "vm.xenclone.dev/pool-template-hash"
+
+	// ClaimFinalizer is held by the controller until a deleted claim's clone is gone.
+	ClaimFinalizer = "vm.xenclone.dev/claimed-clone"
+
 	// CloneFinalizer is held by the host agent until the clone's domain, configuration, seed and
 	// snapshot are gone from its host.
 	CloneFinalizer = "vm.xenclone.dev/host-cleanup"
@@ -41,6 +53,14 @@ const (
 // namespace — never a tenant's Secret, so a compromised dom0 cannot read arbitrary Secrets.
 func CloudInitCopyName(cloneUID string) string { return "xc-cloudinit-" + cloneUID }
 
+// GuestDataCopyName is the name of the controller's copy, in its system namespace, of the
+// Secret a clone's spec.guestData names; like cloud-init copies, agents read only these.
+func GuestDataCopyName(cloneUID string) string { return "xc-guestdata-" + cloneUID }
+
+// GuestDataSourceAnnotation on a guest-data copy records "<namespace>/<secret>@<resourceVersion>"
+// of the Secret it was copied from.
+const GuestDataSourceAnnotation = "vm.xenclone.dev/guest-data-source"
+
 // Condition types. Every object reports a top-level Ready condition; the others say which step
 // is not done yet.
 const (
@@ -53,6 +73,10 @@ const (
 	ConditionHostReachable  = "HostReachable"
 	ConditionTemplateInUse  = "InUse"
 	ConditionStorageHealthy = "StorageHealthy"
+	// ConditionGuestDataDelivered: the host agent wrote spec.guestData into the domain.
+	ConditionGuestDataDelivered = "GuestDataDelivered"
+	// ConditionBound: a VMClaim has its clone.
+	ConditionBound = "Bound"
 	// ConditionExpired is True once a clone's lifetime has ended; with onExpiry: Stop the host
 	// agent keeps such a clone stopped (the controller cannot rewrite the user's spec).
 	ConditionExpired = "Expired"

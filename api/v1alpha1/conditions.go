@@ -100,9 +100,34 @@ const (
 	ReasonStartFailed        = "StartFailed"
 	ReasonSecretMissing      = "SecretMissing"
 	ReasonDomainNameConflict = "DomainNameConflict"
+	// ReasonPaused (DomainRunning True, and Ready True): a warm standby (spec.pause), booted,
+	// its memory ballooned down, paused.
+	ReasonPaused = "Paused"
 	// ReasonFenced: the agent could not renew its heartbeat for its fence-after and destroyed
 	// the domain of a clone that may be moved to another host (see fencing.go).
 	ReasonFenced = "Fenced"
+)
+
+// Reasons of the VMClone GuestDataDelivered condition, written by the host agent.
+const (
+	ReasonGuestDataDelivered     = "Delivered"
+	ReasonGuestDataPending       = "GuestDataPending"
+	ReasonGuestDataSecretMissing = "GuestDataSecretMissing"
+	ReasonGuestDataRejected      = "GuestDataRejected"
+)
+
+// Reasons of VMClaim conditions, written by the controller.
+const (
+	// Bound.
+	ReasonClaimedWarm          = "ClaimedWarm"
+	ReasonCreatedCold          = "CreatedCold"
+	ReasonWaitingForWarmMember = "WaitingForWarmMember"
+	ReasonPoolNotFound         = "PoolNotFound"
+	ReasonCloneLost            = "CloneLost"
+	// Ready (besides Running, StoppedOnExpiry and the Bound reasons it repeats).
+	ReasonCloneNotReady    = "CloneNotReady"
+	ReasonWaitingForData   = "WaitingForGuestData"
+	ReasonClaimDataMissing = "ClaimDataMissing"
 )
 
 // Reasons of XenHost conditions.
@@ -129,6 +154,9 @@ const (
 	ReasonAllMembersReady = "AllMembersReady"
 	ReasonScaling         = "Scaling"
 	ReasonMembersNotReady = "MembersNotReady"
+	// ReasonRollingOut: unclaimed members of an older spec.template are being replaced
+	// (updateStrategy Recreate).
+	ReasonRollingOut = "RollingOut"
 )
 
 // Reasons that only events carry (events also use many condition reasons).
@@ -140,6 +168,10 @@ const (
 	// ReasonDuplicateStopped: an agent found a domain of a clone that is now bound to another
 	// host running on its own, and destroyed it at once.
 	ReasonDuplicateStopped = "DuplicateStopped"
+	// Pool and claim events.
+	ReasonMemberClaimed = "MemberClaimed"
+	ReasonColdFallback  = "ColdFallback"
+	ReasonClaimExpired  = "ClaimExpired"
 )
 
 // ConditionReason is one reason a condition may carry.
@@ -230,6 +262,7 @@ var Conditions = []ConditionDef{
 			{ReasonResetting, isFalse, ClassTransitional, "a reset was requested and the host agent has not finished it", ""},
 			{ReasonFailed, isFalse, ClassStalled, "the clone failed on its host (phase Failed)", ""},
 			{ReasonStopping, isFalse, ClassTransitional, "off by design, but the domain is still shutting down", ""},
+			{ReasonPaused, isTrue, ClassSettled, "a warm standby (spec.pause): booted, memory ballooned down, paused until a claim resumes it", ""},
 		}},
 	{Kind: "VMClone", Type: ConditionExpired, Writer: WriterController, Reasons: []ConditionReason{
 		{ReasonLifetimeRunning, isFalse, ClassSettled, "the lifetime runs; the message says when it ends and what happens then", ""},
@@ -261,6 +294,7 @@ var Conditions = []ConditionDef{
 	}},
 	{Kind: "VMClone", Type: ConditionDomainRunning, Writer: WriterHostAgent, Reasons: []ConditionReason{
 		{ReasonStarted, isTrue, ClassSettled, "the domain runs", ""},
+		{ReasonPaused, isTrue, ClassSettled, "the domain is paused with its memory ballooned down to spec.pause.memory (a warm standby)", ""},
 		{ReasonShuttingDown, isFalse, ClassTransitional, "the guest was asked to shut down; it is destroyed after the grace period", ""},
 		{ReasonStopped, isFalse, ClassTransitional, "the agent stopped the domain (for a reset, a deletion or the run strategy)", ""},
 		{ReasonHalted, isFalse, ClassSettled, "the domain is off, as the run strategy (or onExpiry: Stop) asks", ""},
@@ -279,6 +313,12 @@ var Conditions = []ConditionDef{
 		{ReasonCOWAtMaximum, isTrue, ClassBlocked, "the COW area is past its threshold and cannot grow", ""},
 		{ReasonThinPoolAtRisk, isTrue, ClassBlocked, "the clone's thin pool is past its data or metadata threshold", ""},
 		{ReasonSnapshotInvalid, isTrue, ClassBlocked, "the classic snapshot is full or invalidated: the guest's disk is lost", ""},
+	}},
+	{Kind: "VMClone", Type: ConditionGuestDataDelivered, Writer: WriterHostAgent, Reasons: []ConditionReason{
+		{ReasonGuestDataDelivered, isTrue, ClassSettled, "the keys of spec.guestData are in the domain's xenstore under data/xenclone/", ""},
+		{ReasonGuestDataPending, isFalse, ClassTransitional, "the domain is not running yet; the data is written once it is", ""},
+		{ReasonGuestDataSecretMissing, isFalse, ClassBlocked, "the controller's copy of the Secret named in spec.guestData is missing (the Secret or the copy does not exist)", ""},
+		{ReasonGuestDataRejected, isFalse, ClassBlocked, "the data cannot be written: too many keys, a value too large for xenstore, or xenstore-write failed; the message says which", ""},
 	}},
 
 	{Kind: "XenHost", Type: ConditionReady, Writer: WriterHostAgent, Reasons: []ConditionReason{
@@ -307,7 +347,27 @@ var Conditions = []ConditionDef{
 		{ReasonAllMembersReady, isTrue, ClassSettled, "all spec.replicas members exist and are Ready", ""},
 		{ReasonScaling, isFalse, ClassTransitional, "members are being created or deleted to match spec.replicas", ""},
 		{ReasonMembersNotReady, isFalse, ClassTransitional, "all members exist but some are not Ready (each says why)", ""},
+		{ReasonRollingOut, isFalse, ClassTransitional, "unclaimed members of an older spec.template are being replaced (updateStrategy Recreate)", ""},
 	}},
+
+	{Kind: "VMClaim", Type: ConditionBound, Writer: WriterController, Reasons: []ConditionReason{
+		{ReasonClaimedWarm, isTrue, ClassSettled, "a warm member of the pool was handed over; status.cloneName names it", ""},
+		{ReasonCreatedCold, isTrue, ClassSettled, "no warm member was free: a new clone of the pool's template was created (fallback Cold)", ""},
+		{ReasonWaitingForWarmMember, isFalse, ClassTransitional, "no warm member is free and the claim waits for one (fallback Wait)", ""},
+		{ReasonPoolNotFound, isFalse, ClassBlocked, "spec.poolRef names no VMClonePool in the claim's namespace", ""},
+		{ReasonTemplateNotFound, isFalse, ClassBlocked, "spec.templateRef names no VMTemplate", ""},
+		{ReasonCloneLost, isFalse, ClassStalled, "the claim's clone was deleted by someone else; delete the claim and claim again", ""},
+	}},
+	{Kind: "VMClaim", Type: ConditionReady, Writer: WriterController,
+		Repeats:   []string{ConditionBound},
+		RepeatsAs: metav1.ConditionFalse,
+		Reasons: []ConditionReason{
+			{ReasonRunning, isTrue, ClassSettled, "the claim's clone runs (resumed, if it was a paused member) and has its data", ""},
+			{ReasonStoppedOnExpiry, isTrue, ClassSettled, "the claim's lifetime ended with onExpiry: Stop; its clone stays off", ""},
+			{ReasonCloneNotReady, isFalse, ClassTransitional, "the claim's clone is not Ready yet; the message repeats its reason", ""},
+			{ReasonWaitingForData, isFalse, ClassTransitional, "the clone runs; the host agent has not delivered spec.data into it yet", ""},
+			{ReasonClaimDataMissing, isFalse, ClassBlocked, "the Secret named in spec.data does not exist in the claim's namespace", ""},
+		}},
 }
 
 // EventReasons are the reasons only events carry.
@@ -317,6 +377,9 @@ var EventReasons = []EventReason{
 	{"VMClonePool", ReasonMemberCreated, WriterController, "a member was created"},
 	{"VMClonePool", ReasonMemberDeleted, WriterController, "a member was deleted on scale-down"},
 	{"VMClonePool", ReasonReplacingFailedMember, WriterController, "a Failed member is deleted and replaced (spec.replaceFailed)"},
+	{"VMClonePool", ReasonMemberClaimed, WriterController, "a warm member was handed to a claim and left the pool, which refills"},
+	{"VMClaim", ReasonColdFallback, WriterController, "no warm member was free: the claim got a new clone (fallback Cold)"},
+	{"VMClaim", ReasonClaimExpired, WriterController, "the claim's lifetime ended: it was deleted (onExpiry Delete) or its clone stopped (Stop)"},
 }
 
 // LookupCondition finds a kind's condition type in the table.

@@ -13,7 +13,7 @@ import (
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
 )
 
-var kinds = map[string]bool{"VMClone": true, "XenHost": true, "VMTemplate": true, "VMClonePool": true}
+var kinds = map[string]bool{"VMClone": true, "XenHost": true, "VMTemplate": true, "VMClonePool": true, "VMClaim": true}
 
 // TestConditionTableIntegrity: the vocabulary is only useful if it is well-formed — one entry
 // per kind and type, each reason once, a status, a class and a meaning for every reason.

@@ -51,6 +51,13 @@ spec:
     spec:
       templateRef: {name: debian12}
 `
+	baseClaim = `
+apiVersion: vm.xenclone.dev/v1alpha1
+kind: VMClaim
+metadata: {name: NAME}
+spec:
+  poolRef: {name: ci}
+`
 	baseHost = `
 apiVersion: vm.xenclone.dev/v1alpha1
 kind: XenHost
@@ -191,7 +198,20 @@ var invalidCases = []invalidCase{
 	{"pool member pins a MAC", basePool, set("spec.template.spec.nics", []any{map[string]any{"bridge": "xenbr0"}, map[string]any{"mac": "00:16:3e:00:00:01"}}), false, []string{"spec.template.spec.nics", "remove mac"}},
 	{"pool member pins a domain name", basePool, set("spec.template.spec.domainName", "ci-runner"), false, []string{"spec.template.spec.domainName", "remove spec.template.spec.domainName"}},
 	{"pool member secret name invalid", basePool, set("spec.template.spec.cloudInit", map[string]any{"userData": map[string]any{"name": "Runner_UD", "key": "user-data"}}), false, []string{"spec.template.spec.cloudInit.userData.name", "must be a Secret name"}},
-	{"pool template changed", basePool, set("spec.template.spec.templateRef.name", "other"), true, []string{"spec", "templateRef is immutable"}},
+	{"pool template pauses itself", basePool, set("spec.template.spec.pause", map[string]any{"memory": "128Mi"}), false, []string{"spec.template.spec.pause", "spec.warmState: Paused"}},
+	{"pool template carries guest data", basePool, set("spec.template.spec.guestData", map[string]any{"secretRef": map[string]any{"name": "tok"}}), false, []string{"spec.template.spec.guestData", "VMClaim's spec.data"}},
+	{"pool paused with halted members", basePool, all(set("spec.warmState", "Paused"), set("spec.template.spec.runStrategy", "Halted")), false, []string{"spec.warmState", "runStrategy"}},
+	{"pool paused memory too small", basePool, all(set("spec.warmState", "Paused"), set("spec.pause", map[string]any{"memory": "8Mi"})), false, []string{"spec.pause.memory", "at least 32Mi"}},
+	{"clone paused and halted", baseClone, all(set("spec.pause", map[string]any{"memory": "128Mi"}), set("spec.runStrategy", "Halted")), false, []string{"spec.pause", "runStrategy Always"}},
+	{"clone pause after not a duration", baseClone, set("spec.pause", map[string]any{"after": "soon"}), false, []string{"spec.pause.after", "30s"}},
+
+	// VMClaim
+	{"claim names pool and template", baseClaim, set("spec.templateRef", map[string]any{"name": "debian12"}), false, []string{"spec", "exactly one of spec.poolRef"}},
+	{"claim names nothing", baseClaim, func(o map[string]any) { delete(o["spec"].(map[string]any), "poolRef") }, false, []string{"spec", "exactly one of spec.poolRef"}},
+	{"claim of a template waits", baseClaim, all(func(o map[string]any) { delete(o["spec"].(map[string]any), "poolRef") }, set("spec.templateRef", map[string]any{"name": "debian12"}), set("spec.fallback", "Wait")), false, []string{"spec.fallback", "needs spec.poolRef"}},
+	{"claim fallback unknown", baseClaim, set("spec.fallback", "Later"), false, []string{"spec.fallback", "Cold"}},
+	{"claim lifetime too short", baseClaim, set("spec.lifetime", map[string]any{"expireAfter": "10s"}), false, []string{"spec.lifetime.expireAfter", "at least 1m"}},
+	{"claim pool changed", baseClaim, set("spec.poolRef.name", "other"), true, []string{"spec", "poolRef is immutable"}},
 
 	// XenHost
 	{"host negative maxClones", baseHost, set("spec.maxClones", -1), false, []string{"spec.maxClones", "greater than or equal to 0"}},
@@ -205,7 +225,7 @@ func decode(t *testing.T, doc, name, ns string) *unstructured.Unstructured {
 		t.Fatalf("bad base manifest: %v", err)
 	}
 	u := &unstructured.Unstructured{Object: obj}
-	if u.GetKind() == "VMClone" || u.GetKind() == "VMClonePool" {
+	if u.GetKind() == "VMClone" || u.GetKind() == "VMClonePool" || u.GetKind() == "VMClaim" {
 		u.SetNamespace(ns)
 	}
 	return u

@@ -49,7 +49,7 @@ const (
 )
 
 // VMClonePhase summarizes where a clone is in its life.
-// +kubebuilder:validation:Enum=Pending;Scheduled;Provisioning;Starting;Running;Stopping;Stopped;Resetting;Failed;Unknown;Terminating
+// +kubebuilder:validation:Enum=Pending;Scheduled;Provisioning;Starting;Running;Paused;Stopping;Stopped;Resetting;Failed;Unknown;Terminating
 type VMClonePhase string
 
 const (
@@ -60,15 +60,18 @@ const (
 	PhaseProvisioning VMClonePhase = "Provisioning"
 	PhaseStarting     VMClonePhase = "Starting"
 	PhaseRunning      VMClonePhase = "Running"
-	PhaseStopping     VMClonePhase = "Stopping"
-	PhaseStopped      VMClonePhase = "Stopped"
-	PhaseResetting    VMClonePhase = "Resetting"
-	PhaseFailed       VMClonePhase = "Failed"
-	PhaseUnknown      VMClonePhase = "Unknown"
-	PhaseTerminating  VMClonePhase = "Terminating"
+	// PhasePaused: a warm standby (spec.pause), booted, ballooned down and paused.
+	PhasePaused      VMClonePhase = "Paused"
+	PhaseStopping    VMClonePhase = "Stopping"
+	PhaseStopped     VMClonePhase = "Stopped"
+	PhaseResetting   VMClonePhase = "Resetting"
+	PhaseFailed      VMClonePhase = "Failed"
+	PhaseUnknown     VMClonePhase = "Unknown"
+	PhaseTerminating VMClonePhase = "Terminating"
 )
 
 // VMCloneSpec is what a user asks for: a running (or halted) copy of a template.
+// +kubebuilder:validation:XValidation:rule="!has(self.pause) || !has(self.runStrategy) || self.runStrategy == 'Always'",fieldPath=".pause",message="spec.pause needs runStrategy Always (a paused standby is a running guest): remove spec.pause or set runStrategy: Always"
 // +kubebuilder:validation:XValidation:rule="!has(self.resources) || !has(self.resources.maxMemory) || !has(self.resources.memory) || quantity(string(self.resources.maxMemory)).compareTo(quantity(string(self.resources.memory))) >= 0",message="spec.resources.maxMemory must be greater than or equal to spec.resources.memory: raise maxMemory or lower memory"
 type VMCloneSpec struct {
 	// TemplateRef names the VMTemplate to clone. It cannot change after creation: delete the
@@ -130,6 +133,43 @@ type VMCloneSpec struct {
 	// Storage overrides the template's storage settings for this clone.
 	// +optional
 	Storage *CloneStorage `json:"storage,omitempty"`
+
+	// Pause makes the clone a paused warm standby (what a VMClonePool with warmState Paused
+	// sets on its members): once the guest has run for pause.after, so it has booted, the host
+	// agent balloons its memory down to pause.memory (xl mem-set) and pauses the domain (xl
+	// pause). Removing it (a VMClaim does) restores the memory and unpauses the domain: the
+	// guest carries on where it was, without a boot. Only with runStrategy Always.
+	// +optional
+	Pause *PauseSpec `json:"pause,omitempty"`
+
+	// GuestData names a Secret in the clone's namespace whose keys reach the running guest
+	// without a restart: the host agent writes each key under the domain's xenstore
+	// data/xenclone/ tree (read in the guest with xenstore-read), then data/xenclone/ready.
+	// A VMClaim sets it from its spec.data. See docs/user-guide.md "Claim-time data".
+	// +optional
+	GuestData *GuestDataSpec `json:"guestData,omitempty"`
+}
+
+// PauseSpec is how a warm standby waits.
+type PauseSpec struct {
+	// Memory the domain keeps while paused (the balloon target), e.g. 128Mi; at least 32Mi.
+	// The guest needs a balloon driver for the memory to be given back to the host; placement
+	// counts what a paused clone holds. Default 128Mi.
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('32Mi')) >= 0",message="spec.pause.memory must be at least 32Mi, e.g. 128Mi"
+	// +optional
+	Memory *resource.Quantity `json:"memory,omitempty"`
+	// After is how long the guest runs before it is paused, as a Go duration (default 30s):
+	// long enough for it to boot, so a claim resumes a booted guest.
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="spec.pause.after must be a duration written like 30s or 2m"
+	// +optional
+	After *metav1.Duration `json:"after,omitempty"`
+}
+
+// GuestDataSpec names the Secret whose keys are delivered into a running guest.
+type GuestDataSpec struct {
+	// SecretRef names a Secret in the clone's namespace. Each key (at most 16, each value at
+	// most 2048 bytes: xenstore's limit) becomes data/xenclone/<key>.
+	SecretRef LocalObjectReference `json:"secretRef"`
 }
 
 // CloneResources override a template's domain sizing.

@@ -5,9 +5,11 @@ import (
 )
 
 // VMClonePoolSpec keeps a number of ready clones of one template.
+// +kubebuilder:validation:XValidation:rule="!has(self.warmState) || self.warmState != 'Paused' || !has(self.template.spec.runStrategy) || self.template.spec.runStrategy == 'Always'",fieldPath=".warmState",message="warmState Paused needs members that run: remove spec.template.spec.runStrategy or set it to Always"
 type VMClonePoolSpec struct {
-	// Replicas is how many clones the pool keeps. Scale with `kubectl scale vmclonepool/NAME
-	// --replicas=N`.
+	// Replicas is how many unclaimed clones (warm members) the pool keeps. A member handed to
+	// a VMClaim leaves the pool at once and the pool makes a new one. Scale with `kubectl scale
+	// vmclonepool/NAME --replicas=N`.
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=10000
 	// +kubebuilder:default=1
@@ -27,7 +29,63 @@ type VMClonePoolSpec struct {
 	// +kubebuilder:default=true
 	// +optional
 	ReplaceFailed *bool `json:"replaceFailed,omitempty"`
+
+	// WarmState is how unclaimed members wait: Running (booted and idle; a claim gets it at
+	// once) or Paused (booted, memory ballooned down to pausedMemory, then paused with xl
+	// pause; a claim unpauses it and restores its memory, in well under a second).
+	// +kubebuilder:validation:Enum=Running;Paused
+	// +kubebuilder:default=Running
+	// +optional
+	WarmState WarmState `json:"warmState,omitempty"`
+
+	// Pause tunes warmState Paused: the memory a member keeps while it waits (default 128Mi;
+	// what placement counts for it) and how long it runs before it is paused, so it has
+	// booted (default 30s). Each member gets it as its spec.pause.
+	// +optional
+	Pause *PauseSpec `json:"pause,omitempty"`
+
+	// MaxMaking bounds how many members are being made (created, not Ready yet) at once, so a
+	// burst of claims or a rollout does not flood the hosts; members that cannot be placed
+	// (no host has the memory or the VG room) count too, so the pool waits for room instead
+	// of piling up Pending clones. Default 10.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	// +kubebuilder:default=10
+	// +optional
+	MaxMaking *int32 `json:"maxMaking,omitempty"`
+
+	// UpdateStrategy says what happens to unclaimed members when spec.template changes (a new
+	// template version, say): Recreate replaces them now, at most maxMaking at a time;
+	// OnReplenish keeps them and makes only new members from the new template. Claimed
+	// members are never touched.
+	// +optional
+	UpdateStrategy PoolUpdateStrategy `json:"updateStrategy,omitempty"`
 }
+
+// WarmState is how a pool's unclaimed members wait.
+type WarmState string
+
+const (
+	WarmRunning WarmState = "Running"
+	WarmPaused  WarmState = "Paused"
+)
+
+// PoolUpdateStrategy says how a changed pool template reaches unclaimed members.
+type PoolUpdateStrategy struct {
+	// Type is Recreate (default) or OnReplenish.
+	// +kubebuilder:validation:Enum=Recreate;OnReplenish
+	// +kubebuilder:default=Recreate
+	// +optional
+	Type PoolUpdateStrategyType `json:"type,omitempty"`
+}
+
+// PoolUpdateStrategyType names a PoolUpdateStrategy.
+type PoolUpdateStrategyType string
+
+const (
+	PoolUpdateRecreate    PoolUpdateStrategyType = "Recreate"
+	PoolUpdateOnReplenish PoolUpdateStrategyType = "OnReplenish"
+)
 
 // VMCloneTemplateSpec is the part of a VMClone a pool stamps out.
 type VMCloneTemplateSpec struct {
@@ -39,6 +97,8 @@ type VMCloneTemplateSpec struct {
 	// (spec.domainName); every member gets its own.
 	// +kubebuilder:validation:XValidation:rule="!has(self.nics) || self.nics.all(n, !has(n.mac))",fieldPath=".nics",message="a pool's members cannot share a pinned MAC: remove mac from spec.template.spec.nics (each member gets a unique MAC allocated)"
 	// +kubebuilder:validation:XValidation:rule="!has(self.domainName)",fieldPath=".domainName",message="a pool's members cannot share one domain name: remove spec.template.spec.domainName (each member gets a unique default name)"
+	// +kubebuilder:validation:XValidation:rule="!has(self.pause)",fieldPath=".pause",message="remove spec.template.spec.pause: set the pool's spec.warmState: Paused (and spec.pause) instead"
+	// +kubebuilder:validation:XValidation:rule="!has(self.guestData)",fieldPath=".guestData",message="remove spec.template.spec.guestData: claim-time data comes from a VMClaim's spec.data"
 	Spec VMCloneSpec `json:"spec"`
 }
 
@@ -60,9 +120,29 @@ type VMClonePoolStatus struct {
 	// Replicas is the number of members that exist.
 	// +optional
 	Replicas int32 `json:"replicas,omitempty"`
-	// ReadyReplicas is the number of members whose Ready condition is True.
+	// ReadyReplicas is the number of members whose Ready condition is True: the warm ones a
+	// claim can take now.
 	// +optional
 	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
+	// MakingReplicas is the number of members being made (not Ready yet).
+	// +optional
+	MakingReplicas int32 `json:"makingReplicas,omitempty"`
+	// UpdatedReplicas is the number of members made from the current spec.template.
+	// +optional
+	UpdatedReplicas int32 `json:"updatedReplicas,omitempty"`
+	// ClaimedReplicas is the number of clones handed out by this pool that still exist.
+	// +optional
+	ClaimedReplicas int32 `json:"claimedReplicas,omitempty"`
+	// WarmHits counts the pool's existing claims that got a warm member.
+	// +optional
+	WarmHits int32 `json:"warmHits,omitempty"`
+	// ColdClaims counts the pool's existing claims that got a cold clone because no warm
+	// member was free.
+	// +optional
+	ColdClaims int32 `json:"coldClaims,omitempty"`
+	// WarmHitPercent is warmHits * 100 / (warmHits + coldClaims), unset before the first claim.
+	// +optional
+	WarmHitPercent *int32 `json:"warmHitPercent,omitempty"`
 	// Selector is the label selector of the members, for the scale subresource.
 	// +optional
 	Selector string `json:"selector,omitempty"`
@@ -83,13 +163,17 @@ type VMClonePoolStatus struct {
 // +kubebuilder:printcolumn:name="Template",type=string,JSONPath=`.spec.template.spec.templateRef.name`
 // +kubebuilder:printcolumn:name="Desired",type=integer,JSONPath=`.spec.replicas`
 // +kubebuilder:printcolumn:name="Current",type=integer,JSONPath=`.status.replicas`
-// +kubebuilder:printcolumn:name="Ready",type=integer,JSONPath=`.status.readyReplicas`
+// +kubebuilder:printcolumn:name="Warm",type=integer,JSONPath=`.status.readyReplicas`
+// +kubebuilder:printcolumn:name="Making",type=integer,JSONPath=`.status.makingReplicas`
+// +kubebuilder:printcolumn:name="Claimed",type=integer,JSONPath=`.status.claimedReplicas`
+// +kubebuilder:printcolumn:name="Hit%",type=integer,JSONPath=`.status.warmHitPercent`
+// +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.spec.warmState`,priority=1
+// +kubebuilder:printcolumn:name="Updated",type=integer,JSONPath=`.status.updatedReplicas`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type VMClonePool struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	// +kubebuilder:validation:XValidation:rule="self.template.spec.templateRef.name == oldSelf.template.spec.templateRef.name",message="spec.template.spec.templateRef is immutable: create a new VMClonePool for another template"
 	Spec   VMClonePoolSpec   `json:"spec"`
 	Status VMClonePoolStatus `json:"status,omitempty"`
 }
