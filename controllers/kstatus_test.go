@@ -30,6 +30,11 @@ func TestKStatusCoversEveryReadyReason(t *testing.T) {
 	}
 	scenarios := []scenario{
 		{"running", ReasonRunning, func(*vmv1alpha1.VMClone, *ReadyInput) {}},
+		{"paused warm standby", vmv1alpha1.ReasonPaused, func(c *vmv1alpha1.VMClone, _ *ReadyInput) {
+			c.Spec.Pause = &vmv1alpha1.PauseSpec{}
+			c.Status.Phase = vmv1alpha1.PhasePaused
+			setCond(c, vmv1alpha1.ConditionDomainRunning, metav1.ConditionTrue, vmv1alpha1.ReasonPaused)
+		}},
 		{"halted", ReasonHalted, func(c *vmv1alpha1.VMClone, _ *ReadyInput) {
 			c.Spec.RunStrategy = vmv1alpha1.RunStrategyHalted
 			c.Status.Phase = vmv1alpha1.PhaseStopped

@@ -309,10 +309,18 @@ func ReadyCondition(in ReadyInput) metav1.Condition {
 		cond.Reason, cond.Message = ReasonStoppedOnExpiry, "lifetime ended and the clone is kept stopped (onExpiry: Stop); delete it to free its disk"
 	case halted:
 		cond.Reason, cond.Message = ReasonHalted, "disk prepared; the domain stays off (runStrategy: Halted)"
+	case pausedReport(c):
+		cond.Reason, cond.Message = vmv1alpha1.ReasonPaused, fmt.Sprintf("warm standby on %s: booted, memory ballooned down, paused until a claim resumes it", c.Status.NodeName)
 	default:
 		cond.Reason, cond.Message = ReasonRunning, fmt.Sprintf("domain running on %s", c.Status.NodeName)
 	}
 	return cond
+}
+
+// pausedReport: the agent reports the domain paused as a warm standby (spec.pause).
+func pausedReport(c *vmv1alpha1.VMClone) bool {
+	dr := meta.FindStatusCondition(c.Status.Conditions, vmv1alpha1.ConditionDomainRunning)
+	return dr != nil && dr.Status == metav1.ConditionTrue && dr.Reason == vmv1alpha1.ReasonPaused
 }
 
 // setKStatusConditions derives kstatus' Reconciling and Stalled from Ready, so kstatus reads a

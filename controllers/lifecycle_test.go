@@ -113,7 +113,7 @@ func TestReadyCondition(t *testing.T) {
 
 func TestPlanPool(t *testing.T) {
 	m := func(name string, idx int, mods ...func(*PoolMember)) PoolMember {
-		pm := PoolMember{Name: name, Index: idx}
+		pm := PoolMember{Name: name, Index: idx, Ready: true}
 		for _, f := range mods {
 			f(&pm)
 		}
@@ -121,28 +121,52 @@ func TestPlanPool(t *testing.T) {
 	}
 	deleting := func(p *PoolMember) { p.Deleting = true }
 	failed := func(p *PoolMember) { p.Failed = true }
+	making := func(p *PoolMember) { p.Ready = false }
+	claimed := func(p *PoolMember) { p.Claimed = true }
+	outdated := func(p *PoolMember) { p.Outdated = true }
 	tests := []struct {
-		name          string
-		replicas      int
-		members       []PoolMember
-		replaceFailed bool
-		wantCreate    []int
-		wantDelete    []string
+		name        string
+		pol         PoolPolicy
+		members     []PoolMember
+		wantCreate  []int
+		wantDelete  []string
+		wantRollOut []string
 	}{
-		{name: "from zero", replicas: 3, wantCreate: []int{0, 1, 2}},
-		{name: "lowest free index reused", replicas: 3, members: []PoolMember{m("p-0", 0), m("p-2", 2)}, wantCreate: []int{1}},
-		{name: "terminating member keeps its index", replicas: 2, members: []PoolMember{m("p-0", 0, deleting), m("p-1", 1)}, wantCreate: []int{2}},
-		{name: "scale down highest index first", replicas: 1, members: []PoolMember{m("p-0", 0), m("p-2", 2), m("p-1", 1)}, wantDelete: []string{"p-2", "p-1"}},
-		{name: "steady", replicas: 2, members: []PoolMember{m("p-0", 0), m("p-1", 1)}},
-		{name: "failed member replaced", replicas: 2, replaceFailed: true, members: []PoolMember{m("p-0", 0, failed), m("p-1", 1)}, wantCreate: []int{2}, wantDelete: []string{"p-0"}},
-		{name: "failed member kept without replaceFailed", replicas: 2, members: []PoolMember{m("p-0", 0, failed), m("p-1", 1)}},
-		{name: "scale to zero", replicas: 0, members: []PoolMember{m("p-0", 0), m("p-1", 1, deleting)}, wantDelete: []string{"p-0"}},
+		{name: "from zero", pol: PoolPolicy{Replicas: 3}, wantCreate: []int{0, 1, 2}},
+		{name: "lowest free index reused", pol: PoolPolicy{Replicas: 3}, members: []PoolMember{m("p-0", 0), m("p-2", 2)}, wantCreate: []int{1}},
+		{name: "terminating member keeps its index", pol: PoolPolicy{Replicas: 2}, members: []PoolMember{m("p-0", 0, deleting), m("p-1", 1)}, wantCreate: []int{2}},
+		{name: "scale down highest index first", pol: PoolPolicy{Replicas: 1}, members: []PoolMember{m("p-0", 0), m("p-2", 2), m("p-1", 1)}, wantDelete: []string{"p-2", "p-1"}},
+		{name: "scale down drops members not ready first", pol: PoolPolicy{Replicas: 1}, members: []PoolMember{m("p-0", 0, making), m("p-1", 1)}, wantDelete: []string{"p-0"}},
+		{name: "scale down drops outdated first", pol: PoolPolicy{Replicas: 1}, members: []PoolMember{m("p-0", 0), m("p-1", 1, outdated, making), m("p-2", 2, outdated)}, wantDelete: []string{"p-1", "p-2"}},
+		{name: "steady", pol: PoolPolicy{Replicas: 2}, members: []PoolMember{m("p-0", 0), m("p-1", 1)}},
+		{name: "failed member replaced", pol: PoolPolicy{Replicas: 2, ReplaceFailed: true}, members: []PoolMember{m("p-0", 0, failed), m("p-1", 1)}, wantCreate: []int{2}, wantDelete: []string{"p-0"}},
+		{name: "failed member kept without replaceFailed", pol: PoolPolicy{Replicas: 2}, members: []PoolMember{m("p-0", 0, failed), m("p-1", 1)}},
+		{name: "scale to zero", pol: PoolPolicy{Replicas: 0}, members: []PoolMember{m("p-0", 0), m("p-1", 1, deleting)}, wantDelete: []string{"p-0"}},
+		// Claims.
+		{name: "claimed member leaves the count but holds its index", pol: PoolPolicy{Replicas: 2}, members: []PoolMember{m("p-0", 0, claimed), m("p-1", 1)}, wantCreate: []int{2}},
+		{name: "claimed members are never deleted on scale-down", pol: PoolPolicy{Replicas: 0}, members: []PoolMember{m("p-0", 0, claimed), m("p-1", 1)}, wantDelete: []string{"p-1"}},
+		// Bounded refill.
+		{name: "refill bounded by maxMaking", pol: PoolPolicy{Replicas: 10, MaxMaking: 3}, wantCreate: []int{0, 1, 2}},
+		{name: "members being made use the budget", pol: PoolPolicy{Replicas: 10, MaxMaking: 3}, members: []PoolMember{m("p-0", 0, making), m("p-1", 1, making), m("p-2", 2)}, wantCreate: []int{3}},
+		{name: "budget spent: nothing made", pol: PoolPolicy{Replicas: 10, MaxMaking: 2}, members: []PoolMember{m("p-0", 0, making), m("p-1", 1, making)}},
+		// Rollout.
+		{name: "recreate replaces outdated within the budget", pol: PoolPolicy{Replicas: 3, MaxMaking: 2, Recreate: true},
+			members:    []PoolMember{m("p-0", 0, outdated), m("p-1", 1, outdated), m("p-2", 2, outdated)},
+			wantDelete: []string{"p-0", "p-1"}, wantRollOut: []string{"p-0", "p-1"}},
+		{name: "recreate refills before it replaces", pol: PoolPolicy{Replicas: 3, MaxMaking: 2, Recreate: true},
+			members:    []PoolMember{m("p-0", 0, outdated, deleting), m("p-1", 1, outdated), m("p-2", 2, outdated)},
+			wantCreate: []int{3}, wantDelete: []string{"p-1"}, wantRollOut: []string{"p-1"}},
+		{name: "on replenish keeps outdated", pol: PoolPolicy{Replicas: 2, MaxMaking: 2},
+			members: []PoolMember{m("p-0", 0, outdated), m("p-1", 1, outdated)}},
+		{name: "on replenish makes new members of the new template", pol: PoolPolicy{Replicas: 2, MaxMaking: 2},
+			members: []PoolMember{m("p-0", 0, outdated), m("p-1", 1, outdated, claimed)}, wantCreate: []int{2}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := PlanPool(tt.replicas, tt.members, tt.replaceFailed)
-			if !equalInts(got.Create, tt.wantCreate) || !equalStrings(got.Delete, tt.wantDelete) {
-				t.Errorf("plan = create %v delete %v, want create %v delete %v", got.Create, got.Delete, tt.wantCreate, tt.wantDelete)
+			got := PlanPool(tt.pol, tt.members)
+			if !equalInts(got.Create, tt.wantCreate) || !equalStrings(got.Delete, tt.wantDelete) || !equalStrings(got.RollOut, tt.wantRollOut) {
+				t.Errorf("plan = create %v delete %v rollout %v, want create %v delete %v rollout %v",
+					got.Create, got.Delete, got.RollOut, tt.wantCreate, tt.wantDelete, tt.wantRollOut)
 			}
 		})
 	}

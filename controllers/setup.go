@@ -177,7 +177,7 @@ func CacheOptions() cache.Options {
 }
 
 // SetupWithManager registers the controller's field indexes and its reconcilers (VMClone
-// placement and lifecycle, host liveness, VMTemplate, VMClonePool) with mgr.
+// placement and lifecycle, host liveness, VMTemplate, VMClonePool, VMClaim) with mgr.
 func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	_, err := setupWithManager(mgr, opts)
 	return err
@@ -189,6 +189,9 @@ func setupWithManager(mgr ctrl.Manager, opts Options) (*Heartbeats, error) {
 	opts = opts.withDefaults()
 	ctx := context.Background()
 	if err := indexClones(ctx, mgr); err != nil {
+		return nil, err
+	}
+	if err := indexClaims(ctx, mgr); err != nil {
 		return nil, err
 	}
 
@@ -266,6 +269,10 @@ func setupWithManager(mgr ctrl.Manager, opts Options) (*Heartbeats, error) {
 	}
 	if err := pools.setupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up VMClonePool controller: %w", err)
+	}
+	claims := newClaimReconciler(mgr.GetClient(), mgr.GetScheme(), mgr.GetEventRecorder("xenclone-controller"), opts)
+	if err := claims.setupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("set up VMClaim controller: %w", err)
 	}
 	return heartbeats, nil
 }

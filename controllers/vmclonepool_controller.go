@@ -2,23 +2,34 @@ package controllers
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"sort"
 	"strconv"
+	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
 )
@@ -41,6 +52,20 @@ type VMClonePoolReconciler struct {
 	Scheme   *runtime.Scheme
 	Recorder events.EventRecorder
 	Opts     Options
+
+	// refilled remembers the members whose creation → Ready was observed, so each is
+	// counted once; an entry goes when its member is claimed or deleted.
+	refilled sync.Map
+}
+
+// observeRefill records a member's creation → first Ready once.
+func (r *VMClonePoolReconciler) observeRefill(c *vmv1alpha1.VMClone, readyAt time.Time) {
+	if _, seen := r.refilled.LoadOrStore(c.UID, struct{}{}); seen {
+		return
+	}
+	if d := readyAt.Sub(c.CreationTimestamp.Time); d >= 0 {
+		poolRefillSeconds.Observe(d.Seconds())
+	}
 }
 
 // +kubebuilder:rbac:groups=vm.xenclone.dev,resources=vmclonepools,verbs=get;list;watch;patch
@@ -50,52 +75,109 @@ type VMClonePoolReconciler struct {
 
 // PoolMember is a pool's clone as the pool's plan sees it.
 type PoolMember struct {
-	Name     string
-	Index    int
-	Deleting bool
-	Failed   bool
-	Ready    bool
+	Name string
+	// ResourceVersion is the member's as listed; deletions are preconditioned on it.
+	ResourceVersion string
+	Index           int
+	Deleting        bool
+	Failed          bool
+	Ready           bool
+	// Claimed members were handed to a VMClaim: they left the pool but hold their index
+	// (their name) until they are gone.
+	Claimed bool
+	// Outdated members were made from an earlier spec.template (or warm state).
+	Outdated bool
+}
+
+// PoolPolicy is what the plan needs from the pool's spec.
+type PoolPolicy struct {
+	Replicas      int
+	ReplaceFailed bool
+	// MaxMaking bounds members being made (created, not Ready) at once; 0 means no bound.
+	MaxMaking int
+	// Recreate replaces outdated unclaimed members (updateStrategy Recreate).
+	Recreate bool
 }
 
 // PoolPlan is what to do to reach the wanted replicas.
 type PoolPlan struct {
 	// Create are the indices of new members.
 	Create []int
-	// Delete are members to delete: failed ones being replaced, then the highest indices on
-	// scale-down.
+	// Delete are members to delete: failed ones being replaced, then the surplus on
+	// scale-down, then outdated ones being rolled out.
 	Delete []string
 	// Replace is the subset of Delete that failed.
 	Replace []string
+	// RollOut is the subset of Delete that is outdated (updateStrategy Recreate).
+	RollOut []string
 }
 
-// PlanPool decides creations and deletions. Members being deleted still hold their index
-// (their name is taken until they are gone), so new members get the lowest index no member
-// holds.
-func PlanPool(replicas int, members []PoolMember, replaceFailed bool) PoolPlan {
+// PlanPool decides creations and deletions. Members being deleted and claimed members still
+// hold their index (their name is taken until they are gone), so new members get the lowest
+// index no clone holds. Members being made count against MaxMaking, so a burst of claims, a
+// rollout or a pool that cannot be placed (its members stay Pending) adds at most that many at
+// once. A scale-down drops outdated members first, then those not Ready, then the highest
+// indices. A rollout (Recreate) deletes outdated members only from the budget left after
+// refilling, so the pool stays as warm as the budget allows.
+func PlanPool(pol PoolPolicy, members []PoolMember) PoolPlan {
 	var plan PoolPlan
 	used := map[int]bool{}
 	var keep []PoolMember
+	making := 0
 	for _, m := range members {
 		used[m.Index] = true
 		switch {
-		case m.Deleting:
-		case m.Failed && replaceFailed:
+		case m.Deleting || m.Claimed:
+		case m.Failed && pol.ReplaceFailed:
 			plan.Delete = append(plan.Delete, m.Name)
 			plan.Replace = append(plan.Replace, m.Name)
 		default:
 			keep = append(keep, m)
+			if !m.Ready {
+				making++
+			}
 		}
 	}
-	if len(keep) > replicas {
-		sort.Slice(keep, func(i, j int) bool { return keep[i].Index > keep[j].Index })
-		for _, m := range keep[:len(keep)-replicas] {
+	if len(keep) > pol.Replicas {
+		sort.Slice(keep, func(i, j int) bool {
+			a, b := keep[i], keep[j]
+			if a.Outdated != b.Outdated {
+				return a.Outdated
+			}
+			if a.Ready != b.Ready {
+				return !a.Ready
+			}
+			return a.Index > b.Index
+		})
+		for _, m := range keep[:len(keep)-pol.Replicas] {
 			plan.Delete = append(plan.Delete, m.Name)
 		}
 		return plan
 	}
-	for idx := 0; len(plan.Create) < replicas-len(keep); idx++ {
+	budget := pol.Replicas - len(keep)
+	if pol.MaxMaking > 0 && pol.MaxMaking-making < budget {
+		budget = max(pol.MaxMaking-making, 0)
+	}
+	for idx := 0; len(plan.Create) < budget; idx++ {
 		if !used[idx] {
 			plan.Create = append(plan.Create, idx)
+			used[idx] = true
+		}
+	}
+	if pol.Recreate {
+		left := len(keep) // no bound: replace them all now
+		if pol.MaxMaking > 0 {
+			left = pol.MaxMaking - making - len(plan.Create)
+		}
+		for _, m := range keep {
+			if left <= 0 {
+				break
+			}
+			if m.Outdated {
+				plan.Delete = append(plan.Delete, m.Name)
+				plan.RollOut = append(plan.RollOut, m.Name)
+				left--
+			}
 		}
 	}
 	return plan
@@ -123,6 +205,7 @@ func (r *VMClonePoolReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}
 	ctx = log.IntoContext(ctx, log.FromContext(ctx).WithValues("vmclonepool", req.NamespacedName))
 	if !pool.DeletionTimestamp.IsZero() {
+		poolMemberGauge.DeletePartialMatch(map[string]string{"namespace": pool.Namespace, "pool": pool.Name})
 		return ctrl.Result{}, r.reconcileDelete(ctx, pool)
 	}
 	if added, err := r.ensureFinalizer(ctx, pool); err != nil || !added {
@@ -133,7 +216,14 @@ func (r *VMClonePoolReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	status := r.poolStatus(pool, members)
+	var claims vmv1alpha1.VMClaimList
+	if err := r.List(ctx, &claims, client.InNamespace(pool.Namespace), client.MatchingFields{indexClaimPool: pool.Name}); err != nil {
+		return ctrl.Result{}, fmt.Errorf("list claims of pool %s: %w", pool.Name, err)
+	}
+	status := r.poolStatus(pool, members, claims.Items)
+	for state, n := range map[string]int32{"warm": status.ReadyReplicas, "making": status.MakingReplicas, "claimed": status.ClaimedReplicas} {
+		poolMemberGauge.WithLabelValues(pool.Namespace, pool.Name, state).Set(float64(n))
+	}
 	defer func() {
 		if equality.Semantic.DeepEqual(*status, pool.Status) {
 			return
@@ -177,7 +267,12 @@ func (r *VMClonePoolReconciler) reconcileDelete(ctx context.Context, pool *vmv1a
 		return err
 	}
 	var errs []error
+	var left []PoolMember
 	for _, m := range members {
+		if m.Claimed {
+			continue // a claim's VM now: it goes with the claim, not the pool
+		}
+		left = append(left, m)
 		if m.Deleting {
 			continue
 		}
@@ -186,7 +281,7 @@ func (r *VMClonePoolReconciler) reconcileDelete(ctx context.Context, pool *vmv1a
 			errs = append(errs, fmt.Errorf("delete member %s: %w", m.Name, err))
 		}
 	}
-	if len(members) > 0 || len(errs) > 0 {
+	if len(left) > 0 || len(errs) > 0 {
 		// Members' deletions come back as events on the watch; the pool is reconciled then.
 		return kerrors.NewAggregate(errs)
 	}
@@ -201,25 +296,52 @@ func (r *VMClonePoolReconciler) reconcileDelete(ctx context.Context, pool *vmv1a
 	return nil
 }
 
+// policyOf reads the plan's inputs from the pool's spec, with the CRD's defaults for objects
+// written before they existed.
+func policyOf(pool *vmv1alpha1.VMClonePool) PoolPolicy {
+	pol := PoolPolicy{
+		Replicas:      int(replicasOf(pool)),
+		ReplaceFailed: pool.Spec.ReplaceFailed == nil || *pool.Spec.ReplaceFailed,
+		MaxMaking:     DefaultPoolMaxMaking,
+		Recreate:      pool.Spec.UpdateStrategy.Type != vmv1alpha1.PoolUpdateOnReplenish,
+	}
+	if pool.Spec.MaxMaking != nil && *pool.Spec.MaxMaking > 0 {
+		pol.MaxMaking = int(*pool.Spec.MaxMaking)
+	}
+	return pol
+}
+
+// DefaultPoolMaxMaking is spec.maxMaking's CRD default.
+const DefaultPoolMaxMaking = 10
+
 func (r *VMClonePoolReconciler) ensureMembers(ctx context.Context, pool *vmv1alpha1.VMClonePool, members []PoolMember) error {
-	replaceFailed := pool.Spec.ReplaceFailed == nil || *pool.Spec.ReplaceFailed
-	plan := PlanPool(int(replicasOf(pool)), members, replaceFailed)
-	replacing := map[string]bool{}
+	plan := PlanPool(policyOf(pool), members)
+	why := map[string]string{}
 	for _, n := range plan.Replace {
-		replacing[n] = true
+		why[n] = "failed"
+	}
+	for _, n := range plan.RollOut {
+		why[n] = "outdated"
 	}
 	var errs []error
 	for _, name := range plan.Delete {
 		m := &vmv1alpha1.VMClone{ObjectMeta: metav1.ObjectMeta{Namespace: pool.Namespace, Name: name}}
-		if err := r.Delete(ctx, m); err != nil && !apierrors.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("delete member %s: %w", name, err))
+		// Preconditioned on the member still being unclaimed as we saw it: a claim that took
+		// it since our cache's copy wins, and the member is not deleted from under it.
+		if err := r.Delete(ctx, m, client.Preconditions{ResourceVersion: ptr.To(memberVersion(members, name))}); err != nil {
+			if !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+				errs = append(errs, fmt.Errorf("delete member %s: %w", name, err))
+			}
 			continue
 		}
 		// The member is the event's related object: events of one reason and action on the
 		// pool would otherwise merge into one series that keeps only the first member's note.
-		if replacing[name] {
+		switch why[name] {
+		case "failed":
 			r.Recorder.Eventf(pool, m, corev1.EventTypeWarning, ReasonMemberFailed, "Delete", "member %s failed: deleting it, a new member replaces it (spec.replaceFailed)", name)
-		} else {
+		case "outdated":
+			r.Recorder.Eventf(pool, m, corev1.EventTypeNormal, ReasonMemberDeleted, "Delete", "rolling out spec.template: deleted member %s of the previous template (updateStrategy Recreate)", name)
+		default:
 			r.Recorder.Eventf(pool, m, corev1.EventTypeNormal, ReasonMemberDeleted, "Delete", "scaled down: deleted member %s", name)
 		}
 	}
@@ -241,6 +363,47 @@ func (r *VMClonePoolReconciler) ensureMembers(ctx context.Context, pool *vmv1alp
 	return kerrors.NewAggregate(errs)
 }
 
+func memberVersion(members []PoolMember, name string) string {
+	for _, m := range members {
+		if m.Name == name {
+			return m.ResourceVersion
+		}
+	}
+	return ""
+}
+
+// PoolTemplateHash is the hash of what a pool stamps onto a member: its spec.template and
+// how members wait (warm state and pause). A member whose annotation differs is outdated.
+func PoolTemplateHash(pool *vmv1alpha1.VMClonePool) string {
+	b, _ := json.Marshal(struct {
+		T vmv1alpha1.VMCloneTemplateSpec
+		W vmv1alpha1.WarmState
+		P *vmv1alpha1.PauseSpec
+		H *bool
+	}{pool.Spec.Template, warmStateOf(pool), pausedSpec(pool), pool.Spec.AppendIndexToHostname})
+	h := fnv.New64a()
+	_, _ = h.Write(b)
+	return strconv.FormatUint(h.Sum64(), 36)
+}
+
+func warmStateOf(pool *vmv1alpha1.VMClonePool) vmv1alpha1.WarmState {
+	if pool.Spec.WarmState == "" {
+		return vmv1alpha1.WarmRunning
+	}
+	return pool.Spec.WarmState
+}
+
+// pausedSpec is the spec.pause a member of the pool gets: nil unless warmState is Paused.
+func pausedSpec(pool *vmv1alpha1.VMClonePool) *vmv1alpha1.PauseSpec {
+	if warmStateOf(pool) != vmv1alpha1.WarmPaused {
+		return nil
+	}
+	if pool.Spec.Pause != nil {
+		return pool.Spec.Pause.DeepCopy()
+	}
+	return &vmv1alpha1.PauseSpec{}
+}
+
 func (r *VMClonePoolReconciler) newMember(pool *vmv1alpha1.VMClonePool, idx int) (*vmv1alpha1.VMClone, error) {
 	t := pool.Spec.Template
 	m := &vmv1alpha1.VMClone{
@@ -260,37 +423,52 @@ func (r *VMClonePoolReconciler) newMember(pool *vmv1alpha1.VMClonePool, idx int)
 	}
 	m.Labels[vmv1alpha1.PoolLabel] = pool.Name
 	m.Labels[vmv1alpha1.PoolIndexLabel] = strconv.Itoa(idx)
+	m.Annotations[vmv1alpha1.PoolTemplateHashAnnotation] = PoolTemplateHash(pool)
 	if pool.Spec.AppendIndexToHostname == nil || *pool.Spec.AppendIndexToHostname {
 		m.Spec.Hostname = memberHostname(pool, idx)
 	}
+	m.Spec.Pause = pausedSpec(pool)
 	if err := controllerutil.SetControllerReference(pool, m, r.Scheme); err != nil {
 		return nil, fmt.Errorf("own member %s: %w", m.Name, err)
 	}
 	return m, nil
 }
 
-// members lists the clones this pool controls (by label, confirmed by owner reference).
+// members lists the pool's clones (by label): those it controls, and those it handed to a
+// claim (controlled by the claim, ClaimLabel set), which keep their index until they are gone.
 func (r *VMClonePoolReconciler) members(ctx context.Context, pool *vmv1alpha1.VMClonePool) ([]PoolMember, error) {
 	var list vmv1alpha1.VMCloneList
 	if err := r.List(ctx, &list, client.InNamespace(pool.Namespace), client.MatchingLabels{vmv1alpha1.PoolLabel: pool.Name}); err != nil {
 		return nil, fmt.Errorf("list members of pool %s: %w", pool.Name, err)
 	}
+	hash := PoolTemplateHash(pool)
 	var out []PoolMember
 	for i := range list.Items {
 		c := &list.Items[i]
-		if !metav1.IsControlledBy(c, pool) {
+		claimed := c.Labels[vmv1alpha1.ClaimLabel] != ""
+		if !claimed && !metav1.IsControlledBy(c, pool) {
 			continue
+		}
+		if claimed || !c.DeletionTimestamp.IsZero() {
+			r.refilled.Delete(c.UID)
 		}
 		idx, err := strconv.Atoi(c.Labels[vmv1alpha1.PoolIndexLabel])
 		if err != nil || idx < 0 {
 			continue
 		}
+		ready := meta.FindStatusCondition(c.Status.Conditions, vmv1alpha1.ConditionReady)
+		if ready != nil && ready.Status == metav1.ConditionTrue && !claimed {
+			r.observeRefill(c, ready.LastTransitionTime.Time)
+		}
 		out = append(out, PoolMember{
-			Name:     c.Name,
-			Index:    idx,
-			Deleting: !c.DeletionTimestamp.IsZero(),
-			Failed:   c.HostReportCurrent() && c.Status.Phase == vmv1alpha1.PhaseFailed,
-			Ready:    meta.IsStatusConditionTrue(c.Status.Conditions, vmv1alpha1.ConditionReady),
+			Name:            c.Name,
+			ResourceVersion: c.ResourceVersion,
+			Index:           idx,
+			Deleting:        !c.DeletionTimestamp.IsZero(),
+			Failed:          c.HostReportCurrent() && c.Status.Phase == vmv1alpha1.PhaseFailed,
+			Ready:           meta.IsStatusConditionTrue(c.Status.Conditions, vmv1alpha1.ConditionReady),
+			Claimed:         claimed,
+			Outdated:        c.Annotations[vmv1alpha1.PoolTemplateHashAnnotation] != hash,
 		})
 	}
 	return out, nil
@@ -303,27 +481,55 @@ func replicasOf(pool *vmv1alpha1.VMClonePool) int32 {
 	return *pool.Spec.Replicas
 }
 
-// poolStatus counts members (those not being deleted) and says whether all wanted are Ready.
-func (r *VMClonePoolReconciler) poolStatus(pool *vmv1alpha1.VMClonePool, members []PoolMember) *vmv1alpha1.VMClonePoolStatus {
+// poolStatus counts members (those not being deleted) by state, the clones handed out, and
+// the pool's claims by how they were bound, and says whether all wanted members are Ready.
+func (r *VMClonePoolReconciler) poolStatus(pool *vmv1alpha1.VMClonePool, members []PoolMember, claims []vmv1alpha1.VMClaim) *vmv1alpha1.VMClonePoolStatus {
 	st := pool.Status.DeepCopy()
 	st.ObservedGeneration = pool.Generation
-	st.Selector = labels.SelectorFromSet(labels.Set{vmv1alpha1.PoolLabel: pool.Name}).String()
-	st.Replicas, st.ReadyReplicas = 0, 0
+	st.Selector = poolSelector(pool)
+	st.Replicas, st.ReadyReplicas, st.MakingReplicas, st.UpdatedReplicas, st.ClaimedReplicas = 0, 0, 0, 0, 0
+	outdated := 0
 	for _, m := range members {
-		if m.Deleting {
+		switch {
+		case m.Claimed:
+			st.ClaimedReplicas++
+			continue
+		case m.Deleting:
 			continue
 		}
 		st.Replicas++
 		if m.Ready {
 			st.ReadyReplicas++
+		} else {
+			st.MakingReplicas++
 		}
+		if m.Outdated {
+			outdated++
+		} else {
+			st.UpdatedReplicas++
+		}
+	}
+	st.WarmHits, st.ColdClaims, st.WarmHitPercent = 0, 0, nil
+	for i := range claims {
+		switch claims[i].Status.Source {
+		case vmv1alpha1.SourceWarm:
+			st.WarmHits++
+		case vmv1alpha1.SourceCold:
+			st.ColdClaims++
+		}
+	}
+	if n := st.WarmHits + st.ColdClaims; n > 0 {
+		st.WarmHitPercent = ptr.To(st.WarmHits * 100 / n)
 	}
 	want := replicasOf(pool)
 	cond := metav1.Condition{Type: vmv1alpha1.ConditionReady, ObservedGeneration: pool.Generation}
 	switch {
+	case outdated > 0 && policyOf(pool).Recreate:
+		cond.Status, cond.Reason = metav1.ConditionFalse, vmv1alpha1.ReasonRollingOut
+		cond.Message = fmt.Sprintf("%d of %d members made from the current spec.template; replacing the others, at most spec.maxMaking at a time", st.UpdatedReplicas, st.Replicas)
 	case st.Replicas != want:
 		cond.Status, cond.Reason = metav1.ConditionFalse, ReasonScaling
-		cond.Message = fmt.Sprintf("%d of %d members exist; scaling to spec.replicas", st.Replicas, want)
+		cond.Message = fmt.Sprintf("%d of %d members exist (%d being made); scaling to spec.replicas", st.Replicas, want, st.MakingReplicas)
 	case st.ReadyReplicas < want:
 		cond.Status, cond.Reason = metav1.ConditionFalse, ReasonMembersPending
 		cond.Message = fmt.Sprintf("%d of %d members ready: see the members' Ready conditions (kubectl get vmc -l %s)", st.ReadyReplicas, want, st.Selector)
@@ -335,10 +541,33 @@ func (r *VMClonePoolReconciler) poolStatus(pool *vmv1alpha1.VMClonePool, members
 	return st
 }
 
+// poolSelector selects the pool's unclaimed members (the scale subresource's selector).
+func poolSelector(pool *vmv1alpha1.VMClonePool) string {
+	return vmv1alpha1.PoolLabel + "=" + pool.Name + ",!" + vmv1alpha1.ClaimLabel
+}
+
 func (r *VMClonePoolReconciler) setupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&vmv1alpha1.VMClonePool{}).
 		Named("vmclonepool").
 		Owns(&vmv1alpha1.VMClone{}).
+		// A claim bound (warm or cold) changes the pool's hit counts.
+		Watches(&vmv1alpha1.VMClaim{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+			c := o.(*vmv1alpha1.VMClaim)
+			if c.Spec.PoolRef == nil {
+				return nil
+			}
+			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: c.Namespace, Name: c.Spec.PoolRef.Name}}}
+		}), builder.WithPredicates(claimSourceChanged{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.Opts.MaxConcurrentReconciles}).
 		Complete(r)
+}
+
+// claimSourceChanged passes a claim's creation, deletion and changes of status.source.
+type claimSourceChanged struct{ predicate.Funcs }
+
+func (claimSourceChanged) Update(e event.UpdateEvent) bool {
+	o, ok1 := e.ObjectOld.(*vmv1alpha1.VMClaim)
+	n, ok2 := e.ObjectNew.(*vmv1alpha1.VMClaim)
+	return !ok1 || !ok2 || o.Status.Source != n.Status.Source
 }

@@ -70,7 +70,7 @@ func TestPoolScaleAndReplace(t *testing.T) {
 		g.Expect(metav1.IsControlledBy(&c, pool)).To(BeTrue())
 		get(g, pool)
 		g.Expect(pool.Status.Replicas).To(BeEquivalentTo(3))
-		g.Expect(pool.Status.Selector).To(Equal(vmv1alpha1.PoolLabel + "=ci"))
+		g.Expect(pool.Status.Selector).To(Equal(vmv1alpha1.PoolLabel + "=ci,!" + vmv1alpha1.ClaimLabel))
 		r := meta.FindStatusCondition(pool.Status.Conditions, vmv1alpha1.ConditionReady)
 		g.Expect(r).NotTo(BeNil())
 		g.Expect(r.Reason).To(Equal(ReasonMembersPending))

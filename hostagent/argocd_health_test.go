@@ -633,6 +633,61 @@ metadata: {name: p, generation: 2}
 spec: {replicas: 5}
 status: {observedGeneration: 1, replicas: 2, readyReplicas: 2}`},
 
+		{"pool rolling out", "VMClonePool", "Progressing", "1 of 3 members made from the current spec.template", `
+metadata: {name: p, generation: 2}
+spec: {replicas: 3}
+status:
+  observedGeneration: 2
+  replicas: 3
+  readyReplicas: 3
+  updatedReplicas: 1
+  conditions:
+  - {type: Ready, status: "False", reason: RollingOut, message: "1 of 3 members made from the current spec.template; replacing the others, at most spec.maxMaking at a time"}`},
+
+		{"claim without status", "VMClaim", "Progressing", "Waiting for the xenclone controller", `
+metadata: {name: c, generation: 1}
+spec: {poolRef: {name: ci}}`},
+		{"claim waiting for a warm member", "VMClaim", "Progressing", "WaitingForWarmMember: no warm member of pool ci is free", `
+metadata: {name: c, generation: 1}
+spec: {poolRef: {name: ci}, fallback: Wait}
+status:
+  conditions:
+  - {type: Bound, status: "False", reason: WaitingForWarmMember, message: "no warm member of pool ci is free; waiting for the next one (spec.fallback: Wait)"}
+  - {type: Ready, status: "False", reason: WaitingForWarmMember, message: "no warm member of pool ci is free; waiting for the next one (spec.fallback: Wait)"}`},
+		{"claim of a missing pool", "VMClaim", "Degraded", "PoolNotFound: VMClonePool ci does not exist", `
+metadata: {name: c, generation: 1}
+spec: {poolRef: {name: ci}}
+status:
+  conditions:
+  - {type: Bound, status: "False", reason: PoolNotFound, message: "VMClonePool ci does not exist in namespace default: create it, or recreate the claim with an existing spec.poolRef"}
+  - {type: Ready, status: "False", reason: PoolNotFound, message: "VMClonePool ci does not exist in namespace default: create it, or recreate the claim with an existing spec.poolRef"}`},
+		{"claim resuming", "VMClaim", "Progressing", "CloneNotReady: clone ci-3 is resuming from pause", `
+metadata: {name: c, generation: 1}
+spec: {poolRef: {name: ci}}
+status:
+  cloneName: ci-3
+  source: Warm
+  conditions:
+  - {type: Bound, status: "True", reason: ClaimedWarm, message: "warm member ci-3 handed over in 12 ms"}
+  - {type: Ready, status: "False", reason: CloneNotReady, message: "clone ci-3 is resuming from pause"}`},
+		{"claim ready", "VMClaim", "Healthy", "Running: clone ci-3 runs on xen-01", `
+metadata: {name: c, generation: 1}
+spec: {poolRef: {name: ci}}
+status:
+  cloneName: ci-3
+  source: Warm
+  conditions:
+  - {type: Bound, status: "True", reason: ClaimedWarm, message: "warm member ci-3 handed over in 12 ms"}
+  - {type: Ready, status: "True", reason: Running, message: "clone ci-3 runs on xen-01"}`},
+		{"claim data missing", "VMClaim", "Degraded", "ClaimDataMissing: Secret tok", `
+metadata: {name: c, generation: 1}
+spec: {poolRef: {name: ci}, data: {secretRef: {name: tok}}}
+status:
+  cloneName: ci-3
+  conditions:
+  - {type: Bound, status: "True", reason: ClaimedWarm, message: "warm member ci-3 handed over in 12 ms"}
+  - {type: Ready, status: "False", reason: ClaimDataMissing, message: "Secret tok named in spec.data does not exist in the claim's namespace: create it"}`},
+
 		{"template without status", "VMTemplate", "Progressing", "Waiting for the xenclone controller", `
 metadata: {name: t, generation: 1}`},
 		{"template ready", "VMTemplate", "Healthy", "origin vg0/d ready on 2 host(s): a, b; 4 clone(s)", `
@@ -774,7 +829,7 @@ func writeFile(t *testing.T, path string, data []byte) {
 // exact status and message. Regenerate the files from TestArgoCDHealthTable with
 // XENCLONE_UPDATE_ARGO_TESTDATA=1 after changing a script or a case.
 func TestArgoCDUpstreamTestdata(t *testing.T) {
-	for _, kind := range []string{"VMClone", "VMClonePool", "VMTemplate", "XenHost"} {
+	for _, kind := range []string{"VMClone", "VMClonePool", "VMClaim", "VMTemplate", "XenHost"} {
 		b, err := os.ReadFile(filepath.Join(argoHealthDir, kind, "health_test.yaml"))
 		if err != nil {
 			t.Fatal(err)
@@ -828,7 +883,7 @@ func TestArgoCDConfigMapMatchesScripts(t *testing.T) {
 	if cm.Kind != "ConfigMap" || cm.Metadata.Name != "argocd-cm" {
 		t.Fatalf("want ConfigMap argocd-cm, got %s %s", cm.Kind, cm.Metadata.Name)
 	}
-	kinds := []string{"VMClone", "VMClonePool", "VMTemplate", "XenHost"}
+	kinds := []string{"VMClone", "VMClonePool", "VMClaim", "VMTemplate", "XenHost"}
 	if len(cm.Data) != len(kinds) {
 		t.Errorf("argocd-cm-patch.yaml has %d entries, want %d", len(cm.Data), len(kinds))
 	}

@@ -83,7 +83,7 @@ func TestArgoVMCloneBlockedReasons(t *testing.T) {
 // phase follows them), so it is held to the table by TestArgoVMCloneBlockedReasons and by the
 // states in TestArgoHealthChecks instead.
 func TestArgoHealthFollowsReasonClasses(t *testing.T) {
-	for _, kind := range []string{"XenHost", "VMTemplate", "VMClonePool"} {
+	for _, kind := range []string{"XenHost", "VMTemplate", "VMClonePool", "VMClaim"} {
 		var defs []vmv1alpha1.ConditionDef
 		for _, d := range vmv1alpha1.Conditions {
 			if d.Kind == kind {

@@ -4,8 +4,9 @@
 --
 -- Healthy     every wanted member exists and is Ready (Halted members count as ready),
 --             or the pool is scaled to zero and has no members left.
--- Progressing scaling (members being created or deleted), members not ready yet, or a spec
---             change (e.g. kubectl scale) the controller has not acted on yet.
+-- Progressing scaling (members being created or deleted), members not ready yet, a rollout
+--             of a changed spec.template (updateStrategy Recreate), or a spec change (e.g.
+--             kubectl scale) the controller has not acted on yet.
 -- The pool only counts its members; why a member is stuck shows on that member (a VMClone,
 -- with its own health) in the Argo CD resource tree.
 
@@ -57,6 +58,12 @@ if readyCount < want then
   if ready ~= nil and ready.message ~= nil and ready.message ~= "" then
     hs.message = ready.message
   end
+  return hs
+end
+
+local ready = condition(st.conditions, "Ready")
+if ready ~= nil and ready.status ~= "True" and ready.reason == "RollingOut" then
+  hs.message = ready.message or "Rolling out spec.template"
   return hs
 end
 
