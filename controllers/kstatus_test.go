@@ -186,3 +186,44 @@ func kstatusOf(t *testing.T, c *vmv1alpha1.VMClone) status.Status {
 	}
 	return res.Status
 }
+
+// TestKStatusOfClaims: each Ready reason of a claim, through setClaimKStatus, reads in kstatus
+// as the table's class says: Current when Ready, Failed when stalled, InProgress otherwise.
+func TestKStatusOfClaims(t *testing.T) {
+	for _, r := range vmv1alpha1.ReasonsOf("VMClaim", vmv1alpha1.ConditionReady) {
+		for _, st := range r.Statuses {
+			t.Run(r.Name+"/"+string(st), func(t *testing.T) {
+				c := &vmv1alpha1.VMClaim{ObjectMeta: metav1.ObjectMeta{Name: "c", Generation: 1}}
+				c.Status.ObservedGeneration = 1
+				setClaimCondition(&c.Status, 1, vmv1alpha1.ConditionReady, st, r.Name, "m")
+				setClaimKStatus(&c.Status, c)
+				for _, typ := range []string{vmv1alpha1.ConditionReconciling, vmv1alpha1.ConditionStalled} {
+					if k := meta.FindStatusCondition(c.Status.Conditions, typ); k != nil {
+						if kr, ok := reasonOf("VMClaim", typ, k.Reason); !ok || !hasStatus(kr.Statuses, k.Status) {
+							t.Errorf("%s=%s with reason %s, which the table does not list so", typ, k.Status, k.Reason)
+						}
+					}
+				}
+				c.APIVersion, c.Kind = vmv1alpha1.GroupVersion.String(), "VMClaim"
+				obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(c)
+				if err != nil {
+					t.Fatal(err)
+				}
+				res, err := status.Compute(&unstructured.Unstructured{Object: obj})
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := status.InProgressStatus
+				switch {
+				case st == metav1.ConditionTrue:
+					want = status.CurrentStatus
+				case r.Class == vmv1alpha1.ClassStalled:
+					want = status.FailedStatus
+				}
+				if res.Status != want {
+					t.Errorf("kstatus %s, want %s", res.Status, want)
+				}
+			})
+		}
+	}
+}

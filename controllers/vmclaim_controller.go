@@ -116,6 +116,7 @@ func (r *VMClaimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 	status := claim.Status.DeepCopy()
 	status.ObservedGeneration = claim.Generation
 	defer func() {
+		setClaimKStatus(status, claim)
 		if equality.Semantic.DeepEqual(*status, claim.Status) {
 			return
 		}
@@ -338,6 +339,9 @@ func handOver(m *vmv1alpha1.VMClone, claim *vmv1alpha1.VMClaim, scheme *runtime.
 	_ = controllerutil.SetControllerReference(claim, m, scheme)
 	m.Spec.Pause = nil
 	m.Spec.GuestData = claim.Spec.Data.DeepCopy()
+	// A member's own lifetime bounds how long it may wait warm; once claimed, the claim's
+	// lifetime (counted from binding) is the VM's.
+	m.Spec.Lifetime = nil
 }
 
 func (r *VMClaimReconciler) isTaken(k types.NamespacedName) bool {
@@ -397,6 +401,7 @@ func (r *VMClaimReconciler) createCold(ctx context.Context, claim *vmv1alpha1.VM
 	}
 	c.Spec.Pause = nil
 	c.Spec.GuestData = claim.Spec.Data.DeepCopy()
+	c.Spec.Lifetime = nil // the claim's lifetime is the VM's
 	if err := controllerutil.SetControllerReference(claim, c, r.Scheme); err != nil {
 		return nil, fmt.Errorf("own clone %s: %w", c.Name, err)
 	}
@@ -525,6 +530,32 @@ func setClaimReady(status *vmv1alpha1.VMClaimStatus, gen int64, clone *vmv1alpha
 	default:
 		set(metav1.ConditionTrue, vmv1alpha1.ReasonRunning, fmt.Sprintf("clone %s runs on %s", clone.Name, clone.Status.NodeName))
 	}
+}
+
+// setClaimKStatus derives kstatus' Reconciling and Stalled from Ready, as for clones: kstatus
+// reads a claim as InProgress until Ready, Current once Ready, Failed when its clone was lost.
+func setClaimKStatus(st *vmv1alpha1.VMClaimStatus, claim *vmv1alpha1.VMClaim) {
+	prev := func(t string) *metav1.Condition { return meta.FindStatusCondition(claim.Status.Conditions, t) }
+	meta.RemoveStatusCondition(&st.Conditions, vmv1alpha1.ConditionReconciling)
+	meta.RemoveStatusCondition(&st.Conditions, vmv1alpha1.ConditionStalled)
+	ready := meta.FindStatusCondition(st.Conditions, vmv1alpha1.ConditionReady)
+	if ready == nil || ready.Status == metav1.ConditionTrue {
+		return
+	}
+	cond := metav1.Condition{Type: vmv1alpha1.ConditionReconciling, Status: metav1.ConditionTrue, Reason: ready.Reason,
+		Message: ready.Message, ObservedGeneration: claim.Generation, LastTransitionTime: ready.LastTransitionTime}
+	if d, ok := vmv1alpha1.LookupCondition("VMClaim", vmv1alpha1.ConditionStalled); ok {
+		if _, stalled := d.Reason(ready.Reason); stalled {
+			cond.Type = vmv1alpha1.ConditionStalled
+		}
+	}
+	if cond.Reason == "" {
+		cond.Reason = vmv1alpha1.ReasonProgressing
+	}
+	if old := prev(cond.Type); old != nil {
+		cond.LastTransitionTime = old.LastTransitionTime
+	}
+	st.Conditions = append(st.Conditions, cond)
 }
 
 func guestDataDelivered(c *vmv1alpha1.VMClone) bool {

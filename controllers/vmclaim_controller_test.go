@@ -95,6 +95,7 @@ func TestClaimTakesWarmMember(t *testing.T) {
 	pool := newPool(t, ns, "ci", tmpl.Name, 2, func(p *vmv1alpha1.VMClonePool) {
 		p.Spec.WarmState = vmv1alpha1.WarmPaused
 		p.Spec.Pause = &vmv1alpha1.PauseSpec{Memory: ptrTo(resource.MustParse("128Mi"))}
+		p.Spec.Template.Spec.Lifetime = &vmv1alpha1.Lifetime{ExpireAfter: metav1.Duration{Duration: time.Hour}}
 	})
 	warmUp(t, g, pool, 2)
 	for _, m := range poolMembers(g, pool) {
@@ -122,6 +123,7 @@ func TestClaimTakesWarmMember(t *testing.T) {
 		g.Expect(metav1.IsControlledBy(&member, pool)).To(BeFalse())
 		g.Expect(member.Spec.Pause).To(BeNil(), "a claim resumes a paused member")
 		g.Expect(member.Spec.GuestData).To(Equal(claim.Spec.Data))
+		g.Expect(member.Spec.Lifetime).To(BeNil(), "the claim's lifetime replaces the member's")
 		g.Expect(claim.Status.NodeName).To(Equal(member.Status.NodeName))
 		g.Expect(claim.Status.Interfaces).To(Equal(member.Status.Interfaces))
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())

@@ -219,6 +219,27 @@ done
 [ "$n" -eq 2 ] || fail "want 2 pool members after scaling down, got $n"
 kubectl get vmclone ci-runners-0 ci-runners-1 >/dev/null || fail "scaling down should delete the highest indexes"
 
+step "README / user guide 8: claims"
+doc 'kubectl apply -f config/samples/vm_v1alpha1_vmclaim.yaml'
+doc 'kubectl wait --for=condition=Ready vmclaim/job-42 --timeout=60s'
+out=$(doc 'kubectl get vmclaim job-42')
+echo "$out"
+grep -qw Warm <<<"$out" || fail "job-42 did not get a warm member: $out"
+member=$(kubectl get vmclaim job-42 -o jsonpath='{.status.cloneName}')
+[ "$(kubectl get vmclone "$member" -o jsonpath='{.metadata.labels.vm\.xenclone\.dev/claim}')" = job-42 ] ||
+  fail "member $member does not carry the claim label"
+# The member left the pool, which makes a new one: two unclaimed members again.
+for _ in $(seq 1 60); do
+  n=$(kubectl get vmclones -l 'vm.xenclone.dev/pool=ci-runners,!vm.xenclone.dev/claim' --no-headers | wc -l)
+  [ "$n" -eq 2 ] && break
+  sleep 1
+done
+[ "$n" -eq 2 ] || fail "the pool did not refill after the claim: $n unclaimed members"
+out=$(doc 'kubectl get vmclonepools')
+grep -E '^ci-runners ' <<<"$out" | awk '{exit !($7 == 1)}' || fail "the pool's CLAIMED column is not 1: $out"
+doc 'kubectl delete vmclaim job-42'
+kubectl wait --for=delete "vmclone/$member" --timeout=60s || fail "the claim's VM was not deleted with it"
+
 step "user guide 9: placement and cordoning"
 # The guide's pinned clone, first pinned to a host that does not exist: it waits, then the
 # documented patch fixes the pin and it is placed.
@@ -258,7 +279,7 @@ step "gitops: Argo CD health checks"
 kubectl create namespace argocd
 kubectl -n argocd create configmap argocd-cm
 doc 'kubectl -n argocd patch configmap argocd-cm --type merge --patch-file config/argocd/argocd-cm-patch.yaml'
-for k in VMClone VMClonePool VMTemplate; do
+for k in VMClone VMClonePool VMClaim VMTemplate; do
   out=$(kubectl -n argocd get configmap argocd-cm -o "jsonpath={.data.resource\.customizations\.health\.vm\.xenclone\.dev_$k}")
   grep -q 'hs.status' <<<"$out" || fail "argocd-cm has no health check for $k"
 done

@@ -368,6 +368,14 @@ var Conditions = []ConditionDef{
 			{ReasonWaitingForData, isFalse, ClassTransitional, "the clone runs; the host agent has not delivered spec.data into it yet", ""},
 			{ReasonClaimDataMissing, isFalse, ClassBlocked, "the Secret named in spec.data does not exist in the claim's namespace", ""},
 		}},
+	{Kind: "VMClaim", Type: ConditionReconciling, Writer: WriterController,
+		Repeats: []string{ConditionReady}, RepeatsAs: metav1.ConditionTrue,
+		Reasons: []ConditionReason{
+			{ReasonProgressing, isTrue, ClassTransitional, "Ready is not True and has no reason yet", ""},
+		}},
+	{Kind: "VMClaim", Type: ConditionStalled, Writer: WriterController, Reasons: []ConditionReason{
+		{ReasonCloneLost, isTrue, ClassStalled, "Ready says CloneLost: only deleting the claim helps", ""},
+	}},
 }
 
 // EventReasons are the reasons only events carry.
