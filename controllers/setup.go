@@ -270,7 +270,7 @@ func setupWithManager(mgr ctrl.Manager, opts Options) (*Heartbeats, error) {
 	if err := pools.setupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up VMClonePool controller: %w", err)
 	}
-	claims := newClaimReconciler(mgr.GetClient(), mgr.GetScheme(), mgr.GetEventRecorder("xenclone-controller"), opts)
+	claims := newClaimReconciler(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetScheme(), mgr.GetEventRecorder("xenclone-controller"), opts)
 	if err := claims.setupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up VMClaim controller: %w", err)
 	}

@@ -61,6 +61,9 @@ type VMClaimReconciler struct {
 	Scheme   *runtime.Scheme
 	Recorder events.EventRecorder
 	Opts     Options
+	// Live reads the API server, uncached: a clone missing from the cache is confirmed gone
+	// there before a claim is marked CloneLost (the clone's informer may lag the claim's).
+	Live client.Reader
 
 	mu sync.Mutex
 	// firstSeen is when this controller first saw each unbound claim: bind latency is
@@ -69,6 +72,10 @@ type VMClaimReconciler struct {
 	// taken is the members this controller handed over that its cache may still show
 	// unclaimed, with when: they are skipped by other claims until the cache catches up.
 	taken map[types.NamespacedName]time.Time
+	// bindings are the bindings this controller wrote that its cache may not show yet (the
+	// claim's own finalizer write brings it back at once, often before its status write is
+	// in the cache): without them such a reconcile would bind the claim a second time.
+	bindings map[types.UID]vmv1alpha1.VMClaimStatus
 }
 
 // +kubebuilder:rbac:groups=vm.xenclone.dev,resources=vmclaims,verbs=get;list;watch;patch;delete
@@ -80,9 +87,10 @@ type VMClaimReconciler struct {
 // alone; the cache shows the handover within milliseconds.
 const takenTTL = 30 * time.Second
 
-func newClaimReconciler(c client.Client, scheme *runtime.Scheme, rec events.EventRecorder, opts Options) *VMClaimReconciler {
-	return &VMClaimReconciler{Client: c, Scheme: scheme, Recorder: rec, Opts: opts,
-		firstSeen: map[types.UID]time.Time{}, taken: map[types.NamespacedName]time.Time{}}
+func newClaimReconciler(c client.Client, live client.Reader, scheme *runtime.Scheme, rec events.EventRecorder, opts Options) *VMClaimReconciler {
+	return &VMClaimReconciler{Client: c, Live: live, Scheme: scheme, Recorder: rec, Opts: opts,
+		firstSeen: map[types.UID]time.Time{}, taken: map[types.NamespacedName]time.Time{},
+		bindings: map[types.UID]vmv1alpha1.VMClaimStatus{}}
 }
 
 // Reconcile binds an unbound claim, then keeps its status in step with its clone.
@@ -115,6 +123,7 @@ func (r *VMClaimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 
 	status := claim.Status.DeepCopy()
 	status.ObservedGeneration = claim.Generation
+	r.recallBinding(claim, status)
 	defer func() {
 		setClaimKStatus(status, claim)
 		if equality.Semantic.DeepEqual(*status, claim.Status) {
@@ -122,6 +131,10 @@ func (r *VMClaimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 		}
 		if err := applyStatus(ctx, r.Client, r.Scheme, claim, status); err != nil && !apierrors.IsNotFound(err) {
 			reterr = kerrors.NewAggregate([]error{reterr, err})
+			return
+		}
+		if status.CloneName != "" && claim.Status.CloneName == "" {
+			r.rememberBinding(claim.UID, status)
 		}
 	}()
 
@@ -147,6 +160,14 @@ func (r *VMClaimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 		setClaimReady(status, claim.Generation, nil, nil)
 		return ctrl.Result{}, nil
 	}
+	if b := meta.FindStatusCondition(status.Conditions, vmv1alpha1.ConditionBound); b == nil || b.Status != metav1.ConditionTrue {
+		// A CloneLost that turned out wrong, or a binding recovered from the clone's label.
+		reason := vmv1alpha1.ReasonClaimedWarm
+		if status.Source == vmv1alpha1.SourceCold {
+			reason = vmv1alpha1.ReasonCreatedCold
+		}
+		setClaimCondition(status, claim.Generation, vmv1alpha1.ConditionBound, metav1.ConditionTrue, reason, fmt.Sprintf("bound to clone %s", clone.Name))
+	}
 	mirrorClone(status, clone)
 	return r.lifetime(ctx, claim, status, clone, now)
 }
@@ -164,6 +185,37 @@ func (r *VMClaimReconciler) forget(uid types.UID) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.firstSeen, uid)
+	delete(r.bindings, uid)
+}
+
+// rememberBinding keeps the binding just written until the cache shows it.
+func (r *VMClaimReconciler) rememberBinding(uid types.UID, st *vmv1alpha1.VMClaimStatus) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b := vmv1alpha1.VMClaimStatus{CloneName: st.CloneName, Source: st.Source, BoundTime: st.BoundTime, BindMilliseconds: st.BindMilliseconds}
+	if c := meta.FindStatusCondition(st.Conditions, vmv1alpha1.ConditionBound); c != nil {
+		b.Conditions = []metav1.Condition{*c}
+	}
+	r.bindings[uid] = b
+}
+
+// recallBinding fills a binding the cache's copy of the claim does not show yet into status;
+// once the cache shows it, the memory goes.
+func (r *VMClaimReconciler) recallBinding(claim *vmv1alpha1.VMClaim, status *vmv1alpha1.VMClaimStatus) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b, ok := r.bindings[claim.UID]
+	if !ok {
+		return
+	}
+	if claim.Status.CloneName != "" {
+		delete(r.bindings, claim.UID)
+		return
+	}
+	status.CloneName, status.Source, status.BoundTime, status.BindMilliseconds = b.CloneName, b.Source, b.BoundTime, b.BindMilliseconds
+	for _, c := range b.Conditions {
+		meta.SetStatusCondition(&status.Conditions, c)
+	}
 }
 
 // boundClone finds the claim's clone: the one status.cloneName names, or, before that was
@@ -171,8 +223,12 @@ func (r *VMClaimReconciler) forget(uid types.UID) {
 // for the latter.
 func (r *VMClaimReconciler) boundClone(ctx context.Context, claim *vmv1alpha1.VMClaim, status *vmv1alpha1.VMClaimStatus) (*vmv1alpha1.VMClone, error) {
 	if status.CloneName != "" {
+		key := types.NamespacedName{Namespace: claim.Namespace, Name: status.CloneName}
 		c := &vmv1alpha1.VMClone{}
-		err := r.Get(ctx, types.NamespacedName{Namespace: claim.Namespace, Name: status.CloneName}, c)
+		err := r.Get(ctx, key, c)
+		if apierrors.IsNotFound(err) && r.Live != nil {
+			err = r.Live.Get(ctx, key, c)
+		}
 		if apierrors.IsNotFound(err) || (err == nil && !metav1.IsControlledBy(c, claim)) {
 			return nil, nil
 		}

@@ -12,7 +12,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
@@ -328,7 +331,7 @@ func TestHandoverIsSafeWithoutTheCache(t *testing.T) {
 	won := make(chan [2]string, 80)
 	var wg sync.WaitGroup
 	for w := range 2 {
-		r := newClaimReconciler(k8sClient, k8sClient.Scheme(), nil, Options{}.withDefaults())
+		r := newClaimReconciler(k8sClient, k8sClient, k8sClient.Scheme(), nil, Options{}.withDefaults())
 		for _, c := range claims {
 			wg.Add(1)
 			go func() {
@@ -467,4 +470,91 @@ func TestClaimLifetime(t *testing.T) {
 		err = k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: clone}, &vmv1alpha1.VMClone{})
 		g.Expect(apierrors.IsNotFound(err)).To(BeTrue())
 	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+}
+
+// staleClaims serves one frozen copy of a claim (finalizer set, status empty: what the cache
+// holds right after the claim's finalizer write), a pool only this test knows of, and the
+// clones as they were before any handover; gets of clones go to the API server.
+type staleClaims struct {
+	client.Client
+	claim  *vmv1alpha1.VMClaim
+	pool   *vmv1alpha1.VMClonePool
+	clones *vmv1alpha1.VMCloneList // as they were before the first handover
+}
+
+func (s staleClaims) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	if l, ok := list.(*vmv1alpha1.VMCloneList); ok {
+		lo := (&client.ListOptions{}).ApplyOptions(opts)
+		l.Items = nil
+		for _, c := range s.clones.Items {
+			if lo.LabelSelector == nil || lo.LabelSelector.Matches(labels.Set(c.Labels)) {
+				l.Items = append(l.Items, *c.DeepCopy())
+			}
+		}
+		return nil
+	}
+	return s.Client.List(ctx, list, opts...)
+}
+
+func (s staleClaims) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	switch o := obj.(type) {
+	case *vmv1alpha1.VMClaim:
+		s.claim.DeepCopyInto(o)
+		return nil
+	case *vmv1alpha1.VMClonePool:
+		s.pool.DeepCopyInto(o)
+		return nil
+	}
+	return s.Client.Get(ctx, key, obj, opts...)
+}
+
+// TestClaimBindsOnceWhileTheCacheLags: a reconcile that runs before the cache shows the
+// claim's binding (its finalizer write's event comes first) must not bind it a second time.
+func TestClaimBindsOnceWhileTheCacheLags(t *testing.T) {
+	needEnvtest(t)
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	tmpl := newTemplate(t, "64Mi")
+	newHost(t, 1<<20, []string{tmpl.Name})
+	// A pool the live controller does not know (it is not in the API server), with two warm
+	// members: only this test's reconciler hands them out.
+	pool := &vmv1alpha1.VMClonePool{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ghost", UID: "ghost-pool-uid"},
+		Spec: vmv1alpha1.VMClonePoolSpec{Template: vmv1alpha1.VMCloneTemplateSpec{Spec: vmv1alpha1.VMCloneSpec{TemplateRef: vmv1alpha1.LocalObjectReference{Name: tmpl.Name}}}}}
+	pool.APIVersion, pool.Kind = vmv1alpha1.GroupVersion.String(), "VMClonePool"
+	for i := range 2 {
+		newClone(t, ns, tmpl.Name, func(c *vmv1alpha1.VMClone) {
+			c.Name = fmt.Sprintf("ghost-%d", i)
+			c.Labels = map[string]string{vmv1alpha1.PoolLabel: "ghost", vmv1alpha1.PoolIndexLabel: fmt.Sprint(i)}
+			c.Annotations = map[string]string{vmv1alpha1.PoolTemplateHashAnnotation: PoolTemplateHash(pool)}
+			c.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(pool, vmv1alpha1.GroupVersion.WithKind("VMClonePool"))}
+		})
+	}
+	for i := range 2 {
+		c := &vmv1alpha1.VMClone{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("ghost-%d", i)}}
+		g.Eventually(func(g Gomega) {
+			get(g, c)
+			g.Expect(c.Status.NodeName).NotTo(BeEmpty())
+			markRunning(g, c)
+			get(g, c)
+			g.Expect(meta.IsStatusConditionTrue(c.Status.Conditions, vmv1alpha1.ConditionReady)).To(BeTrue())
+		}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	}
+	claim := newClaim(t, ns, "once", ofPool("ghost"), func(c *vmv1alpha1.VMClaim) { c.Finalizers = []string{vmv1alpha1.ClaimFinalizer} })
+	t.Cleanup(func() {
+		_ = k8sClient.Patch(ctx, claim, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`)))
+	})
+	frozen := claim.DeepCopy()
+	var before vmv1alpha1.VMCloneList
+	g.Expect(k8sClient.List(ctx, &before, client.InNamespace(ns))).To(Succeed())
+	stale := staleClaims{Client: k8sClient, claim: frozen, pool: pool, clones: &before}
+	r := newClaimReconciler(stale, stale, k8sClient.Scheme(), events.NewFakeRecorder(100), Options{Clock: fakeClock}.withDefaults())
+	req := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(claim)}
+	for range 3 {
+		_, err := r.Reconcile(ctx, req)
+		g.Expect(err).NotTo(HaveOccurred())
+	}
+	var clones vmv1alpha1.VMCloneList
+	g.Expect(k8sClient.List(ctx, &clones, client.InNamespace(ns), client.MatchingLabels{vmv1alpha1.ClaimLabel: "once"})).To(Succeed())
+	g.Expect(clones.Items).To(HaveLen(1), "the claim was bound more than once")
 }
