@@ -552,19 +552,16 @@ func (r *VMClaimReconciler) lifetime(ctx context.Context, claim *vmv1alpha1.VMCl
 // Ready, running (not a paused member still resuming) and has the claim's data.
 func setClaimReady(status *vmv1alpha1.VMClaimStatus, gen int64, clone *vmv1alpha1.VMClone, stoppedOnExpiry *bool) {
 	bound := meta.FindStatusCondition(status.Conditions, vmv1alpha1.ConditionBound)
-	set := func(st metav1.ConditionStatus, reason, msg string) {
-		setClaimCondition(status, gen, vmv1alpha1.ConditionReady, st, reason, msg)
-	}
 	switch {
 	case bound == nil || bound.Status != metav1.ConditionTrue || clone == nil:
 		if bound == nil {
-			set(metav1.ConditionFalse, vmv1alpha1.ReasonWaitingForWarmMember, "not bound yet")
+			setClaimCondition(status, gen, vmv1alpha1.ConditionReady, metav1.ConditionFalse, vmv1alpha1.ReasonWaitingForWarmMember, "not bound yet")
 			return
 		}
-		set(metav1.ConditionFalse, bound.Reason, bound.Message)
+		setClaimCondition(status, gen, vmv1alpha1.ConditionReady, metav1.ConditionFalse, bound.Reason, bound.Message)
 		return
 	case stoppedOnExpiry != nil && *stoppedOnExpiry:
-		set(metav1.ConditionTrue, vmv1alpha1.ReasonStoppedOnExpiry, fmt.Sprintf("the claim's lifetime ended; clone %s is stopped and its disk kept (onExpiry: Stop)", clone.Name))
+		setClaimCondition(status, gen, vmv1alpha1.ConditionReady, metav1.ConditionTrue, vmv1alpha1.ReasonStoppedOnExpiry, fmt.Sprintf("the claim's lifetime ended; clone %s is stopped and its disk kept (onExpiry: Stop)", clone.Name))
 		return
 	}
 	ready := meta.FindStatusCondition(clone.Status.Conditions, vmv1alpha1.ConditionReady)
@@ -574,17 +571,17 @@ func setClaimReady(status *vmv1alpha1.VMClaimStatus, gen int64, clone *vmv1alpha
 		if ready != nil {
 			msg = fmt.Sprintf("clone %s: %s: %s", clone.Name, ready.Reason, ready.Message)
 		}
-		set(metav1.ConditionFalse, vmv1alpha1.ReasonCloneNotReady, msg)
+		setClaimCondition(status, gen, vmv1alpha1.ConditionReady, metav1.ConditionFalse, vmv1alpha1.ReasonCloneNotReady, msg)
 	case ready.Reason == vmv1alpha1.ReasonPaused:
-		set(metav1.ConditionFalse, vmv1alpha1.ReasonCloneNotReady, fmt.Sprintf("clone %s is resuming from pause", clone.Name))
+		setClaimCondition(status, gen, vmv1alpha1.ConditionReady, metav1.ConditionFalse, vmv1alpha1.ReasonCloneNotReady, fmt.Sprintf("clone %s is resuming from pause", clone.Name))
 	case clone.Spec.GuestData != nil && !guestDataDelivered(clone):
 		if d := meta.FindStatusCondition(clone.Status.Conditions, vmv1alpha1.ConditionGuestDataDelivered); d != nil && d.Reason == vmv1alpha1.ReasonGuestDataSecretMissing {
-			set(metav1.ConditionFalse, vmv1alpha1.ReasonClaimDataMissing, fmt.Sprintf("Secret %s named in spec.data does not exist in the claim's namespace: create it", clone.Spec.GuestData.SecretRef.Name))
+			setClaimCondition(status, gen, vmv1alpha1.ConditionReady, metav1.ConditionFalse, vmv1alpha1.ReasonClaimDataMissing, fmt.Sprintf("Secret %s named in spec.data does not exist in the claim's namespace: create it", clone.Spec.GuestData.SecretRef.Name))
 			return
 		}
-		set(metav1.ConditionFalse, vmv1alpha1.ReasonWaitingForData, fmt.Sprintf("clone %s runs; its host agent has not delivered spec.data into the guest yet", clone.Name))
+		setClaimCondition(status, gen, vmv1alpha1.ConditionReady, metav1.ConditionFalse, vmv1alpha1.ReasonWaitingForData, fmt.Sprintf("clone %s runs; its host agent has not delivered spec.data into the guest yet", clone.Name))
 	default:
-		set(metav1.ConditionTrue, vmv1alpha1.ReasonRunning, fmt.Sprintf("clone %s runs on %s", clone.Name, clone.Status.NodeName))
+		setClaimCondition(status, gen, vmv1alpha1.ConditionReady, metav1.ConditionTrue, vmv1alpha1.ReasonRunning, fmt.Sprintf("clone %s runs on %s", clone.Name, clone.Status.NodeName))
 	}
 }
 

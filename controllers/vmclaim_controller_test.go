@@ -67,7 +67,7 @@ func warmUp(t *testing.T, g Gomega, pool *vmv1alpha1.VMClonePool, n int) {
 			if done[name] || c.Labels[vmv1alpha1.ClaimLabel] != "" {
 				continue
 			}
-			g.Expect(c.Status.NodeName).NotTo(BeEmpty(), "member %s not bound yet", name)
+			g.Expect(c.Status.NodeName).NotTo(BeEmpty(), "member %s not bound yet: %+v", name, meta.FindStatusCondition(c.Status.Conditions, vmv1alpha1.ConditionScheduled))
 			markRunning(g, &c)
 			done[name] = true
 		}
@@ -98,7 +98,9 @@ func TestClaimTakesWarmMember(t *testing.T) {
 	pool := newPool(t, ns, "ci", tmpl.Name, 2, func(p *vmv1alpha1.VMClonePool) {
 		p.Spec.WarmState = vmv1alpha1.WarmPaused
 		p.Spec.Pause = &vmv1alpha1.PauseSpec{Memory: ptrTo(resource.MustParse("128Mi"))}
-		p.Spec.Template.Spec.Lifetime = &vmv1alpha1.Lifetime{ExpireAfter: metav1.Duration{Duration: time.Hour}}
+		// Long: earlier tests move the controller's fake clock by hours, and an expired member
+		// would be deleted as soon as it is made.
+		p.Spec.Template.Spec.Lifetime = &vmv1alpha1.Lifetime{ExpireAfter: metav1.Duration{Duration: 365 * 24 * time.Hour}}
 	})
 	warmUp(t, g, pool, 2)
 	for _, m := range poolMembers(g, pool) {

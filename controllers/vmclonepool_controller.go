@@ -356,6 +356,7 @@ func (r *VMClonePoolReconciler) ensureMembers(ctx context.Context, pool *vmv1alp
 				continue // created by an earlier reconcile the cache has not shown yet
 			}
 			errs = append(errs, fmt.Errorf("create member %s: %w", m.Name, err))
+			r.Recorder.Eventf(pool, nil, corev1.EventTypeWarning, vmv1alpha1.ReasonRefillFailed, "Create", "cannot create member %s: %v", m.Name, err)
 			continue
 		}
 		r.Recorder.Eventf(pool, m, corev1.EventTypeNormal, ReasonMemberCreated, "Create", "created member %s", m.Name)

@@ -30,6 +30,7 @@ var fileKinds = map[string]string{
 	"controllers/hostliveness_controller.go": "XenHost",
 	"controllers/vmtemplate_controller.go":   "VMTemplate",
 	"controllers/vmclonepool_controller.go":  "VMClonePool",
+	"controllers/vmclaim_controller.go":      "VMClaim",
 	"hostagent/clone_controller.go":          "VMClone",
 	"hostagent/status.go":                    "VMClone",
 	"hostagent/host_reporter.go":             "XenHost",
@@ -47,6 +48,13 @@ var wrappers = map[string]wrapper{
 		}
 		n := len(a)
 		return a[n-4], a[n-3], a[n-2]
+	},
+	// setClaimCondition(status, generation, type, status, reason, message).
+	"setClaimCondition": func(a []ast.Expr) (ast.Expr, ast.Expr, ast.Expr) {
+		if len(a) != 6 {
+			return nil, nil, nil
+		}
+		return a[2], a[3], a[4]
 	},
 	// setUnscheduled(s, reason, message): Scheduled=False.
 	"setUnscheduled": func(a []ast.Expr) (ast.Expr, ast.Expr, ast.Expr) {
