@@ -32,6 +32,7 @@ var fileKinds = map[string]string{
 	"controllers/vmclonepool_controller.go":  "VMClonePool",
 	"hostagent/clone_controller.go":          "VMClone",
 	"hostagent/status.go":                    "VMClone",
+	"hostagent/standby.go":                   "VMClone",
 	"hostagent/host_reporter.go":             "XenHost",
 }
 
