@@ -346,6 +346,7 @@ func (r *CloneReconciler) reconcileNormal(ctx context.Context, s *cloneScope) er
 		{"storage", r.ensureStorageHealth},
 		{"guest", r.ensureGuestPrepared},
 		{"domain", r.ensureDomain},
+		{"guestdata", r.ensureGuestData},
 	} {
 		start := time.Now()
 		done, err := step.fn(ctx, s)

@@ -33,6 +33,7 @@ var fileKinds = map[string]string{
 	"hostagent/clone_controller.go":          "VMClone",
 	"hostagent/status.go":                    "VMClone",
 	"hostagent/standby.go":                   "VMClone",
+	"hostagent/guestdata.go":                 "VMClone",
 	"hostagent/host_reporter.go":             "XenHost",
 }
 
