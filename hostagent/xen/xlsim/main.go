@@ -626,7 +626,8 @@ func (s *sim) memSet(args []string) int {
 		mib := (kib + 1023) / 1024
 		if d.MaxMemMiB > 0 && mib > d.MaxMemMiB {
 			// libxl_set_memory_target refuses a target above static max.
-			fmt.Fprintf(s.stderr, "libxl: error: libxl_mem.c:291:libxl_set_memory_target: memory_dynamic_max must be less than or equal to memory_static_max\n")
+			// Real xl 4.17's words (testdata/real-lab/mem-set-above-maxmem.stderr.txt).
+			fmt.Fprintf(s.stderr, "libxl: error: libxl_mem.c:278:libxl_set_memory_target: Domain %d:memory_dynamic_max must be less than or equal to memory_static_max\n\ncannot set domid %d dynamic max memory to : %s\n", d.DomID, d.DomID, args[1])
 			code = 1
 			return false, nil
 		}

@@ -429,6 +429,8 @@ func (d *domain) stateLetters() string {
 	b := []byte("------")
 	switch {
 	case d.Shutdown:
+		// Xen keeps a shut-down domain paused: real xl shows "--ps--" (testdata/real-lab).
+		b[2] = 'p'
 		b[3] = 's'
 		b[4] = "-rscwS"[d.Reason]
 	case d.Paused:
