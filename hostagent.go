@@ -68,10 +68,12 @@ func realHost(o *hostagentOptions) (hostagent.Host, *guest.Preparer) {
 	runner := command.Runner{Prefix: strings.Fields(o.commandPrefix), Env: append(os.Environ(), "LC_ALL=C"),
 		Observe: hostagent.ObserveCommand}
 	prep := &guest.Preparer{Runner: runner, StateDir: o.stateDir, HostRoot: o.hostRoot}
+	xl := &xen.Driver{Runner: runner, XL: o.xlBinary, Log: ctrl.Log.WithName("xl")}
 	return hostagent.Host{
 		Storage:    hostagent.LVMStorage{LVM: &lvm.Client{Runner: runner, Binary: o.lvmBinary, Config: o.lvmConfig}},
 		Guest:      hostagent.GuestPreparer{P: prep, SeedFormat: seed.Format(o.seedFormat)},
-		Hypervisor: &xen.Driver{Runner: runner, XL: o.xlBinary, Log: ctrl.Log.WithName("xl")},
+		Hypervisor: xl,
+		Control:    hostagent.NewDomainControl(xl, &xen.Xenstore{Runner: runner, Log: ctrl.Log.WithName("xenstore")}),
 		// xl reads the config in the host's mount namespace: the folder has the same path
 		// inside the container (hostPath mount) and on the host.
 		ConfigDir: filepath.Join(o.stateDir, "domains"),

@@ -142,7 +142,7 @@ func (r *VMCloneReconciler) cloudInitMissing(ctx context.Context, s *cloneScope,
 // cloneAnnotation on a cloud-init copy names its clone, for the copy collector.
 const cloneAnnotation = "vm.xenclone.dev/clone"
 
-// CloudInitCopyReconciler deletes cloud-init copies whose clone is gone. Copies cannot carry an
+// CloudInitCopyReconciler deletes cloud-init and guest-data copies whose clone is gone. Copies cannot carry an
 // owner reference to their clone (another namespace), so no garbage collector would.
 type CloudInitCopyReconciler struct {
 	client.Client
@@ -180,10 +180,19 @@ func (r *CloudInitCopyReconciler) setupWithManager(mgr ctrl.Manager, system cach
 	// A clone's events (its deletion above all) map to its copy.
 	copyOf := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 		c, ok := o.(*vmv1alpha1.VMClone)
-		if !ok || c.Spec.CloudInit == nil {
+		if !ok {
 			return nil
 		}
-		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: r.Opts.LeaseNamespace, Name: vmv1alpha1.CloudInitCopyName(string(c.UID))}}}
+		// Guest-data copies (guestdata.go) carry the same label and annotation and go the
+		// same way (one whose clone stops naming it is deleted by the clone's reconciler).
+		var reqs []reconcile.Request
+		if c.Spec.GuestData != nil {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: r.Opts.LeaseNamespace, Name: vmv1alpha1.GuestDataCopyName(string(c.UID))}})
+		}
+		if c.Spec.CloudInit != nil {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: r.Opts.LeaseNamespace, Name: vmv1alpha1.CloudInitCopyName(string(c.UID))}})
+		}
+		return reqs
 	})
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("cloudinitcopy").

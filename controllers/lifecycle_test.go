@@ -87,6 +87,11 @@ func TestReadyCondition(t *testing.T) {
 		{"waiting for the agent", ReadyInput{Clone: withConds(""), Scheduled: scheduled, HostLive: true}, metav1.ConditionFalse, ReasonWaitingForHost},
 		{"agent step failing", ReadyInput{Clone: withConds("", cond(vmv1alpha1.ConditionVolumeReady, metav1.ConditionFalse, "InsufficientSpace")), Scheduled: scheduled, HostLive: true}, metav1.ConditionFalse, "InsufficientSpace"},
 		{"running", ReadyInput{Clone: withConds(vmv1alpha1.RunStrategyAlways, allUp...), Scheduled: scheduled, HostLive: true}, metav1.ConditionTrue, ReasonRunning},
+		{"paused warm standby is ready, as Paused", ReadyInput{Clone: func() *vmv1alpha1.VMClone {
+			c := withConds(vmv1alpha1.RunStrategyAlways, allUp[0], allUp[1], cond(vmv1alpha1.ConditionDomainRunning, metav1.ConditionTrue, vmv1alpha1.ReasonPaused))
+			c.Status.Phase = vmv1alpha1.PhasePaused
+			return c
+		}(), Scheduled: scheduled, HostLive: true}, metav1.ConditionTrue, vmv1alpha1.ReasonPaused},
 		{"always but stopped", ReadyInput{Clone: withConds(vmv1alpha1.RunStrategyAlways, diskOnly...), Scheduled: scheduled, HostLive: true}, metav1.ConditionFalse, "Stopped"},
 		{"halted by design is ready", ReadyInput{Clone: withConds(vmv1alpha1.RunStrategyHalted, diskOnly...), Scheduled: scheduled, HostLive: true}, metav1.ConditionTrue, ReasonHalted},
 		{"halted, domain not reported yet: not ready before the phase says Stopped", ReadyInput{Clone: withConds(vmv1alpha1.RunStrategyHalted, diskOnly[:2]...), Scheduled: scheduled, HostLive: true}, metav1.ConditionFalse, ReasonWaitingForHost},

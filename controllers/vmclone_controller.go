@@ -216,6 +216,10 @@ func (r *VMCloneReconciler) ensureHost(ctx context.Context, s *cloneScope, reque
 		requeueWithin(cloudInitRetry)
 		return false, err
 	}
+	// Never holds the clone back: the data is for the running guest (guestdata.go).
+	if err := r.ensureGuestData(ctx, s); err != nil {
+		return false, err
+	}
 	rescheduleIn, err := r.ensureRescheduleOnNodeLoss(ctx, s)
 	if err != nil {
 		return false, err

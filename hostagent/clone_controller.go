@@ -82,6 +82,7 @@ const (
 	ReasonSecretMissing      = vmv1alpha1.ReasonSecretMissing
 	ReasonDomainConflict     = vmv1alpha1.ReasonDomainNameConflict
 	ReasonFenced             = vmv1alpha1.ReasonFenced
+	ReasonPaused             = vmv1alpha1.ReasonPaused
 )
 
 // CloneReconciler reconciles the VMClones bound to one host.
@@ -123,6 +124,9 @@ type CloneReconciler struct {
 	// on that would apply it twice, or clean a host that is clean already and write to an
 	// object that is gone.
 	finalizers sync.Map // types.NamespacedName -> finalizerState
+	// ballooning remembers, per clone UID, when a standby was asked to balloon down
+	// (standby.go); lost on a restart, which only asks again.
+	ballooning sync.Map // types.UID -> time.Time
 }
 
 // SetupWithManager registers the reconciler. The manager's cache holds only this node's clones
@@ -215,7 +219,9 @@ type cloneScope struct {
 	// domain is the clone's domain name on this host, once resolved (CloneReconciler.domainName).
 	domain string
 	// built lists what this reconcile made on the host for the clone, for its Started event.
-	built   []string
+	built []string
+	// resumed is true once this reconcile unpaused the domain and restored its memory target.
+	resumed bool
 	now     metav1.Time
 	requeue time.Duration
 }
@@ -327,6 +333,9 @@ func (r *CloneReconciler) reconcileNormal(ctx context.Context, s *cloneScope) er
 		return fmt.Errorf("get template: %w", err)
 	}
 	s.template = tpl
+	if err := r.resumeStandby(ctx, s); err != nil {
+		return err
+	}
 
 	for _, step := range []struct {
 		name string
@@ -337,6 +346,7 @@ func (r *CloneReconciler) reconcileNormal(ctx context.Context, s *cloneScope) er
 		{"storage", r.ensureStorageHealth},
 		{"guest", r.ensureGuestPrepared},
 		{"domain", r.ensureDomain},
+		{"guestdata", r.ensureGuestData},
 	} {
 		start := time.Now()
 		done, err := step.fn(ctx, s)
@@ -734,13 +744,13 @@ func (r *CloneReconciler) ensureDomain(ctx context.Context, s *cloneScope) (bool
 	}
 
 	if found && !dom.State.Dying {
-		s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionTrue, ReasonStarted, runningMessage(name, dom.ID))
 		if s.status.Timestamps.Started == nil {
 			// The write that recorded the start was lost (agent killed, or a write race):
 			// a running domain has started, and runStrategy Once depends on knowing it.
 			s.status.Timestamps.Started = &s.now
 		}
-		return true, nil
+		// Running, or a paused warm standby (spec.pause), or one being resumed.
+		return r.ensureStandby(ctx, s, name, dom)
 	}
 	if found && dom.State.Dying {
 		r.awaitDomain(s, name, domainChangeFallback)
@@ -888,7 +898,13 @@ func (r *CloneReconciler) stopDomain(ctx context.Context, s *cloneScope, why str
 			// there is nothing running.
 			return errors.Is(err, xen.ErrNotOwned), r.domainError(s, name, "check owner of", err)
 		}
-		if !dom.State.Shutdown {
+		if dom.State.Paused && !dom.State.Shutdown {
+			// A paused guest cannot acknowledge a shutdown request, nor act on one: waiting
+			// would only run out the grace period. Unpausing it first would give it back its
+			// memory and time to shut down, for a warm standby no one has used yet; it is
+			// destroyed at once (NextStopStep). A clone whose guest's state matters is
+			// resumed (spec.pause removed) before it is stopped.
+		} else if !dom.State.Shutdown {
 			// xl shutdown waits up to 60 s for the guest to acknowledge; never hold a worker
 			// that long. An unacknowledged request is fine: the grace period ends in destroy.
 			reqCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -901,7 +917,10 @@ func (r *CloneReconciler) stopDomain(ctx context.Context, s *cloneScope, why str
 		}
 		s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionFalse, ReasonShuttingDown,
 			fmt.Sprintf("shutting %s down (%s); it is destroyed after %s", name, why, r.ShutdownGrace))
-		if s.clone.DeletionTimestamp.IsZero() {
+		if dom.State.Paused {
+			s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionFalse, ReasonShuttingDown,
+				fmt.Sprintf("destroying the paused domain %s (%s): a paused guest cannot shut down", name, why))
+		} else if s.clone.DeletionTimestamp.IsZero() {
 			// A deleted clone's events outlive it for nothing: its status says Terminating.
 			r.event(s.clone, corev1.EventTypeNormal, ReasonShuttingDown, "StopDomain", "asked domain %s to shut down (%s)", name, why)
 		}

@@ -115,11 +115,41 @@ type Hypervisor interface {
 	Info(ctx context.Context) (xen.HostInfo, error)
 }
 
+// DomainControl changes a running domain without restarting it: a warm standby is ballooned
+// down and paused, and resumed with its memory back (spec.pause); guest data is written into
+// its xenstore tree (spec.guestData). NewDomainControl puts xl and xenstore-write behind it.
+// The caller has checked that the domain is the clone's (by UUID, or by the domid it started).
+type DomainControl interface {
+	Pause(ctx context.Context, name string) error
+	Unpause(ctx context.Context, name string) error
+	// SetMemory sets the balloon target in MiB (xl mem-set); the guest follows at its pace.
+	SetMemory(ctx context.Context, name string, mib int64) error
+	// WriteXenstore writes entries under /local/domain/<domid>/ in one transaction.
+	WriteXenstore(ctx context.Context, domid int, entries []xen.XenstoreEntry) error
+}
+
+// NewDomainControl is the DomainControl of a host's xl and xenstore-write.
+func NewDomainControl(xl *xen.Driver, store *xen.Xenstore) DomainControl {
+	return domainControl{Driver: xl, store: store}
+}
+
+type domainControl struct {
+	*xen.Driver
+	store *xen.Xenstore
+}
+
+func (c domainControl) WriteXenstore(ctx context.Context, domid int, entries []xen.XenstoreEntry) error {
+	return c.store.WriteDomain(ctx, domid, entries)
+}
+
 // Host bundles one dom0's host boundary.
 type Host struct {
 	Storage    Storage
 	Guest      Guest
 	Hypervisor Hypervisor
+	// Control pauses, resumes, balloons and writes xenstore; nil on a host that cannot (a
+	// clone with spec.pause or spec.guestData then says so in its status).
+	Control DomainControl
 	// ConfigDir holds the domains' xl.cfg files, one per domain, owned by the agent.
 	ConfigDir string
 }

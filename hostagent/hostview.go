@@ -74,6 +74,7 @@ type HostViewOptions struct {
 type HostView struct {
 	storage Storage
 	hyp     Hypervisor
+	ctl     DomainControl
 	opts    HostViewOptions
 
 	mu   sync.Mutex
@@ -100,13 +101,16 @@ func NewHostView(h Host, o HostViewOptions) *HostView {
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
 	}
-	return &HostView{storage: h.Storage, hyp: h.Hypervisor, opts: o, vgs: map[string]*vgCell{},
+	return &HostView{storage: h.Storage, hyp: h.Hypervisor, ctl: h.Control, opts: o, vgs: map[string]*vgCell{},
 		doms: domainCell{lastChange: map[string]uint64{}}}
 }
 
 // Host is h with its Storage and Hypervisor replaced by the view.
 func (v *HostView) Host(h Host) Host {
 	h.Storage, h.Hypervisor = v, v
+	if v.ctl != nil {
+		h.Control = v
+	}
 	return h
 }
 
@@ -117,6 +121,9 @@ func (v *HostView) Host(h Host) Host {
 func (v *HostView) Fresh(h Host) Host {
 	f := freshView{v}
 	h.Storage, h.Hypervisor = f, f
+	if v.ctl != nil {
+		h.Control = v
+	}
 	return h
 }
 
@@ -662,6 +669,26 @@ func (v *HostView) RequestShutdown(ctx context.Context, name string) error {
 // DestroyOwned implements Hypervisor.
 func (v *HostView) DestroyOwned(ctx context.Context, name, uuid string) error {
 	return v.changeDomain(name, true, func() error { return v.hyp.DestroyOwned(ctx, name, uuid) })
+}
+
+// Pause implements DomainControl: the domain's state changes, so its next Lookup reads xl list.
+func (v *HostView) Pause(ctx context.Context, name string) error {
+	return v.changeDomain(name, false, func() error { return v.ctl.Pause(ctx, name) })
+}
+
+// Unpause implements DomainControl.
+func (v *HostView) Unpause(ctx context.Context, name string) error {
+	return v.changeDomain(name, false, func() error { return v.ctl.Unpause(ctx, name) })
+}
+
+// SetMemory implements DomainControl; the host's free memory moves with it, so xl info goes too.
+func (v *HostView) SetMemory(ctx context.Context, name string, mib int64) error {
+	return v.changeDomain(name, true, func() error { return v.ctl.SetMemory(ctx, name, mib) })
+}
+
+// WriteXenstore implements DomainControl; nothing the view holds changes.
+func (v *HostView) WriteXenstore(ctx context.Context, domid int, entries []xen.XenstoreEntry) error {
+	return v.ctl.WriteXenstore(ctx, domid, entries)
 }
 
 // Owner implements Hypervisor. It is never cached: it decides whether a domain is ours.

@@ -117,6 +117,8 @@ func phaseOf(s *cloneScope) (vmv1alpha1.VMClonePhase, string) {
 		return vmv1alpha1.PhaseProvisioning, msg
 	case dom == nil:
 		return vmv1alpha1.PhaseStarting, "starting the domain"
+	case dom.Status == metav1.ConditionTrue && dom.Reason == ReasonPaused:
+		return vmv1alpha1.PhasePaused, dom.Message
 	case dom.Status == metav1.ConditionTrue:
 		return vmv1alpha1.PhaseRunning, dom.Message
 	}

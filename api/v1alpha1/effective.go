@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
 )
@@ -30,6 +31,11 @@ const (
 	// defaults of spec.snapshot.poolThresholds, for templates that set no thresholds at all).
 	DefaultPoolDataPercent     = 80
 	DefaultPoolMetadataPercent = 70
+	// DefaultPauseMemoryMiB is what a paused warm standby keeps when spec.pause names no
+	// memory (the API's documented default, 128Mi).
+	DefaultPauseMemoryMiB = 128
+	// DefaultPauseAfter is how long a warm standby's guest runs before it is paused.
+	DefaultPauseAfter = 30 * time.Second
 )
 
 // EffectiveSpec is a clone's domain sizing, network and storage as they are once its overrides
@@ -62,6 +68,38 @@ type EffectiveSpec struct {
 	// PoolDataPercent and PoolMetadataPercent are the thin pool's at-risk thresholds.
 	PoolDataPercent     int32
 	PoolMetadataPercent int32
+
+	// Paused is true when the clone is to be a paused warm standby (spec.pause).
+	Paused bool
+	// PauseMemoryMiB is the balloon target while paused (spec.pause.memory, rounded up to MiB),
+	// never above MemoryMiB: a pause never asks the guest for more than it started with. 0
+	// unless Paused.
+	PauseMemoryMiB int64
+	// PauseAfter is how long the guest runs before it is paused; 0 unless Paused.
+	PauseAfter time.Duration
+}
+
+// HeldMemoryMiB is what the clone's domain holds on its host once it has settled: the pause
+// memory for a paused warm standby, else its start memory. A standby boots with MemoryMiB and
+// holds that much until it is ballooned down, and a claim takes it back to MemoryMiB; counting
+// what it will hold before it holds it is the caller's choice (see HeldMemoryMiB).
+func (e EffectiveSpec) HeldMemoryMiB() int64 {
+	if e.Paused {
+		return e.PauseMemoryMiB
+	}
+	return e.MemoryMiB
+}
+
+// HeldMemoryMiB is what a bound clone's domain holds on its host now, as its host reported
+// it: the pause memory once the agent reports it Paused (ballooned down), its start memory
+// otherwise, including a standby that still boots or is being resumed. Placement accounts a
+// paused member by it.
+func HeldMemoryMiB(clone *VMClone, tmpl *VMTemplate) int64 {
+	e := Effective(clone, tmpl)
+	if clone != nil && clone.Status.Phase == PhasePaused && e.Paused {
+		return e.PauseMemoryMiB
+	}
+	return e.MemoryMiB
 }
 
 // Effective resolves a clone against its template. Either may be nil: a bound clone can
@@ -130,6 +168,19 @@ func Effective(clone *VMClone, tmpl *VMTemplate) EffectiveSpec {
 		}
 		if s := cs.Storage; s != nil && s.COWSize != nil {
 			e.COWBytes = s.COWSize.Value()
+		}
+	}
+	if p := cs.Pause; p != nil {
+		e.Paused = true
+		e.PauseMemoryMiB, e.PauseAfter = DefaultPauseMemoryMiB, DefaultPauseAfter
+		if p.Memory != nil {
+			e.PauseMemoryMiB = ceilMiB(*p.Memory)
+		}
+		if p.After != nil {
+			e.PauseAfter = p.After.Duration
+		}
+		if e.PauseMemoryMiB > e.MemoryMiB {
+			e.PauseMemoryMiB = e.MemoryMiB
 		}
 	}
 	if t := snap.PoolThresholds; t != nil {

@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -107,6 +108,26 @@ func TestEffective(t *testing.T) {
 		{"one pool threshold set, the other defaulted", nil,
 			func(t *tmpl) { t.Spec.Snapshot.PoolThresholds = &vmv1alpha1.PoolThresholds{MetadataPercent: 60} },
 			func(e vmv1alpha1.EffectiveSpec) bool { return e.PoolDataPercent == 80 && e.PoolMetadataPercent == 60 }, "80/60"},
+		{"no pause: holds its start memory", nil, nil,
+			func(e vmv1alpha1.EffectiveSpec) bool {
+				return !e.Paused && e.PauseMemoryMiB == 0 && e.PauseAfter == 0 && e.HeldMemoryMiB() == 512
+			}, "not paused, holds 512"},
+		{"pause defaults: 128 MiB after 30s", func(c *clone) { c.Spec.Pause = &vmv1alpha1.PauseSpec{} },
+			func(t *tmpl) { t.Spec.Domain.Memory = q("1Gi") },
+			func(e vmv1alpha1.EffectiveSpec) bool {
+				return e.Paused && e.PauseMemoryMiB == 128 && e.PauseAfter == 30*time.Second && e.HeldMemoryMiB() == 128 && e.MemoryMiB == 1024
+			}, "paused at 128 MiB after 30s, start memory 1024"},
+		{"pause memory and after set, rounded up to MiB",
+			func(c *clone) {
+				c.Spec.Pause = &vmv1alpha1.PauseSpec{Memory: q("100000k"), After: &metav1.Duration{Duration: 5 * time.Second}}
+			}, nil,
+			func(e vmv1alpha1.EffectiveSpec) bool {
+				return e.PauseMemoryMiB == 96 && e.PauseAfter == 5*time.Second && e.HeldMemoryMiB() == 96
+			}, "96 MiB after 5s"},
+		{"pause memory above the start memory is capped at it",
+			func(c *clone) { c.Spec.Pause = &vmv1alpha1.PauseSpec{Memory: q("2Gi")} },
+			func(t *tmpl) { t.Spec.Domain.Memory = q("256Mi") },
+			func(e vmv1alpha1.EffectiveSpec) bool { return e.PauseMemoryMiB == 256 && e.HeldMemoryMiB() == 256 }, "256"},
 	}
 	for _, tc := range tests {
 		c := &vmv1alpha1.VMClone{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web-1"}}
@@ -138,5 +159,32 @@ func TestEffectiveWithoutTemplateOrClone(t *testing.T) {
 	}
 	if e := vmv1alpha1.Effective(nil, nil); e.MemoryMiB != vmv1alpha1.DefaultMemoryMiB || e.Hostname != "" {
 		t.Errorf("neither: %+v", e)
+	}
+}
+
+// HeldMemoryMiB counts a warm standby's pause memory only once its host reports it Paused:
+// before that it boots (or is resumed) with its start memory.
+func TestHeldMemoryMiB(t *testing.T) {
+	mem, pause := resource.MustParse("1Gi"), resource.MustParse("64Mi")
+	tp := &vmv1alpha1.VMTemplate{Spec: vmv1alpha1.VMTemplateSpec{Domain: vmv1alpha1.DomainSpec{Memory: &mem}}}
+	for _, tc := range []struct {
+		name  string
+		pause bool
+		phase vmv1alpha1.VMClonePhase
+		want  int64
+	}{
+		{"plain clone running", false, vmv1alpha1.PhaseRunning, 1024},
+		{"standby booting", true, vmv1alpha1.PhaseStarting, 1024},
+		{"standby running, not yet paused", true, vmv1alpha1.PhaseRunning, 1024},
+		{"standby paused", true, vmv1alpha1.PhasePaused, 64},
+		{"claimed: spec.pause removed, report still Paused", false, vmv1alpha1.PhasePaused, 1024},
+	} {
+		c := &vmv1alpha1.VMClone{Status: vmv1alpha1.VMCloneStatus{Phase: tc.phase}}
+		if tc.pause {
+			c.Spec.Pause = &vmv1alpha1.PauseSpec{Memory: &pause}
+		}
+		if got := vmv1alpha1.HeldMemoryMiB(c, tp); got != tc.want {
+			t.Errorf("%s: held %d MiB, want %d", tc.name, got, tc.want)
+		}
 	}
 }

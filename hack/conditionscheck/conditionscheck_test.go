@@ -33,6 +33,8 @@ var fileKinds = map[string]string{
 	"controllers/vmclaim_controller.go":      "VMClaim",
 	"hostagent/clone_controller.go":          "VMClone",
 	"hostagent/status.go":                    "VMClone",
+	"hostagent/standby.go":                   "VMClone",
+	"hostagent/guestdata.go":                 "VMClone",
 	"hostagent/host_reporter.go":             "XenHost",
 }
 

@@ -70,6 +70,16 @@ build_guest_disk() {
 	for a in sh mount umount sed grep cat ls mkdir sleep sync wc head cut dd tr; do ln -s busybox "$t/bin/$a"; done
 	install -m755 "$HERE/guest/init" "$t/sbin/init"
 	install -m755 "$HERE/guest/poweroff" "$t/sbin/poweroff"
+	# xenstore-read/-list/-watch from the rootfs's xen-utils (one binary, linked against
+	# libxenstore), with the libraries the rootfs's own loader resolves for it: the guest reads
+	# the host agent's guest data with them (hack/lab/guest/init xcalive).
+	local lib
+	mkdir -p "$t/usr/bin"
+	cp "$ROOTFS/usr/bin/xenstore" "$t/usr/bin/xenstore"
+	for a in read list watch exists; do ln -s xenstore "$t/usr/bin/xenstore-$a"; done
+	for lib in $(chroot "$ROOTFS" ldd /usr/bin/xenstore | awk '$2=="=>" {print $3} $1 ~ /^\// {print $1}'); do
+		install -D -m755 "$ROOTFS$(chroot "$ROOTFS" readlink -f "$lib")" "$t$lib"
+	done
 	echo golden-template >"$t/etc/hostname"
 	printf '127.0.0.1 localhost\n127.0.1.1 golden-template\n' >"$t/etc/hosts"
 	echo 7e3b5c1d9a2f4e6b8c0d1a2b3c4d5e6f >"$t/etc/machine-id"

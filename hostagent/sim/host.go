@@ -147,6 +147,8 @@ type Host struct {
 	Storage *Storage
 	Guest   *Guest
 	Xen     *xen.Driver
+	// Xenstore writes through the simulator's xenstore-write look-alike (xl xenstore-write).
+	Xenstore *xen.Xenstore
 }
 
 // NewHost creates a simulated dom0 whose state lives in dir.
@@ -176,6 +178,9 @@ func NewHost(ctx context.Context, name, dir string, o HostOptions) (*Host, error
 		Runner: command.Runner{Prefix: o.XL[:len(o.XL)-1], Env: append(os.Environ(), xlsim.StateDirEnv+"="+xlDir)},
 		XL:     o.XL[len(o.XL)-1],
 	}
+	// The simulator's xenstore tools run as `<xl> xenstore-write …`: the same binary, the
+	// tool's name as its first argument.
+	h.Xenstore = &xen.Xenstore{Runner: command.Runner{Prefix: o.XL, Env: h.Xen.Runner.Env}}
 	if o.Realistic {
 		h.Storage.Latency = RealisticStorageLatency
 		h.Guest.Latency = 1200 * time.Millisecond // mount, edit, unmount of a small guest
@@ -211,7 +216,21 @@ func (h *Host) XL(ctx context.Context, args ...string) error { return h.xl(ctx, 
 
 // AgentHost is the host boundary the agent drives.
 func (h *Host) AgentHost() hostagent.Host {
-	return hostagent.Host{Storage: h.Storage, Guest: h.Guest, Hypervisor: h.Xen, ConfigDir: filepath.Join(h.Dir, "domains")}
+	return hostagent.Host{Storage: h.Storage, Guest: h.Guest, Hypervisor: h.Xen, Control: hostagent.NewDomainControl(h.Xen, h.Xenstore),
+		ConfigDir: filepath.Join(h.Dir, "domains")}
+}
+
+// XenstoreRead reads a path of the simulated xenstore (what a guest would read), e.g.
+// /local/domain/3/data/xenclone/ready; ok is false when nothing is there.
+func (h *Host) XenstoreRead(ctx context.Context, path string) (string, bool, error) {
+	out, err := h.Xenstore.Runner.Run(ctx, "xenstore-read", "-R", path)
+	if err != nil {
+		if command.ExitCode(err) == 1 {
+			return "", false, nil
+		}
+		return "", false, fmt.Errorf("xenstore-read %s: %w", path, err)
+	}
+	return strings.TrimSuffix(string(out), "\n"), true, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -271,12 +271,14 @@ const (
 
 // NextStopStep decides a graceful stop from what `xl list` shows, without blocking: request the
 // shutdown once (RequestShutdown) and record when, then call this on every reconcile and requeue
-// after the returned wait while it says StopWait.
+// after the returned wait while it says StopWait. A paused domain is destroyed at once: its
+// guest cannot see the request (don't send one).
 func NextStopStep(found bool, st RunState, requestedAt, now time.Time, grace time.Duration) (StopStep, time.Duration) {
 	switch {
 	case !found || st.Dying:
 		return StopDone, 0
-	case st.Shutdown:
+	case st.Shutdown, st.Paused:
+		// A paused guest cannot act on the request: waiting would only use up the grace.
 		return StopDestroy, 0
 	}
 	left := requestedAt.Add(grace).Sub(now)
@@ -311,7 +313,7 @@ func (d *Driver) Stop(ctx context.Context, name string, grace, poll time.Duratio
 	}
 	requestedAt := time.Now()
 	noPV := false
-	if !dom.State.Shutdown && !dom.State.Dying {
+	if !dom.State.Shutdown && !dom.State.Dying && !dom.State.Paused {
 		// xl waits up to 60 s for the guest's acknowledgement; never longer than our grace.
 		reqCtx, cancel := context.WithTimeout(ctx, grace)
 		err := d.RequestShutdown(reqCtx, name)
@@ -361,4 +363,43 @@ func (d *Driver) Stop(ctx context.Context, name string, grace, poll time.Duratio
 			graceful = true // it went away by itself (e.g. a monitor destroyed it)
 		}
 	}
+}
+
+// Pause stops the domain's vCPUs (`xl pause`): it keeps its memory and devices and shows the
+// `p` flag in `xl list` until Unpause. A paused guest cannot answer a shutdown request, and its
+// clock does not see the time it spent paused until it runs again.
+func (d *Driver) Pause(ctx context.Context, name string) error {
+	return d.simple(ctx, "pause", name)
+}
+
+// Unpause lets a paused domain run again (`xl unpause`); unpausing a running domain is a no-op
+// for Xen (it counts pauses, and xl's unpause of an unpaused domain succeeds).
+func (d *Driver) Unpause(ctx context.Context, name string) error {
+	return d.simple(ctx, "unpause", name)
+}
+
+func (d *Driver) simple(ctx context.Context, op, name string) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	d.Log.V(1).Info(op+" domain", "domain", name)
+	_, err := d.run(ctx, op, name, name)
+	return err
+}
+
+// SetMemory sets the domain's balloon target (`xl mem-set NAME <MiB>m`). It returns once Xen
+// has the new target; the guest's balloon driver then gives memory back (or takes it) at its
+// own pace, so `xl list` shows the change only when the guest has done it, and a guest without
+// a balloon driver keeps what it has. The target cannot exceed the domain's maxmem.
+func (d *Driver) SetMemory(ctx context.Context, name string, mib int64) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	if mib < 1 {
+		return fmt.Errorf("xl mem-set %s: memory %d MiB must be positive", name, mib)
+	}
+	d.Log.V(1).Info("setting domain memory target", "domain", name, "MiB", mib)
+	// An explicit unit: without one xl reads MiB, but a bare number reads like KiB elsewhere.
+	_, err := d.run(ctx, "mem-set", name, name, strconv.FormatInt(mib, 10)+"m")
+	return err
 }

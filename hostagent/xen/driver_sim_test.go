@@ -359,7 +359,7 @@ func TestSimCrashObserved(t *testing.T) {
 	h.sim("sim-guest", "vm-crash", "crash")
 
 	d, found := h.lookup("vm-crash")
-	if !found || d.State.Phase() != PhaseShutdown || d.State.Reason != ReasonCrash || d.State.String() != "---sc-" {
+	if !found || d.State.Phase() != PhaseShutdown || d.State.Reason != ReasonCrash || d.State.String() != "--psc-" {
 		t.Fatalf("after crash: %+v found=%v", d, found)
 	}
 	// The agent may restart at any point: the policy comes back from the stored config.

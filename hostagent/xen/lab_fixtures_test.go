@@ -40,11 +40,60 @@ func TestLabList(t *testing.T) {
 	if !ok || d.ID <= 0 || d.VCPUs != 1 || d.MemoryMiB != 128 || d.State.Shutdown || d.State.Dying || d.State.Paused {
 		t.Errorf("lab-fx1: %+v (found %v)", d, ok)
 	}
-	// Taken right after `xl shutdown -w lab-fx1` returned: the guest was still listed, blocked
-	// (see README.md).
+	// Taken right after `xl shutdown -w lab-fx1` returned: the guest had powered off and, as
+	// Xen shows every shut-down domain, it is paused too ("--ps--"): shut down wins (see
+	// README.md; an earlier capture caught it still running, blocked).
 	after, err := ParseList(readLab(t, "list-after-shutdown.txt"))
-	if err != nil || len(after) != 2 || after[0].Name != "Domain-0" || after[1].Name != "lab-fx1" || !after[1].State.Blocked {
-		t.Errorf("after shutdown: %+v %v", after, err)
+	if err != nil || len(after) != 2 || after[0].Name != "Domain-0" || after[1].Name != "lab-fx1" {
+		t.Fatalf("after shutdown: %+v %v", after, err)
+	}
+	if st := after[1].State; !st.Shutdown || !st.Paused || st.Reason != ReasonPoweroff || st.Phase() != PhaseShutdown {
+		t.Errorf("after shutdown: state %s decoded as %+v, phase %s; want shut down (poweroff), not paused", st, st, st.Phase())
+	}
+}
+
+// TestLabStandby decodes a warm standby as real xl shows it: ballooned down with xl mem-set
+// (the memory column follows the guest's balloon driver), then paused (the p flag alone), then
+// unpaused with its memory back; the same domain id throughout.
+func TestLabStandby(t *testing.T) {
+	find := func(file string) DomainInfo {
+		t.Helper()
+		doms, err := ParseList(readLab(t, file))
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		for _, d := range doms {
+			if d.Name == "lab-fx1" {
+				return d
+			}
+		}
+		t.Fatalf("%s: no lab-fx1", file)
+		return DomainInfo{}
+	}
+	running, ballooned, paused, restored := find("list.txt"), find("list-ballooned.txt"), find("list-paused.txt"), find("list-restored.txt")
+	if running.MemoryMiB != 128 || ballooned.MemoryMiB != 96 || paused.MemoryMiB != 96 || restored.MemoryMiB != 128 {
+		t.Errorf("memory running/ballooned/paused/restored = %d/%d/%d/%d MiB, want 128/96/96/128",
+			running.MemoryMiB, ballooned.MemoryMiB, paused.MemoryMiB, restored.MemoryMiB)
+	}
+	if ballooned.State.Paused || ballooned.State.Phase() != PhaseActive {
+		t.Errorf("ballooned: %s (%s), want active", ballooned.State, ballooned.State.Phase())
+	}
+	if st := paused.State; st.String() != "--p---" || !st.Paused || st.Shutdown || st.Phase() != PhasePaused {
+		t.Errorf("paused: %s decoded as %+v (%s)", st, st, st.Phase())
+	}
+	if DecideStep(paused.State, LifecyclePolicy{}) != StepNone {
+		t.Errorf("a paused domain must need nothing from the monitor")
+	}
+	if restored.State.Paused || restored.ID != paused.ID || paused.ID != running.ID {
+		t.Errorf("restored: %+v (ids %d/%d/%d)", restored, running.ID, paused.ID, restored.ID)
+	}
+	// dom0's writes under the guest's data/ are owned by the guest (n<domid>: the guest may
+	// read and write them, other guests nothing), values as given with -R.
+	xs := string(readLab(t, "xenstore-data.txt"))
+	for _, want := range []string{`token=[a\nb c]`, "ready=[v1]", fmt.Sprintf("(n%d)", running.ID)} {
+		if !strings.Contains(xs, want) {
+			t.Errorf("xenstore-data.txt lacks %q:\n%s", want, xs)
+		}
 	}
 }
 
@@ -102,6 +151,7 @@ func TestLabErrors(t *testing.T) {
 		{"destroy-unknown-domain", "destroy", ErrNoSuchDomain},
 		{"shutdown-unknown-domain", "shutdown", ErrNoSuchDomain},
 		{"list-unknown-domain", "list", ErrNoSuchDomain},
+		{"pause-unknown-domain", "pause", ErrNoSuchDomain},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			stderr := string(readLab(t, tc.file+".stderr.txt"))

@@ -58,82 +58,9 @@ type env struct {
 // TestClonesOnRealXen is the lab end to end: the controller here, the agent in dom0 on real
 // Xen 4.17 and real LVM; every identity claim is checked from inside the booted guest.
 func TestClonesOnRealXen(t *testing.T) {
-	images := labImages(t)
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("KUBEBUILDER_ASSETS is not set")
-		}
-		t.Skip("SKIP (loudly): KUBEBUILDER_ASSETS is not set")
-	}
-	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(false)))
 	total := time.Now()
-
-	testEnv := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
-	cfg, err := testEnv.Start()
-	if err != nil {
-		t.Fatalf("start envtest: %v", err)
-	}
-	t.Cleanup(func() { _ = testEnv.Stop() })
-	u, err := url.Parse(cfg.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var apiPort int
-	if _, err := fmt.Sscan(u.Port(), &apiPort); err != nil {
-		t.Fatalf("API server address %q: %v", cfg.Host, err)
-	}
-
-	scheme := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(scheme)
-	_ = vmv1alpha1.AddToScheme(scheme)
-	k, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	for _, ns := range []string{leaseNamespace, "lab"} {
-		if err := k.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := controllers.SetupWithManager(mgr, controllers.Options{LeaseNamespace: leaseNamespace, HeartbeatGrace: 60 * time.Second}); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = mgr.Start(ctx) }()
-
-	// The agent: the static binary and a kubeconfig that reaches the API server through
-	// QEMU's guestfwd (10.0.2.100:6443 → 127.0.0.1:apiPort) with the certificate's name.
-	share := t.TempDir()
-	start := time.Now()
-	build := exec.Command("go", "build", "-o", filepath.Join(share, "xenclone"), ".")
-	build.Dir = filepath.Join("..", "..", "..")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build static xenclone: %v\n%s", err, out)
-	}
-	t.Logf("static xenclone built in %s", time.Since(start).Round(time.Second))
-	if err := os.WriteFile(filepath.Join(share, "kubeconfig"), kubeconfig(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	copyFile(t, filepath.Join(images, "guest.img"), filepath.Join(share, "guest.img"))
-
-	start = time.Now()
-	lab := Boot(t, BootOptions{APIPort: apiPort, Share: share, Timeout: 35 * time.Minute})
-	e := &env{t: t, k: k, lab: lab, ns: "lab"}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("dom0 on failure:\n%s", e.dom0State())
-		}
-	})
-
+	e := newLabEnv(t)
+	lab := e.lab
 	// dom0: the VG on the lab's data disk, the templates written from the guest disk image.
 	lab.Sh(t, `set -e
 D=/dev/disk/by-id/virtio-labdata
@@ -153,12 +80,7 @@ sync`)
 	// (lvm: "Cannot use active LV for the external origin"): the administrator deactivates the
 	// template once after writing it; lvm keeps it usable from then on.
 	lab.Sh(t, "lvchange -an vg0/golden-ext")
-	lab.Sh(t, `mkdir -p /var/lib/xenclone
-KUBECONFIG=/lab/kubeconfig setsid /lab/xenclone hostagent --node-name `+node+` --command-prefix '' --host-root '' \
-  --lease-namespace `+leaseNamespace+` --shutdown-grace 60s --max-concurrent 2 \
-  >/var/log/xenclone-agent.log 2>&1 </dev/null &
-echo started`)
-	e.waitHost()
+	e.startAgent()
 
 	classic := e.template("lab-classic", "golden", func(s *vmv1alpha1.VMTemplateSpec) {
 		cow := resource.MustParse("32Mi")
@@ -236,6 +158,99 @@ echo started`)
 	}
 	t.Logf("template checksums unchanged: %s", strings.ReplaceAll(sumBefore, "\n", " "))
 	t.Logf("e2e done in %s", time.Since(total).Round(time.Second))
+}
+
+// newLabEnv starts envtest and the controller in the test process, builds the static xenclone
+// and boots the lab with it; the test then prepares dom0 and starts the agent (startAgent).
+func newLabEnv(t *testing.T) *env {
+	t.Helper()
+	images := labImages(t)
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("KUBEBUILDER_ASSETS is not set")
+		}
+		t.Skip("SKIP (loudly): KUBEBUILDER_ASSETS is not set")
+	}
+	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(false)))
+
+	testEnv := &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "..", "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+	}
+	cfg, err := testEnv.Start()
+	if err != nil {
+		t.Fatalf("start envtest: %v", err)
+	}
+	t.Cleanup(func() { _ = testEnv.Stop() })
+	u, err := url.Parse(cfg.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var apiPort int
+	if _, err := fmt.Sscan(u.Port(), &apiPort); err != nil {
+		t.Fatalf("API server address %q: %v", cfg.Host, err)
+	}
+
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = vmv1alpha1.AddToScheme(scheme)
+	k, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	for _, ns := range []string{leaseNamespace, "lab"} {
+		if err := k.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := controllers.SetupWithManager(mgr, controllers.Options{LeaseNamespace: leaseNamespace, HeartbeatGrace: 60 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = mgr.Start(ctx) }()
+
+	// The agent: the static binary and a kubeconfig that reaches the API server through
+	// QEMU's guestfwd (10.0.2.100:6443 → 127.0.0.1:apiPort) with the certificate's name.
+	share := t.TempDir()
+	start := time.Now()
+	build := exec.Command("go", "build", "-o", filepath.Join(share, "xenclone"), ".")
+	build.Dir = filepath.Join("..", "..", "..")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build static xenclone: %v\n%s", err, out)
+	}
+	t.Logf("static xenclone built in %s", time.Since(start).Round(time.Second))
+	if err := os.WriteFile(filepath.Join(share, "kubeconfig"), kubeconfig(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, filepath.Join(images, "guest.img"), filepath.Join(share, "guest.img"))
+
+	start = time.Now()
+	lab := Boot(t, BootOptions{APIPort: apiPort, Share: share, Timeout: 35 * time.Minute})
+	e := &env{t: t, k: k, lab: lab, ns: "lab"}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("dom0 on failure:\n%s", e.dom0State())
+		}
+	})
+	return e
+
+}
+
+// startAgent starts the node agent in dom0 and waits for its XenHost.
+func (e *env) startAgent() {
+	e.t.Helper()
+	e.lab.Sh(e.t, `mkdir -p /var/lib/xenclone
+KUBECONFIG=/lab/kubeconfig setsid /lab/xenclone hostagent --node-name `+node+` --command-prefix '' --host-root '' \
+  --lease-namespace `+leaseNamespace+` --shutdown-grace 60s --max-concurrent 2 \
+  >/var/log/xenclone-agent.log 2>&1 </dev/null &
+echo started`)
+	e.waitHost()
 }
 
 // labCloudInit: the templates use cloud-init (a file-backed seed disk per clone) unless

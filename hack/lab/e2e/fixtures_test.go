@@ -81,6 +81,8 @@ func TestCaptureFixtures(t *testing.T) {
 		save(xenDir, name+".rc.txt", rc)
 	}
 
+	// The 3 MiB written into clone-a lie past the guest's partition (1-61 MiB of 64): the
+	// snapshot's COW area fills without breaking the guest that boots from it below.
 	lab.Sh(t, `set -e
 D=/dev/disk/by-id/virtio-labdata
 pvcreate -y -ff $D >/dev/null
@@ -89,7 +91,7 @@ lvcreate -y -L 64M -n tmpl vg0 >/dev/null
 dd if=/lab/guest.img of=/dev/vg0/tmpl bs=1M oflag=direct status=none
 lvchange -pr vg0/tmpl >/dev/null
 lvcreate -y -s -L 16M -n clone-a `+owner+` vg0/tmpl >/dev/null
-dd if=/dev/urandom of=/dev/vg0/clone-a bs=1M count=3 seek=8 oflag=direct status=none`)
+dd if=/dev/urandom of=/dev/vg0/clone-a bs=1M count=3 seek=61 oflag=direct status=none`)
 	// In use: a reader holds the snapshot open while lvs looks.
 	save(lvmDir, "lvs-classic-snapshot-in-use.json", lab.Sh(t, "sleep 20 </dev/vg0/clone-a & sleep 1; "+lvs+"; kill %1"))
 	save(lvmDir, "vgs.json", lab.Sh(t, vgs))
@@ -136,6 +138,23 @@ lvchange -ay vg0/tmpl2 >/dev/null`)
 	save(xenDir, "list-l.json", lab.Sh(t, "xl list -l"))
 	save(xenDir, "list-l-domain.json", lab.Sh(t, "xl list -l lab-fx1"))
 	save(xenDir, "info.txt", lab.Sh(t, "xl info"))
+	// A warm standby (the agent's spec.pause): ballooned down with xl mem-set, then paused.
+	// The guest's balloon driver gives the memory back at its own pace: wait for xl list.
+	// (64 MiB killed this 128 MiB guest: its kernel ran out of memory and crashed.)
+	lab.Sh(t, "xl mem-set lab-fx1 96m; for i in $(seq 60); do [ $(xl list lab-fx1 | awk 'NR==2 {print $3}') -le 99 ] && break; sleep 0.2; done")
+	save(xenDir, "list-ballooned.txt", lab.Sh(t, "xl list"))
+	lab.Sh(t, "xl pause lab-fx1")
+	save(xenDir, "list-paused.txt", lab.Sh(t, "xl list"))
+	// dom0 writes into the guest's data/ tree; -R keeps the value as given (no escapes).
+	save(xenDir, "xenstore-data.txt", lab.Sh(t, `id=$(xl domid lab-fx1)
+xenstore-write -R /local/domain/$id/data/xenclone/token 'a\nb c' /local/domain/$id/data/xenclone/ready v1
+echo "token=[$(xenstore-read -R /local/domain/$id/data/xenclone/token)]"
+echo "ready=[$(xenstore-read /local/domain/$id/data/xenclone/ready)]"
+xenstore-ls -p /local/domain/$id/data`))
+	lab.Sh(t, "xl unpause lab-fx1; xl mem-set lab-fx1 128m; sleep 2")
+	save(xenDir, "list-restored.txt", lab.Sh(t, "xl list"))
+	xlCapture("mem-set-above-maxmem", "xl mem-set lab-fx1 4096m")
+	xlCapture("pause-unknown-domain", "xl pause no-such-domain")
 	xlCapture("create-duplicate-name", "xl create /lab/fx1.cfg")
 	xlCapture("create-not-enough-memory", "xl create /lab/fx-nomem.cfg")
 	xlCapture("destroy-unknown-domain", "xl destroy no-such-domain")

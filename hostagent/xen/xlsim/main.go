@@ -6,7 +6,13 @@
 //
 // Supported xl subcommands: create [-e] [-p] [-q] [-n] [-F] cfg [key=value…], list [-l] [dom],
 // info [key], shutdown [-w[w]] [-F] [-a] dom, reboot [-w[w]] [-F] dom, destroy [-f] dom,
-// domid name, pause dom, unpause dom.
+// domid name, pause dom, unpause dom, mem-set dom size.
+//
+// Two look-alikes of the xenstore tools run through the same binary, with their real arguments
+// after the tool's name (the simulated host runs `xl xenstore-write -R PATH VALUE…`):
+// xenstore-write [-R] [-s] path value…, xenstore-read [-R] [-s] path…. Paths under
+// /local/domain/<domid>/ of a listed domain are kept with that domain (and go with it);
+// writes elsewhere are accepted and dropped.
 //
 // Simulator-only subcommands (tests and the playground use them; real xl has none):
 //
@@ -107,6 +113,12 @@ func run(dir string, args []string, stdout, stderr io.Writer) int {
 		return s.domid(rest)
 	case "pause", "unpause":
 		return s.pause(cmd == "pause", rest)
+	case "mem-set":
+		return s.memSet(rest)
+	case "xenstore-write":
+		return s.xenstoreWrite(rest)
+	case "xenstore-read":
+		return s.xenstoreRead(rest)
 	case "sim-init":
 		return s.simInit(rest)
 	case "sim-knob":
@@ -577,8 +589,166 @@ func (s *sim) pause(pause bool, args []string) int {
 		}
 		if d != nil && !d.dying() {
 			d.Paused = pause
+			if !pause && d.TargetMiB > 0 {
+				// The balloon driver acts on a target set while paused once it runs.
+				d.MemMiB = d.ballooned(h)
+			}
 		}
 		return true, nil
+	})
+	return code
+}
+
+// memSet is `xl mem-set DOM SIZE`: SIZE as xl's parse_mem_size_kb reads it (a number with an
+// optional b/k/m/g/t suffix; no suffix means MiB). The simulated guest has a balloon driver
+// that reaches the target at once while it runs (a real one takes a moment); a paused one
+// reaches it when unpaused. Growing is limited by the host's free memory, as Xen's allocator
+// limits a real balloon.
+func (s *sim) memSet(args []string) int {
+	if len(args) != 2 {
+		return s.usage("mem-set")
+	}
+	kib, ok := parseMemSizeKiB(args[1])
+	if !ok {
+		fmt.Fprintf(s.stderr, "invalid memory size: %s\n", args[1])
+		return 1
+	}
+	code := 0
+	_ = s.store.locked(s.now(), func(h *host) (bool, error) {
+		_, d, ok := s.findOrFail(h, args[0])
+		if !ok {
+			code = 1
+			return false, nil
+		}
+		if d == nil {
+			return false, nil // Domain-0: not simulated
+		}
+		mib := (kib + 1023) / 1024
+		if d.MaxMemMiB > 0 && mib > d.MaxMemMiB {
+			// libxl_set_memory_target refuses a target above static max.
+			// Real xl 4.17's words (testdata/real-lab/mem-set-above-maxmem.stderr.txt).
+			fmt.Fprintf(s.stderr, "libxl: error: libxl_mem.c:278:libxl_set_memory_target: Domain %d:memory_dynamic_max must be less than or equal to memory_static_max\n\ncannot set domid %d dynamic max memory to : %s\n", d.DomID, d.DomID, args[1])
+			code = 1
+			return false, nil
+		}
+		d.TargetMiB = mib
+		if !d.Paused && !d.Shutdown && !d.dying() {
+			d.MemMiB = d.ballooned(h)
+		}
+		return true, nil
+	})
+	return code
+}
+
+// ballooned is the memory a running guest holds once its balloon driver has acted on its
+// target: the target, or as much of it as the host's free memory allows.
+func (d *domain) ballooned(h *host) int64 {
+	if d.TargetMiB <= d.MemMiB {
+		return d.TargetMiB
+	}
+	if grow := d.TargetMiB - d.MemMiB; grow > h.freeMiB() {
+		return d.MemMiB + h.freeMiB()
+	}
+	return d.TargetMiB
+}
+
+// parseMemSizeKiB is xl's parse_mem_size_kb.
+func parseMemSizeKiB(v string) (int64, bool) {
+	i := 0
+	for i < len(v) && v[i] >= '0' && v[i] <= '9' {
+		i++
+	}
+	n, err := strconv.ParseInt(v[:i], 10, 64)
+	if err != nil || len(v)-i > 1 {
+		return 0, false
+	}
+	suffix := ""
+	if i < len(v) {
+		suffix = strings.ToLower(v[i:])
+	}
+	switch suffix {
+	case "t":
+		return n << 30, true
+	case "g":
+		return n << 20, true
+	case "", "m":
+		return n << 10, true
+	case "k":
+		return n, true
+	case "b":
+		return n >> 10, true
+	}
+	return 0, false
+}
+
+// domainNode splits /local/domain/<id>/<rest> into the listed domain and <rest>.
+func (h *host) domainNode(path string) (*domain, string) {
+	rest, ok := strings.CutPrefix(path, "/local/domain/")
+	if !ok {
+		return nil, ""
+	}
+	idText, sub, _ := strings.Cut(rest, "/")
+	id, err := strconv.Atoi(idText)
+	if err != nil {
+		return nil, ""
+	}
+	d := h.byID(id)
+	if d == nil || d.dying() {
+		return nil, ""
+	}
+	return d, sub
+}
+
+// xenstoreWrite is `xenstore-write [-R] [-s] path value…`, all in one transaction.
+func (s *sim) xenstoreWrite(args []string) int {
+	for len(args) > 0 && strings.HasPrefix(args[0], "-") {
+		switch args[0] {
+		case "-R", "-s":
+		default:
+			fmt.Fprintf(s.stderr, "Usage: xenstore-write [-h] [-s] [-R] key value [...]\n")
+			return 2
+		}
+		args = args[1:]
+	}
+	if len(args) == 0 || len(args)%2 != 0 {
+		fmt.Fprintf(s.stderr, "Usage: xenstore-write [-h] [-s] [-R] key value [...]\n")
+		return 2
+	}
+	_ = s.store.locked(s.now(), func(h *host) (bool, error) {
+		for i := 0; i < len(args); i += 2 {
+			if d, sub := h.domainNode(args[i]); d != nil && sub != "" {
+				if d.Xenstore == nil {
+					d.Xenstore = map[string]string{}
+				}
+				d.Xenstore[sub] = args[i+1]
+			}
+		}
+		return true, nil
+	})
+	return 0
+}
+
+// xenstoreRead is `xenstore-read [-R] [-s] path…`, one value per line.
+func (s *sim) xenstoreRead(args []string) int {
+	for len(args) > 0 && strings.HasPrefix(args[0], "-") {
+		args = args[1:]
+	}
+	code := 0
+	_ = s.store.locked(s.now(), func(h *host) (bool, error) {
+		for _, p := range args {
+			d, sub := h.domainNode(p)
+			v, ok := "", false
+			if d != nil {
+				v, ok = d.Xenstore[sub]
+			}
+			if !ok {
+				fmt.Fprintf(s.stderr, "couldn't read path %s\n", p)
+				code = 1
+				return false, nil
+			}
+			fmt.Fprintln(s.stdout, v)
+		}
+		return false, nil
 	})
 	return code
 }

@@ -125,9 +125,14 @@ type domain struct {
 	Monitored bool      `json:"monitored"`
 	Created   time.Time `json:"created"`
 	Paused    bool      `json:"paused,omitempty"`
-	Shutdown  bool      `json:"shutdown,omitempty"`
-	Reason    int       `json:"reason,omitempty"`
-	StoppedAt time.Time `json:"stoppedAt,omitempty"`
+	// TargetMiB is the balloon target of the last `xl mem-set` (0: none since creation).
+	TargetMiB int64 `json:"targetMiB,omitempty"`
+	// Xenstore holds what was written under the domain's /local/domain/<domid>/ tree, by
+	// path relative to it.
+	Xenstore  map[string]string `json:"xenstore,omitempty"`
+	Shutdown  bool              `json:"shutdown,omitempty"`
+	Reason    int               `json:"reason,omitempty"`
+	StoppedAt time.Time         `json:"stoppedAt,omitempty"`
 	// DyingUntil is set once destroyed: the domain is listed as dying until then.
 	DyingUntil time.Time `json:"dyingUntil,omitempty"`
 	Guest      string    `json:"guest"`
@@ -293,6 +298,8 @@ func (h *host) tick(now time.Time) bool {
 		nd.DomID = h.allocDomID()
 		nd.Created, nd.Shutdown, nd.Reason, nd.StoppedAt = now, false, 0, time.Time{}
 		nd.Pending, nd.PendingAt = "", time.Time{}
+		// A new domain: a fresh xenstore tree, memory as configured.
+		nd.Xenstore, nd.TargetMiB, nd.Paused = nil, 0, false
 		nd.Config = append(json.RawMessage(nil), old.Config...)
 		h.Domains = append(h.Domains, &nd)
 	}
@@ -422,6 +429,8 @@ func (d *domain) stateLetters() string {
 	b := []byte("------")
 	switch {
 	case d.Shutdown:
+		// Xen keeps a shut-down domain paused: real xl shows "--ps--" (testdata/real-lab).
+		b[2] = 'p'
 		b[3] = 's'
 		b[4] = "-rscwS"[d.Reason]
 	case d.Paused:

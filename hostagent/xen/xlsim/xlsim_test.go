@@ -214,7 +214,7 @@ func TestMonitoredRebootRestartsWithNewDomid(t *testing.T) {
 	if code != 0 || !strings.Contains(errs, "has been shut down, reason code 0") {
 		t.Fatalf("shutdown -w: %d %q", code, errs)
 	}
-	if out := h.ok("list", "vm-e"); !strings.Contains(out, "---s--") {
+	if out := h.ok("list", "vm-e"); !strings.Contains(out, "--ps--") {
 		t.Errorf("not left shut down:\n%s", out)
 	}
 }

@@ -1,0 +1,281 @@
+//go:build lab
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
+	"github.com/xenclone/xenclone/hostagent/xen"
+)
+
+// resumeBudget is how long a claimed standby may take from the spec change to its guest
+// printing again (issue 17: a claim → a running guest in under a second).
+const resumeBudget = time.Second
+
+// TestClonesWarmStandbyOnRealXen: a clone with spec.pause boots, is ballooned down and paused
+// on real Xen (xl list before/after: memory and the p flag); one update removes spec.pause and
+// sets spec.guestData, as a claim does, and the guest prints on its console within a second of
+// it and reads the data from xenstore, without a reboot (same boot counter, uptime goes on).
+func TestClonesWarmStandbyOnRealXen(t *testing.T) {
+	total := time.Now()
+	e := newLabEnv(t)
+	e.lab.Sh(t, `set -e
+D=/dev/disk/by-id/virtio-labdata
+pvcreate -y -ff $D >/dev/null && vgcreate vg0 $D >/dev/null
+lvcreate -y -L 64M -n golden vg0 >/dev/null
+dd if=/lab/guest.img of=/dev/vg0/golden bs=1M oflag=direct status=none
+sync`)
+	e.startAgent()
+	g := NewWithT(t)
+	ctx := context.Background()
+
+	tpl := e.template("lab-standby", "golden", func(s *vmv1alpha1.VMTemplateSpec) {
+		cow, mem := resource.MustParse("32Mi"), resource.MustParse("256Mi")
+		s.Snapshot = vmv1alpha1.SnapshotSpec{Mode: vmv1alpha1.SnapshotClassic, COWSize: &cow}
+		s.Domain.Memory = &mem
+		// The heartbeat and the guest-data reader of hack/lab/guest/init.
+		s.Domain.Boot.Cmdline += " xcalive"
+		off := false
+		s.Guest.CloudInit = &off
+	})
+	token := fmt.Sprintf("claim-token-%d", time.Now().UnixNano())
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: "claim-data"},
+		StringData: map[string]string{"token": token, "greeting": "hello from the claim"}}
+	g.Expect(e.k.Create(ctx, sec)).To(Succeed())
+
+	// 96 MiB: the lab's Debian-kernel guest runs out of memory near 64 (docs/guest-images.md).
+	pauseMem := resource.MustParse("96Mi")
+	c := &vmv1alpha1.VMClone{
+		ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: "warm-1"},
+		Spec: vmv1alpha1.VMCloneSpec{TemplateRef: vmv1alpha1.LocalObjectReference{Name: tpl},
+			RunStrategy: vmv1alpha1.RunStrategyAlways, Placement: &vmv1alpha1.Placement{NodeName: node},
+			// Long enough for the guest to boot under TCG (xl create to XCID ready is ~20 s).
+			Pause: &vmv1alpha1.PauseSpec{Memory: &pauseMem, After: &metav1.Duration{Duration: 45 * time.Second}}},
+	}
+	g.Expect(e.k.Create(ctx, c)).To(Succeed())
+	c = e.waitRunning(c)
+	dom := vmv1alpha1.DomainNameOf(c)
+	console := "/var/log/xen/console/guest-" + dom + ".log"
+	e.waitConsole(console, "XCID ready")
+	listRunning := e.lab.Sh(t, "xl list "+dom)
+	running := parseDomain(t, listRunning, dom)
+
+	c = e.waitPhase(c, vmv1alpha1.PhasePaused)
+	listPaused := e.lab.Sh(t, "xl list "+dom)
+	paused := parseDomain(t, listPaused, dom)
+	t.Logf("xl list while running:\n%s\nxl list while paused:\n%s", listRunning, listPaused)
+	if running.MemoryMiB < 250 || running.State.Paused {
+		t.Fatalf("before the pause: %+v, want about 256 MiB and running", running)
+	}
+	if !paused.State.Paused || paused.State.Shutdown || paused.MemoryMiB > 100 || paused.ID != running.ID {
+		t.Fatalf("paused standby: %+v (state %s), want the p flag, at most 100 MiB, domid %d", paused, paused.State, running.ID)
+	}
+	dr := meta.FindStatusCondition(c.Status.Conditions, vmv1alpha1.ConditionDomainRunning)
+	g.Expect(dr).NotTo(BeNil())
+	g.Expect(dr.Reason).To(Equal(vmv1alpha1.ReasonPaused))
+	g.Eventually(func(g Gomega) {
+		ready := meta.FindStatusCondition(e.get(g, c).Status.Conditions, vmv1alpha1.ConditionReady)
+		g.Expect(ready).NotTo(BeNil())
+		g.Expect(ready.Status).To(Equal(metav1.ConditionTrue))
+		g.Expect(ready.Reason).To(Equal(vmv1alpha1.ReasonPaused))
+	}, time.Minute).Should(Succeed())
+
+	// The guest is frozen: its heartbeat stops.
+	last := e.lastAlive(console)
+	time.Sleep(3 * time.Second)
+	if again := e.lastAlive(console); again.n != last.n {
+		t.Fatalf("the paused guest still prints: alive %d, then %d", last.n, again.n)
+	}
+	// Time the console lines in dom0 (bash's $EPOCHREALTIME, no process per line), and learn
+	// how dom0's clock stands to ours.
+	e.lab.Sh(t, `rm -f /tmp/stamped; setsid bash -c 'tail -n0 -F `+console+` | while IFS= read -r l; do printf "%s %s\n" "$EPOCHREALTIME" "$l"; done >/tmp/stamped' </dev/null >/dev/null 2>&1 &
+sleep 1; echo started`)
+	offset, skew := e.dom0Clock()
+
+	// The claim's update: pause removed, guest data named, in one write.
+	patch := client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"pause":null,"guestData":{"secretRef":{"name":"claim-data"}}}}`))
+	claimedAt := time.Now()
+	g.Expect(e.k.Patch(ctx, c, patch)).To(Succeed())
+
+	var first stampedLine
+	g.Eventually(func() bool {
+		out, _ := e.lab.Try("cat /tmp/stamped 2>/dev/null | tr -d '\\r'")
+		for _, l := range parseStamped(out) {
+			if a, ok := parseAlive(l.text); ok && a.n > last.n {
+				first = l
+				return true
+			}
+		}
+		return false
+	}, 2*time.Minute, 100*time.Millisecond).Should(BeTrue(), func() string { return "agent log:\n" + e.agentLog() })
+	// first.at is on dom0's clock; ours = dom0 - offset, known within ±skew.
+	latency := first.at.Add(-offset).Sub(claimedAt)
+	t.Logf("spec change → guest printed %q after %s (dom0 clock offset %s ± %s)",
+		first.text, latency.Round(time.Millisecond), offset.Round(time.Millisecond), skew.Round(time.Millisecond))
+	if latency+skew > resumeBudget {
+		t.Errorf("the guest printed %s after the spec change (at most %s with the clock uncertainty), want under %s", latency.Round(time.Millisecond),
+			(latency + skew).Round(time.Millisecond), resumeBudget)
+	}
+
+	// The guest reads the claim-time data, without a reboot.
+	e.waitConsole(console, "XCID data token="+token)
+	e.waitConsole(console, "XCID data greeting=hello from the claim")
+	after := e.lastAlive(console)
+	if after.boot != last.boot || after.boot != 1 || after.uptime <= last.uptime || after.n <= last.n {
+		t.Fatalf("the guest rebooted or stalled: before the pause %+v, after the claim %+v", last, after)
+	}
+	t.Logf("guest before the pause: %+v; after the claim: %+v (same boot, its clock went on)", last, after)
+	g.Eventually(func(g Gomega) {
+		got := e.get(g, c)
+		g.Expect(got.Status.Phase).To(Equal(vmv1alpha1.PhaseRunning))
+		gd := meta.FindStatusCondition(got.Status.Conditions, vmv1alpha1.ConditionGuestDataDelivered)
+		g.Expect(gd).NotTo(BeNil())
+		g.Expect(gd.Reason).To(Equal(vmv1alpha1.ReasonGuestDataDelivered), gd.Message)
+	}, time.Minute).Should(Succeed())
+	var resumed xen.DomainInfo
+	var listResumed string
+	g.Eventually(func() int64 {
+		listResumed = e.lab.Sh(t, "xl list "+dom)
+		resumed = parseDomain(t, listResumed, dom)
+		return resumed.MemoryMiB
+	}, time.Minute, 2*time.Second).Should(BeNumerically(">=", 250), "memory given back")
+	t.Logf("xl list after the claim:\n%s", listResumed)
+	if resumed.ID != running.ID || resumed.State.Paused {
+		t.Fatalf("resumed: %+v, want domid %d running", resumed, running.ID)
+	}
+	t.Logf("standby on real Xen: %d MiB running → %d MiB paused (%s) → %d MiB resumed; guest printed %s after the claim's update",
+		running.MemoryMiB, paused.MemoryMiB, paused.State, resumed.MemoryMiB, latency.Round(time.Millisecond))
+
+	// Paused once more and deleted: the paused domain is destroyed, not shut down.
+	g.Expect(e.k.Patch(ctx, c, client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"guestData":null,"pause":{"memory":"96Mi","after":"1s"}}}`)))).To(Succeed())
+	c = e.waitPhase(c, vmv1alpha1.PhasePaused)
+	e.delete(c)
+	if out := e.lab.Sh(t, "xl list"); strings.Contains(out, dom) {
+		t.Fatalf("domain still listed after the delete:\n%s", out)
+	}
+	t.Logf("warm standby e2e done in %s", time.Since(total).Round(time.Second))
+}
+
+func parseDomain(t *testing.T, out, name string) xen.DomainInfo {
+	t.Helper()
+	doms, err := xen.ParseList([]byte(out + "\n"))
+	if err != nil {
+		t.Fatalf("xl list: %v\n%s", err, out)
+	}
+	for _, d := range doms {
+		if d.Name == name {
+			return d
+		}
+	}
+	t.Fatalf("xl list has no %s:\n%s", name, out)
+	return xen.DomainInfo{}
+}
+
+// alive is one heartbeat line of the lab guest (hack/lab/guest/init xcalive).
+type alive struct {
+	n, boot int
+	uptime  float64
+}
+
+var aliveLine = regexp.MustCompile(`XCID alive (\d+) boot=(\d+) uptime=([0-9.]+)`)
+
+func parseAlive(l string) (alive, bool) {
+	m := aliveLine.FindStringSubmatch(l)
+	if m == nil {
+		return alive{}, false
+	}
+	n, _ := strconv.Atoi(m[1])
+	b, _ := strconv.Atoi(m[2])
+	u, _ := strconv.ParseFloat(m[3], 64)
+	return alive{n: n, boot: b, uptime: u}, true
+}
+
+func (e *env) lastAlive(console string) alive {
+	e.t.Helper()
+	out := e.lab.Sh(e.t, "tr -d '\\r' <"+console+" | grep 'XCID alive' | tail -n1")
+	a, ok := parseAlive(out)
+	if !ok {
+		e.t.Fatalf("no heartbeat on %s: %q", console, out)
+	}
+	return a
+}
+
+func (e *env) waitConsole(console, line string) {
+	e.t.Helper()
+	start := time.Now()
+	NewWithT(e.t).Eventually(func() bool {
+		out, _ := e.lab.Try("tr -d '\\r' <" + console + " 2>/dev/null | grep -cF '" + strings.ReplaceAll(line, "'", `'\''`) + "' || true")
+		n, _ := strconv.Atoi(strings.TrimSpace(out))
+		return n > 0
+	}, stepTimeout, time.Second).Should(BeTrue(), func() string {
+		out, _ := e.lab.Try("tr -d '\\r' <" + console + " | grep -v 'XCID alive' | tail -n 20")
+		return "console without " + line + ":\n" + out + "\nagent log:\n" + e.agentLog()
+	})
+	e.t.Logf("console: %q after %s", line, time.Since(start).Round(100*time.Millisecond))
+}
+
+type stampedLine struct {
+	at   time.Time
+	text string
+}
+
+func parseStamped(out string) []stampedLine {
+	var lines []stampedLine
+	for _, l := range strings.Split(out, "\n") {
+		ts, text, ok := strings.Cut(l, " ")
+		if !ok {
+			continue
+		}
+		f, err := strconv.ParseFloat(ts, 64)
+		if err != nil {
+			continue
+		}
+		sec := int64(f)
+		lines = append(lines, stampedLine{at: time.Unix(sec, int64((f-float64(sec))*1e9)), text: text})
+	}
+	return lines
+}
+
+// dom0Clock returns how far dom0's clock is ahead of ours, measured over the RPC channel: the
+// reading of the round trip that took least, its middle taken as the moment dom0 read its
+// clock; the uncertainty is half that round trip.
+func (e *env) dom0Clock() (offset, uncertainty time.Duration) {
+	e.t.Helper()
+	best := time.Duration(-1)
+	for range 5 {
+		sent := time.Now()
+		out, err := e.lab.Try("echo $EPOCHREALTIME")
+		got := time.Now()
+		if err != nil {
+			continue
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(out), 64)
+		if err != nil {
+			continue
+		}
+		sec := int64(f)
+		remote := time.Unix(sec, int64((f-float64(sec))*1e9))
+		if rtt := got.Sub(sent); best < 0 || rtt < best {
+			best = rtt
+			offset = remote.Sub(sent.Add(rtt / 2))
+		}
+	}
+	if best < 0 {
+		e.t.Fatal("could not read dom0's clock")
+	}
+	return offset, best / 2
+}
