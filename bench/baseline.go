@@ -233,6 +233,7 @@ type Quantiles struct {
 	N    int     `json:"n"`
 	Min  float64 `json:"min"`
 	P50  float64 `json:"p50"`
+	P90  float64 `json:"p90"`
 	P95  float64 `json:"p95"`
 	P99  float64 `json:"p99"`
 	Max  float64 `json:"max"`
@@ -255,7 +256,7 @@ func quantiles(xs []float64) Quantiles {
 		}
 		return s[i]
 	}
-	return Quantiles{N: len(s), Min: s[0], P50: at(0.5), P95: at(0.95), P99: at(0.99), Max: s[len(s)-1], Mean: mean(s)}
+	return Quantiles{N: len(s), Min: s[0], P50: at(0.5), P90: at(0.9), P95: at(0.95), P99: at(0.99), Max: s[len(s)-1], Mean: mean(s)}
 }
 
 func mean(xs []float64) float64 {

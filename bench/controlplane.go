@@ -375,7 +375,17 @@ type phaseMark struct {
 	reconciles    map[string]float64
 	benchByRes    RequestCounts
 	apiserverRes  RequestCounts
-	at            time.Time
+	// ctrlMetrics are the controller's histogram sums and counts by label (ctrlHistograms).
+	ctrlMetrics map[string]map[string]float64
+	// apiLatency is the API server's apiserver_request_duration_seconds by requestKey.
+	apiLatency latencySums
+	at         time.Time
+}
+
+// ctrlHistograms are the controller's histograms the claims part reads (sum and count), each
+// by the label that names what it measures: the workqueues by controller name.
+var ctrlHistograms = map[string]string{
+	"workqueue_queue_duration_seconds": "name", "workqueue_work_duration_seconds": "name",
 }
 
 func (cl *cluster) mark(ctx context.Context) phaseMark {
@@ -394,20 +404,26 @@ func (cl *cluster) mark(ctx context.Context) phaseMark {
 	if text, err := promText(ctx, "http://"+cl.metricsAddr+"/metrics"); err == nil {
 		m.ctrlReqs = countsOf(promSum(text, "rest_client_requests_total", "method"))
 		m.reconciles = promSum(text, "controller_runtime_reconcile_total", "controller")
+		m.ctrlMetrics = map[string]map[string]float64{}
+		for h, label := range ctrlHistograms {
+			for _, part := range []string{"_sum", "_count"} {
+				m.ctrlMetrics[h+part] = promSum(text, h+part, label)
+			}
+		}
 	}
 	m.benchReqs, m.benchByRes = cl.benchReqs.snapshot(), cl.benchReqs.snapshotByResource()
-	m.apiserverReqs, m.apiserverRes = cl.apiserverRequests(ctx)
+	m.apiserverReqs, m.apiserverRes, m.apiLatency = cl.apiserverRequests(ctx)
 	return m
 }
 
 // apiserverRequests is apiserver_request_total by verb, and by verb and resource, from the API
-// server's own metrics.
-func (cl *cluster) apiserverRequests(ctx context.Context) (RequestCounts, RequestCounts) {
+// server's own metrics, and its request latency histogram's sums and counts by verb and resource.
+func (cl *cluster) apiserverRequests(ctx context.Context) (RequestCounts, RequestCounts, latencySums) {
 	raw, err := cl.apiserver.RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
-		return nil, nil
+		return nil, nil, latencySums{}
 	}
-	return countsOf(promSum(string(raw), "apiserver_request_total", "verb")), apiserverByResource(string(raw))
+	return countsOf(promSum(string(raw), "apiserver_request_total", "verb")), apiserverByResource(string(raw)), apiserverLatency(string(raw))
 }
 
 func phaseBetween(a, b phaseMark) Phase {
@@ -429,7 +445,7 @@ func phaseBetween(a, b phaseMark) Phase {
 	return p
 }
 
-func runControlPlane(ctx context.Context, o Options, work string) (*ControlPlane, *ScaleResult, error) {
+func runControlPlane(ctx context.Context, o Options, work string, res *Results) (*ControlPlane, *ScaleResult, error) {
 	logf("control plane: starting kube-apiserver + etcd, the manager and %d simulated hosts", o.Hosts)
 	cl, err := startCluster(ctx, o, work)
 	defer cl.close()
@@ -523,6 +539,16 @@ func runControlPlane(ctx context.Context, o Options, work string) (*ControlPlane
 		cp.Single = sg
 		if err != nil {
 			return cp, nil, fmt.Errorf("single clone: %w", err)
+		}
+	}
+
+	// The claims part, before the scale part fills the API server with 10,000 clones.
+	if !o.SkipClaims && o.Claims > 0 && o.ClaimPool > 0 {
+		cr, err := runClaims(ctx, o, cl)
+		res.Claims = cr
+		if err != nil {
+			res.Errors["claims"] = err.Error()
+			logf("claims: %v", err)
 		}
 	}
 

@@ -53,6 +53,15 @@ type Options struct {
 	// (SkipSingle or 0 skips that run).
 	Single     int
 	SkipSingle bool
+	// The claims part (issue 17): a pool of ClaimPool warm members (ClaimState Running or
+	// Paused, ClaimMaxMaking members made at once, 0: the pool's default), Claims claims at
+	// once, then ClaimCold cold claims.
+	SkipClaims     bool
+	ClaimPool      int
+	Claims         int
+	ClaimState     string
+	ClaimMaxMaking int
+	ClaimCold      int
 }
 
 // Latency is what each simulated host operation takes. Defaults are the simulator's realistic
@@ -72,6 +81,7 @@ func defaultOptions() Options {
 			Remove: 400 * time.Millisecond, Prepare: 1200 * time.Millisecond, XLCreate: 500 * time.Millisecond, XLShutdown: time.Second},
 		AgentConc: 4, CtrlConc: 4, Creators: 16, Timeout: 10 * time.Minute,
 		CloneCost: true, CostSize: 2 << 30, Single: 10,
+		ClaimPool: 200, Claims: 200, ClaimState: "Running", ClaimCold: 10,
 	}
 }
 
@@ -105,6 +115,12 @@ func (o *Options) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.NoLimit, "skip-limit", false, "Skip the limit (bare host operations) runs.")
 	fs.IntVar(&o.Single, "single", o.Single, "After the burst, create this many clones one at a time on the idle cluster (each to Running, then deleted) and compare apply → Running with its host operations (0 skips it).")
 	fs.BoolVar(&o.SkipSingle, "skip-single", o.SkipSingle, "Skip the single-clone run (same as -single 0).")
+	fs.BoolVar(&o.SkipClaims, "skip-claims", o.SkipClaims, "Skip the claims part (a warm pool, a burst of VMClaims against it, the refill, cold claims).")
+	fs.IntVar(&o.ClaimPool, "claim-pool", o.ClaimPool, "Warm members of the claims part's VMClonePool.")
+	fs.IntVar(&o.Claims, "claims", o.Claims, "VMClaims created at once (by -creators clients) against the full pool (0 skips the part).")
+	fs.StringVar(&o.ClaimState, "claim-warm-state", o.ClaimState, "The pool's spec.warmState: Running or Paused (Paused needs the host agent's pause support).")
+	fs.IntVar(&o.ClaimMaxMaking, "claim-max-making", o.ClaimMaxMaking, "The pool's spec.maxMaking (0: not set, the CRD default 10).")
+	fs.IntVar(&o.ClaimCold, "claim-cold", o.ClaimCold, "Cold claims (spec.templateRef) after the refill, timed the same way (0 skips them).")
 	fs.BoolVar(&o.Profile, "profile", o.Profile, "Run the controller as this binary's controller role (same controllers.SetupWithManager) with pprof on, and save 30 s CPU profiles of the create and scale phases and a heap profile at scale to bench/results/<name>-*.pprof.")
 }
 
@@ -139,6 +155,7 @@ type Results struct {
 	Baseline  *Baseline         `json:"baseline,omitempty"`
 	Scale     *ScaleResult      `json:"scale,omitempty"`
 	CloneCost *CloneCost        `json:"cloneCost,omitempty"`
+	Claims    *ClaimsResult     `json:"claims,omitempty"`
 	Errors    map[string]string `json:"errors,omitempty"`
 }
 
@@ -172,7 +189,7 @@ func run(ctx context.Context, o Options) error {
 			}
 			res.Baseline = b
 		}
-		cp, sc, err := runControlPlane(ctx, o, work)
+		cp, sc, err := runControlPlane(ctx, o, work, res)
 		if err != nil {
 			res.Errors["controlPlane"] = err.Error()
 			logf("control plane: %v", err)

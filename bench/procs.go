@@ -242,3 +242,22 @@ func countsOf(m map[string]float64) RequestCounts {
 	}
 	return out
 }
+
+// latencySums are a latency histogram's sums (seconds) and counts by key.
+type latencySums struct{ Sum, Count map[string]float64 }
+
+// apiserverLatency is apiserver_request_duration_seconds' sum and count by requestKey (the
+// time the API server took to serve each request: admission, etcd, encoding; not the network).
+func apiserverLatency(text string) latencySums {
+	out := latencySums{Sum: map[string]float64{}, Count: map[string]float64{}}
+	for _, line := range strings.Split(text, "\n") {
+		for part, into := range map[string]map[string]float64{"_sum": out.Sum, "_count": out.Count} {
+			l, v, ok := promLabels(line, "apiserver_request_duration_seconds"+part)
+			if !ok || l["resource"] == "" {
+				continue
+			}
+			into[resourceKey(l["verb"], l["group"], l["resource"], l["subresource"])] += v
+		}
+	}
+	return out
+}

@@ -125,9 +125,17 @@ func printTables(w io.Writer, r *Results) {
 		printOps(w, sg.HostOps, float64(sg.Clones))
 	}
 
-	if l := mustShow(r); len(l) > 0 {
-		fmt.Fprintf(w, "### Issue 15: must show\n\n| measure | target | value | verdict |\n|---|---|---|---|\n")
-		for _, x := range l {
+	printClaims(w, r)
+
+	for _, part := range []struct {
+		title string
+		l     []shown
+	}{{"Issue 15: must show", mustShow(r)}, {"Issue 17: must show (claims)", claimsMustShow(r)}} {
+		if len(part.l) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "### %s\n\n| measure | target | value | verdict |\n|---|---|---|---|\n", part.title)
+		for _, x := range part.l {
 			fmt.Fprintf(w, "| %s | %s | %s | %s |\n", x.measure, x.target, x.value, x.verdict)
 		}
 		fmt.Fprintln(w)
