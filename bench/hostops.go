@@ -93,10 +93,41 @@ func subOps(a, b map[string]OpSum) map[string]OpSum {
 
 // timedHost wraps a host boundary so every operation is counted and timed.
 func timedHost(h hostagent.Host, s hostOps) hostagent.Host {
-	return hostagent.Host{
+	t := hostagent.Host{
 		Storage: timedStorage{h.Storage, s}, Guest: timedGuest{h.Guest, s},
 		Hypervisor: timedHypervisor{h.Hypervisor, s}, ConfigDir: h.ConfigDir,
 	}
+	if h.Control != nil {
+		// Without it the agent treats the host as one that cannot pause (a Paused pool never
+		// settles) and has nowhere to write claim-time data.
+		t.Control = timedControl{h.Control, s}
+	}
+	return t
+}
+
+type timedControl struct {
+	c  hostagent.DomainControl
+	st hostOps
+}
+
+func (t timedControl) Pause(ctx context.Context, name string) error {
+	defer t.st.observe("xl pause", time.Now())
+	return t.c.Pause(ctx, name)
+}
+
+func (t timedControl) Unpause(ctx context.Context, name string) error {
+	defer t.st.observe("xl unpause", time.Now())
+	return t.c.Unpause(ctx, name)
+}
+
+func (t timedControl) SetMemory(ctx context.Context, name string, mib int64) error {
+	defer t.st.observe("xl mem-set", time.Now())
+	return t.c.SetMemory(ctx, name, mib)
+}
+
+func (t timedControl) WriteXenstore(ctx context.Context, domid int, entries []xen.XenstoreEntry) error {
+	defer t.st.observe("xenstore-write", time.Now())
+	return t.c.WriteXenstore(ctx, domid, entries)
 }
 
 type timedStorage struct {

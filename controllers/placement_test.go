@@ -359,3 +359,34 @@ func BenchmarkPlaceFleet(b *testing.B) {
 		}
 	}
 }
+
+// A paused standby is counted by what its host reports it holds; once claimed (spec.pause
+// removed) and until its host reports it running again, all of its start memory is in flight:
+// the host's free memory still shows it ballooned down.
+func TestBindingOfPausedStandby(t *testing.T) {
+	tmpl := testTemplate("1Gi")
+	pause := resource.MustParse("96Mi")
+	for _, tc := range []struct {
+		name     string
+		paused   bool
+		phase    vmv1alpha1.VMClonePhase
+		inFlight bool
+	}{
+		{"standby booting", true, vmv1alpha1.PhaseStarting, true},
+		{"standby running, not yet paused", true, vmv1alpha1.PhaseRunning, false},
+		{"standby paused", true, vmv1alpha1.PhasePaused, false},
+		{"claimed, still reported Paused", false, vmv1alpha1.PhasePaused, true},
+		{"claimed, running again", false, vmv1alpha1.PhaseRunning, false},
+	} {
+		c := testClone("m")
+		c.Status.NodeName, c.Status.Phase = "h1", tc.phase
+		c.Status.Conditions = []metav1.Condition{{Type: vmv1alpha1.ConditionVolumeReady, Status: metav1.ConditionTrue}}
+		if tc.paused {
+			c.Spec.Pause = &vmv1alpha1.PauseSpec{Memory: &pause}
+		}
+		b := bindingOf(c, tmpl)
+		if b.MemoryInFlight != tc.inFlight || b.MemoryMiB != 1024 || b.StorageInFlight {
+			t.Errorf("%s: memory %d MiB in flight %v (want %v), storage in flight %v", tc.name, b.MemoryMiB, b.MemoryInFlight, tc.inFlight, b.StorageInFlight)
+		}
+	}
+}

@@ -604,6 +604,15 @@ func bindingOf(c *vmv1alpha1.VMClone, tmpl *vmv1alpha1.VMTemplate) Binding {
 	case "", vmv1alpha1.PhasePending, vmv1alpha1.PhaseScheduled, vmv1alpha1.PhaseProvisioning,
 		vmv1alpha1.PhaseStarting, vmv1alpha1.PhaseResetting:
 		b.MemoryInFlight = true
+	case vmv1alpha1.PhasePaused:
+		if !vmv1alpha1.Effective(c, tmpl).Paused {
+			// A paused standby is counted by what it holds: the host's free memory already
+			// shows it ballooned down. Once claimed (spec.pause gone) its agent takes it back
+			// to its start memory, which the host's figures do not show until it runs: count
+			// all of it until then, over by the pause memory for the fraction of a second a
+			// resume takes rather than under by the rest.
+			b.MemoryInFlight = true
+		}
 	}
 	if c.Status.Phase != vmv1alpha1.PhaseFailed && !meta.IsStatusConditionTrue(c.Status.Conditions, vmv1alpha1.ConditionVolumeReady) {
 		b.StorageInFlight = true

@@ -81,22 +81,10 @@ type EffectiveSpec struct {
 
 // HeldMemoryMiB is what the clone's domain holds on its host once it has settled: the pause
 // memory for a paused warm standby, else its start memory. A standby boots with MemoryMiB and
-// holds that much until it is ballooned down, and a claim takes it back to MemoryMiB; counting
-// what it will hold before it holds it is the caller's choice (see HeldMemoryMiB).
+// holds that much until it is ballooned down, and a claim takes it back to MemoryMiB
+// (placement's bindingOf counts what the host's figures do not show yet).
 func (e EffectiveSpec) HeldMemoryMiB() int64 {
 	if e.Paused {
-		return e.PauseMemoryMiB
-	}
-	return e.MemoryMiB
-}
-
-// HeldMemoryMiB is what a bound clone's domain holds on its host now, as its host reported
-// it: the pause memory once the agent reports it Paused (ballooned down), its start memory
-// otherwise, including a standby that still boots or is being resumed. Placement accounts a
-// paused member by it.
-func HeldMemoryMiB(clone *VMClone, tmpl *VMTemplate) int64 {
-	e := Effective(clone, tmpl)
-	if clone != nil && clone.Status.Phase == PhasePaused && e.Paused {
 		return e.PauseMemoryMiB
 	}
 	return e.MemoryMiB

@@ -161,30 +161,3 @@ func TestEffectiveWithoutTemplateOrClone(t *testing.T) {
 		t.Errorf("neither: %+v", e)
 	}
 }
-
-// HeldMemoryMiB counts a warm standby's pause memory only once its host reports it Paused:
-// before that it boots (or is resumed) with its start memory.
-func TestHeldMemoryMiB(t *testing.T) {
-	mem, pause := resource.MustParse("1Gi"), resource.MustParse("64Mi")
-	tp := &vmv1alpha1.VMTemplate{Spec: vmv1alpha1.VMTemplateSpec{Domain: vmv1alpha1.DomainSpec{Memory: &mem}}}
-	for _, tc := range []struct {
-		name  string
-		pause bool
-		phase vmv1alpha1.VMClonePhase
-		want  int64
-	}{
-		{"plain clone running", false, vmv1alpha1.PhaseRunning, 1024},
-		{"standby booting", true, vmv1alpha1.PhaseStarting, 1024},
-		{"standby running, not yet paused", true, vmv1alpha1.PhaseRunning, 1024},
-		{"standby paused", true, vmv1alpha1.PhasePaused, 64},
-		{"claimed: spec.pause removed, report still Paused", false, vmv1alpha1.PhasePaused, 1024},
-	} {
-		c := &vmv1alpha1.VMClone{Status: vmv1alpha1.VMCloneStatus{Phase: tc.phase}}
-		if tc.pause {
-			c.Spec.Pause = &vmv1alpha1.PauseSpec{Memory: &pause}
-		}
-		if got := vmv1alpha1.HeldMemoryMiB(c, tp); got != tc.want {
-			t.Errorf("%s: held %d MiB, want %d", tc.name, got, tc.want)
-		}
-	}
-}

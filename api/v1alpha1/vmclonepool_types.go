@@ -31,7 +31,7 @@ type VMClonePoolSpec struct {
 	ReplaceFailed *bool `json:"replaceFailed,omitempty"`
 
 	// WarmState is how unclaimed members wait: Running (booted and idle; a claim gets it at
-	// once) or Paused (booted, memory ballooned down to pausedMemory, then paused with xl
+	// once) or Paused (booted, memory ballooned down to spec.pause.memory, then paused with xl
 	// pause; a claim unpauses it and restores its memory, in well under a second).
 	// +kubebuilder:validation:Enum=Running;Paused
 	// +kubebuilder:default=Running
