@@ -104,7 +104,7 @@ type ClaimWrites struct {
 	Writes       RequestCounts `json:"writes"`
 	PerClaim     float64       `json:"perClaim"`
 	EventsByKind RequestCounts `json:"eventsByReason"`
-	// ClaimEvents are the Events of the claim path (reasons ClaimedWarm, MemberClaimed,
+	// ClaimEvents are the Events of the claim path (reasons ClaimedWarm,
 	// ColdFallback), per claim.
 	ClaimEventsPerClaim float64 `json:"claimEventsPerClaim"`
 	// RefillWrites are every other write of controller + agents in the window.
@@ -527,7 +527,7 @@ func claimController(a, b phaseMark) ClaimController {
 }
 
 // claimPathReasons are the Events the claim path records.
-var claimPathReasons = map[string]bool{vmv1alpha1.ReasonClaimedWarm: true, vmv1alpha1.ReasonMemberClaimed: true, vmv1alpha1.ReasonColdFallback: true}
+var claimPathReasons = map[string]bool{vmv1alpha1.ReasonClaimedWarm: true, vmv1alpha1.ReasonColdFallback: true}
 
 // claimWrites splits the window's writes (controller + agents; the bench's creates taken out)
 // into the claim path's and the rest, and counts the window's Events by reason.

@@ -339,6 +339,20 @@ func applyStatus(ctx context.Context, c client.Client, scheme *runtime.Scheme, o
 	return nil
 }
 
+// applyFinalizer server-side applies finalizer on obj. metadata.finalizers is a set, so the
+// apply owns only this entry: others' finalizers stay, no read-modify-write, no conflict.
+func applyFinalizer(ctx context.Context, c client.Client, scheme *runtime.Scheme, obj client.Object, finalizer string) error {
+	u, err := applyObject(scheme, obj)
+	if err != nil {
+		return err
+	}
+	u.SetFinalizers([]string{finalizer})
+	if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldManager+"-finalizer")); err != nil {
+		return fmt.Errorf("apply finalizer %s on %s: %w", finalizer, client.ObjectKeyFromObject(obj), err)
+	}
+	return nil
+}
+
 // applyLabels server-side applies the controller's labels on obj; labels of other managers
 // (the user, Argo CD) are left alone.
 func applyLabels(ctx context.Context, c client.Client, scheme *runtime.Scheme, obj client.Object, labels map[string]string) error {

@@ -96,10 +96,13 @@ func newClaimReconciler(c client.Client, live client.Reader, scheme *runtime.Sch
 // Reconcile binds an unbound claim, then keeps its status in step with its clone.
 func (r *VMClaimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
 	claim := &vmv1alpha1.VMClaim{}
-	if err := r.Get(ctx, req.NamespacedName, claim); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
 	ctx = log.IntoContext(ctx, log.FromContext(ctx).WithValues("vmclaim", req.NamespacedName))
+	if err := r.Get(ctx, req.NamespacedName, claim); err != nil {
+		if apierrors.IsNotFound(err) {
+			return ctrl.Result{}, r.deleteOrphans(ctx, req.NamespacedName)
+		}
+		return ctrl.Result{}, err
+	}
 	if !claim.DeletionTimestamp.IsZero() {
 		r.forget(claim.UID)
 		return ctrl.Result{}, r.reconcileDelete(ctx, claim)
@@ -109,18 +112,20 @@ func (r *VMClaimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 		r.seen(claim, now)
 	}
 	if !controllerutil.ContainsFinalizer(claim, vmv1alpha1.ClaimFinalizer) {
-		// Before any clone exists for it: the finalizer is what deletes the clone with the
-		// claim where no garbage collector runs (the playground, envtest).
-		patch := client.MergeFromWithOptions(claim.DeepCopy(), client.MergeFromWithOptimisticLock{})
-		controllerutil.AddFinalizer(claim, vmv1alpha1.ClaimFinalizer)
-		if err := r.Patch(ctx, claim, patch); err != nil {
-			if apierrors.IsConflict(err) {
-				return ctrl.Result{Requeue: true}, nil
+		// The finalizer makes deleting the claim delete its VM where no garbage collector
+		// runs (the playground, envtest) and keeps the claim visible until the VM is gone.
+		// It is applied after the binding and its status (this deferred function is
+		// registered first, so it runs last): a claim is bound after two writes, not three.
+		// A claim deleted in between goes at once, and deleteOrphans deletes its clone.
+		defer func() {
+			if reterr != nil {
+				return
 			}
-			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
-		}
+			if err := applyFinalizer(ctx, r.Client, r.Scheme, claim, vmv1alpha1.ClaimFinalizer); err != nil && !apierrors.IsNotFound(err) {
+				reterr = err
+			}
+		}()
 	}
-
 	status := claim.Status.DeepCopy()
 	status.ObservedGeneration = claim.Generation
 	r.recallBinding(claim, status)
@@ -288,7 +293,6 @@ func (r *VMClaimReconciler) bind(ctx context.Context, claim *vmv1alpha1.VMClaim,
 			r.markBound(claim, status, clone, vmv1alpha1.SourceWarm, r.Opts.Clock.Now())
 			claimsBound.WithLabelValues(string(vmv1alpha1.SourceWarm)).Inc()
 			r.Recorder.Eventf(claim, clone, corev1.EventTypeNormal, vmv1alpha1.ReasonClaimedWarm, "Claim", "claimed warm member %s of pool %s in %d ms", clone.Name, pool.Name, ptr.Deref(status.BindMilliseconds, 0))
-			r.Recorder.Eventf(pool, clone, corev1.EventTypeNormal, vmv1alpha1.ReasonMemberClaimed, "Claim", "member %s handed to claim %s", clone.Name, claim.Name)
 		}
 		return clone, err
 	}
@@ -343,18 +347,21 @@ const maxHandoverTries = 8
 // takeWarm hands the claim one of the pool's warm members, or returns nil if none is free.
 func (r *VMClaimReconciler) takeWarm(ctx context.Context, claim *vmv1alpha1.VMClaim, pool *vmv1alpha1.VMClonePool) (*vmv1alpha1.VMClone, error) {
 	var list vmv1alpha1.VMCloneList
-	if err := r.List(ctx, &list, client.InNamespace(pool.Namespace), client.MatchingLabels{vmv1alpha1.PoolLabel: pool.Name}); err != nil {
+	// Read-only: every claim of a burst lists all members, and copying each of them every
+	// time cost more than the handover; only the member patched is copied.
+	if err := r.List(ctx, &list, client.InNamespace(pool.Namespace), client.MatchingLabels{vmv1alpha1.PoolLabel: pool.Name}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("list members of pool %s: %w", pool.Name, err)
 	}
 	cands := warmCandidates(pool, list.Items, claim.UID, func(name string) bool {
 		return r.isTaken(types.NamespacedName{Namespace: pool.Namespace, Name: name})
 	})
 	conflicts := 0
-	for _, m := range cands {
+	for _, cand := range cands {
 		if conflicts >= maxHandoverTries {
 			return nil, errRetryHandover
 		}
-		patch := client.MergeFromWithOptions(m.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		m := cand.DeepCopy()
+		patch := client.MergeFromWithOptions(cand, client.MergeFromWithOptimisticLock{})
 		handOver(m, claim, r.Scheme)
 		if err := r.Patch(ctx, m, patch, client.FieldOwner(FieldManager)); err != nil {
 			if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
@@ -652,6 +659,43 @@ func (r *VMClaimReconciler) reconcileDelete(ctx context.Context, claim *vmv1alph
 		return fmt.Errorf("remove finalizer: %w", err)
 	}
 	return nil
+}
+
+// deleteOrphans deletes the clones a claim that no longer exists controlled: a claim deleted
+// before its finalizer was applied goes at once, and without a garbage collector (the
+// playground, envtest) its VM would stay. The clone's UID precondition keeps a clone replaced
+// meanwhile safe.
+func (r *VMClaimReconciler) deleteOrphans(ctx context.Context, key types.NamespacedName) error {
+	var list vmv1alpha1.VMCloneList
+	if err := r.List(ctx, &list, client.InNamespace(key.Namespace), client.MatchingLabels{vmv1alpha1.ClaimLabel: key.Name}, client.UnsafeDisableDeepCopy); err != nil {
+		return fmt.Errorf("list clones of deleted claim: %w", err)
+	}
+	var errs []error
+	var live *vmv1alpha1.VMClaim
+	for i := range list.Items {
+		c := &list.Items[i]
+		ref := metav1.GetControllerOf(c)
+		if ref == nil || ref.Kind != "VMClaim" || ref.Name != key.Name || !c.DeletionTimestamp.IsZero() {
+			continue
+		}
+		if live == nil {
+			// The cache may lag; the API server says whether the claim is really gone (or
+			// was recreated: a namesake with another UID does not own this clone).
+			live = &vmv1alpha1.VMClaim{}
+			if err := r.Live.Get(ctx, key, live); err != nil && !apierrors.IsNotFound(err) {
+				return fmt.Errorf("read claim %s: %w", key, err)
+			}
+		}
+		if live.UID == ref.UID {
+			continue
+		}
+		log.FromContext(ctx).Info("deleting the clone of a deleted claim", "vmclone", c.Name)
+		uid := c.UID
+		if err := r.Delete(ctx, c, client.Preconditions{UID: &uid}); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			errs = append(errs, fmt.Errorf("delete clone %s of deleted claim: %w", c.Name, err))
+		}
+	}
+	return kerrors.NewAggregate(errs)
 }
 
 func indexClaims(ctx context.Context, mgr ctrl.Manager) error {

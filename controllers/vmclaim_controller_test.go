@@ -321,13 +321,14 @@ func TestHandoverIsSafeWithoutTheCache(t *testing.T) {
 	pool := newPool(t, ns, "direct", tmpl.Name, 10, func(p *vmv1alpha1.VMClonePool) { p.Spec.MaxMaking = ptrTo(int32(10)) })
 	warmUp(t, g, pool, 10)
 	// Hand the members over with two private reconcilers, each claim tried by both. The
-	// claims exist only here, so the live controller does not compete.
+	// claims exist (a clone's owner that does not is an orphan, and deleted), but name a pool
+	// that does not, so the live controller does not compete for members.
 	var members vmv1alpha1.VMCloneList
 	g.Expect(k8sClient.List(ctx, &members, client.InNamespace(ns), client.MatchingLabels{vmv1alpha1.PoolLabel: "direct"})).To(Succeed())
 	var claims []*vmv1alpha1.VMClaim
 	for i := range 40 {
-		c := &vmv1alpha1.VMClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("d-%02d", i), UID: types.UID(fmt.Sprintf("uid-%02d", i))},
-			Spec: vmv1alpha1.VMClaimSpec{PoolRef: &vmv1alpha1.LocalObjectReference{Name: "direct"}}}
+		c := newClaim(t, ns, fmt.Sprintf("d-%02d", i), ofPool("not-this-pool"))
+		c.Spec.PoolRef.Name = "direct"
 		claims = append(claims, c)
 	}
 	won := make(chan [2]string, 80)
@@ -559,4 +560,36 @@ func TestClaimBindsOnceWhileTheCacheLags(t *testing.T) {
 	var clones vmv1alpha1.VMCloneList
 	g.Expect(k8sClient.List(ctx, &clones, client.InNamespace(ns), client.MatchingLabels{vmv1alpha1.ClaimLabel: "once"})).To(Succeed())
 	g.Expect(clones.Items).To(HaveLen(1), "the claim was bound more than once")
+}
+
+// A claim deleted before its finalizer was applied is gone at once; its clone must not stay
+// behind where no garbage collector runs. A clone merely labelled with the name but controlled
+// by something else stays.
+func TestClaimDeletedBeforeItsFinalizerLeavesNoClone(t *testing.T) {
+	needEnvtest(t)
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	tmpl := newTemplate(t, "64Mi")
+	mk := func(name, ownerKind string) *vmv1alpha1.VMClone {
+		c := &vmv1alpha1.VMClone{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{vmv1alpha1.ClaimLabel: "gone"},
+				OwnerReferences: []metav1.OwnerReference{{APIVersion: vmv1alpha1.GroupVersion.String(), Kind: ownerKind, Name: "gone",
+					UID: types.UID("uid-of-a-deleted-" + ownerKind), Controller: ptrTo(true)}}},
+			Spec: vmv1alpha1.VMCloneSpec{TemplateRef: vmv1alpha1.LocalObjectReference{Name: tmpl.Name}},
+		}
+		g.Expect(k8sClient.Create(ctx, c)).To(Succeed())
+		t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), c) })
+		return c
+	}
+	orphan, other := mk("orphan", "VMClaim"), mk("other", "VMClonePool")
+	r := newClaimReconciler(k8sClient, k8sClient, k8sClient.Scheme(), nil, Options{}.withDefaults())
+	_, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: types.NamespacedName{Namespace: ns, Name: "gone"}})
+	g.Expect(err).NotTo(HaveOccurred())
+	for _, c := range []*vmv1alpha1.VMClone{orphan, other} {
+		got := &vmv1alpha1.VMClone{}
+		err := k8sClient.Get(ctx, client.ObjectKeyFromObject(c), got)
+		deleted := apierrors.IsNotFound(err) || (err == nil && !got.DeletionTimestamp.IsZero())
+		g.Expect(deleted).To(Equal(c == orphan), "clone %s: deleted %v (err %v)", c.Name, deleted, err)
+	}
 }

@@ -240,6 +240,31 @@ grep -E '^ci-runners ' <<<"$out" | awk '{exit !($7 == 1)}' || fail "the pool's C
 doc 'kubectl delete vmclaim job-42'
 kubectl wait --for=delete "vmclone/$member" --timeout=60s || fail "the claim's VM was not deleted with it"
 
+step "user guide 8: a paused pool and claim-time data"
+doc 'kubectl apply -f config/samples/vm_v1alpha1_vmclonepool_paused.yaml'
+doc <<'CMD'
+kubectl wait --for=jsonpath='{.status.phase}'=Paused vmclone/sandboxes-0 --timeout=120s
+CMD
+for i in 1 2; do
+  kubectl wait --for=jsonpath='{.status.phase}'=Paused "vmclone/sandboxes-$i" --timeout=120s || fail "sandboxes-$i did not pause"
+done
+out=$(doc 'kubectl get vmclones -l vm.xenclone.dev/pool=sandboxes')
+echo "$out"
+[ "$(grep -cw Paused <<<"$out")" -eq 3 ] || fail "want 3 Paused members of sandboxes: $out"
+doc 'kubectl apply -f config/samples/vm_v1alpha1_vmclaim_paused.yaml'
+doc 'kubectl wait --for=condition=Ready vmclaim/sandbox-alice --timeout=60s'
+out=$(doc 'kubectl get vmclaim sandbox-alice')
+echo "$out"
+grep -qw Warm <<<"$out" || fail "sandbox-alice did not get a warm member: $out"
+member=$(kubectl get vmclaim sandbox-alice -o jsonpath='{.status.cloneName}')
+[ "$(kubectl get vmclone "$member" -o jsonpath='{.status.phase}')" = Running ] || fail "claimed member $member is not Running again"
+[ "$(kubectl get vmclone "$member" -o jsonpath='{.status.conditions[?(@.type=="GuestDataDelivered")].status}')" = True ] ||
+  fail "the claim's data was not delivered to $member"
+doc 'kubectl delete -f config/samples/vm_v1alpha1_vmclaim_paused.yaml'
+kubectl wait --for=delete "vmclone/$member" --timeout=60s || fail "sandbox-alice's VM was not deleted with it"
+doc 'kubectl delete -f config/samples/vm_v1alpha1_vmclonepool_paused.yaml'
+kubectl wait --for=delete vmclonepool/sandboxes --timeout=120s || fail "the sandboxes pool is still there"
+
 step "user guide 9: placement and cordoning"
 # The guide's pinned clone, first pinned to a host that does not exist: it waits, then the
 # documented patch fixes the pin and it is placed.

@@ -169,10 +169,9 @@ const (
 	// host running on its own, and destroyed it at once.
 	ReasonDuplicateStopped = "DuplicateStopped"
 	// Pool and claim events.
-	ReasonMemberClaimed = "MemberClaimed"
-	ReasonRefillFailed  = "RefillFailed"
-	ReasonColdFallback  = "ColdFallback"
-	ReasonClaimExpired  = "ClaimExpired"
+	ReasonRefillFailed = "RefillFailed"
+	ReasonColdFallback = "ColdFallback"
+	ReasonClaimExpired = "ClaimExpired"
 )
 
 // ConditionReason is one reason a condition may carry.
@@ -386,7 +385,6 @@ var EventReasons = []EventReason{
 	{"VMClonePool", ReasonMemberCreated, WriterController, "a member was created"},
 	{"VMClonePool", ReasonMemberDeleted, WriterController, "a member was deleted on scale-down"},
 	{"VMClonePool", ReasonReplacingFailedMember, WriterController, "a Failed member is deleted and replaced (spec.replaceFailed)"},
-	{"VMClonePool", ReasonMemberClaimed, WriterController, "a warm member was handed to a claim and left the pool, which refills"},
 	{"VMClonePool", ReasonRefillFailed, WriterController, "the API server refused a new member (quota, admission, validation); the pool retries with backoff"},
 	{"VMClaim", ReasonColdFallback, WriterController, "no warm member was free: the claim got a new clone (fallback Cold)"},
 	{"VMClaim", ReasonClaimExpired, WriterController, "the claim's lifetime ended: it was deleted (onExpiry Delete) or its clone stopped (Stop)"},
