@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -720,6 +721,29 @@ func indexClaims(ctx context.Context, mgr ctrl.Manager) error {
 }
 
 func (r *VMClaimReconciler) setupWithManager(mgr ctrl.Manager) error {
+	// A claim's bind time counts from the moment the controller's informer got it, before it
+	// waits in the work queue: under a burst the wait is most of what a user sees.
+	informer, err := mgr.GetCache().GetInformer(context.Background(), &vmv1alpha1.VMClaim{})
+	if err != nil {
+		return fmt.Errorf("VMClaim informer: %w", err)
+	}
+	if _, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc: func(o any) {
+			if c, ok := o.(*vmv1alpha1.VMClaim); ok && c.Status.CloneName == "" {
+				r.seen(c, r.Opts.Clock.Now())
+			}
+		},
+		DeleteFunc: func(o any) {
+			if tomb, ok := o.(toolscache.DeletedFinalStateUnknown); ok {
+				o = tomb.Obj
+			}
+			if c, ok := o.(*vmv1alpha1.VMClaim); ok {
+				r.forget(c.UID)
+			}
+		},
+	}); err != nil {
+		return fmt.Errorf("add claim arrival handler: %w", err)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&vmv1alpha1.VMClaim{}).
 		Named("vmclaim").

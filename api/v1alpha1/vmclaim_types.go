@@ -68,8 +68,9 @@ type VMClaimStatus struct {
 	// BoundTime is when the claim got its clone.
 	// +optional
 	BoundTime *metav1.MicroTime `json:"boundTime,omitempty"`
-	// BindMilliseconds is how long binding took, from the controller's first sight of the
-	// claim (its creation time after a controller restart) to the bind.
+	// BindMilliseconds is how long binding took, from the moment the controller received the
+	// claim (before it waited in the work queue; after a controller restart, the restart) to
+	// the bind.
 	// +optional
 	BindMilliseconds *int64 `json:"bindMilliseconds,omitempty"`
 	// NodeName is the host the clone runs on.

@@ -180,7 +180,7 @@ sleep 1; echo started`)
 	if resumed.ID != running.ID || resumed.State.Paused {
 		t.Fatalf("resumed: %+v, want domid %d running", resumed, running.ID)
 	}
-	t.Logf("standby on real Xen: %d MiB running → %d MiB paused (%s) → %d MiB resumed; guest printed %s after the claim's update",
+	t.Logf("standby on real Xen: %d MiB running → %d MiB paused (%s) → %d MiB resumed; guest printed %s after the claim was bound",
 		running.MemoryMiB, paused.MemoryMiB, paused.State, resumed.MemoryMiB, latency.Round(time.Millisecond))
 
 	// Deleting the claim deletes its VM.
