@@ -62,6 +62,8 @@ type Options struct {
 	ClaimState     string
 	ClaimMaxMaking int
 	ClaimCold      int
+	// ClaimsPaced claims are made one after another once the pool is full again.
+	ClaimsPaced int
 }
 
 // Latency is what each simulated host operation takes. Defaults are the simulator's realistic
@@ -81,7 +83,7 @@ func defaultOptions() Options {
 			Remove: 400 * time.Millisecond, Prepare: 1200 * time.Millisecond, XLCreate: 500 * time.Millisecond, XLShutdown: time.Second},
 		AgentConc: 4, CtrlConc: 4, Creators: 16, Timeout: 10 * time.Minute,
 		CloneCost: true, CostSize: 2 << 30, Single: 10,
-		ClaimPool: 200, Claims: 200, ClaimState: "Running", ClaimCold: 10,
+		ClaimPool: 200, Claims: 200, ClaimState: "Running", ClaimCold: 10, ClaimsPaced: 30,
 	}
 }
 
@@ -120,6 +122,7 @@ func (o *Options) flags(fs *flag.FlagSet) {
 	fs.IntVar(&o.Claims, "claims", o.Claims, "VMClaims created at once (by -creators clients) against the full pool (0 skips the part).")
 	fs.StringVar(&o.ClaimState, "claim-warm-state", o.ClaimState, "The pool's spec.warmState: Running or Paused (Paused needs the host agent's pause support).")
 	fs.IntVar(&o.ClaimMaxMaking, "claim-max-making", o.ClaimMaxMaking, "The pool's spec.maxMaking (0: not set, the CRD default 10).")
+	fs.IntVar(&o.ClaimsPaced, "claims-paced", o.ClaimsPaced, "Claims made one after another (each Ready before the next) once the pool is full again, timed like the burst (0 skips them).")
 	fs.IntVar(&o.ClaimCold, "claim-cold", o.ClaimCold, "Cold claims (spec.templateRef) after the refill, timed the same way (0 skips them).")
 	fs.BoolVar(&o.Profile, "profile", o.Profile, "Run the controller as this binary's controller role (same controllers.SetupWithManager) with pprof on, and save 30 s CPU profiles of the create and scale phases and a heap profile at scale to bench/results/<name>-*.pprof.")
 }

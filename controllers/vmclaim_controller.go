@@ -112,14 +112,18 @@ func (r *VMClaimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 	if claim.Status.CloneName == "" {
 		r.seen(claim, now)
 	}
+	status := claim.Status.DeepCopy()
+	status.ObservedGeneration = claim.Generation
+	r.recallBinding(claim, status)
 	if !controllerutil.ContainsFinalizer(claim, vmv1alpha1.ClaimFinalizer) {
 		// The finalizer makes deleting the claim delete its VM where no garbage collector
 		// runs (the playground, envtest) and keeps the claim visible until the VM is gone.
-		// It is applied after the binding and its status (this deferred function is
-		// registered first, so it runs last): a claim is bound after two writes, not three.
-		// A claim deleted in between goes at once, and deleteOrphans deletes its clone.
+		// It stays off a binding's path: a reconcile that binds writes the handover and the
+		// status only (two writes), and the status write's event brings the claim back, when
+		// the finalizer is applied. It runs after the status (registered first, so it runs
+		// last). A claim deleted in between goes at once, and deleteOrphans deletes its clone.
 		defer func() {
-			if reterr != nil {
+			if reterr != nil || (status.CloneName != "" && claim.Status.CloneName == "") {
 				return
 			}
 			if err := applyFinalizer(ctx, r.Client, r.Scheme, claim, vmv1alpha1.ClaimFinalizer); err != nil && !apierrors.IsNotFound(err) {
@@ -127,9 +131,6 @@ func (r *VMClaimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 			}
 		}()
 	}
-	status := claim.Status.DeepCopy()
-	status.ObservedGeneration = claim.Generation
-	r.recallBinding(claim, status)
 	defer func() {
 		setClaimKStatus(status, claim)
 		if equality.Semantic.DeepEqual(*status, claim.Status) {
