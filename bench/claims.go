@@ -671,11 +671,16 @@ func printClaims(w io.Writer, r *Results) {
 	pr("| claims bound / Ready | %d / %d of %d |\n", c.Bound, c.Ready, c.Claims)
 	pr("| claim → bound (create sent → watch shows status.cloneName) p50 / p90 / p99 / max | %s |\n", q3(c.ClaimToBound))
 	pr("| controller's status.bindMilliseconds (its informer got the claim → bind) p50 / p90 / p99 / max | %s |\n", q3(c.BindMilliseconds))
-	pr("| claim → Ready (the member already runs: the write round trip) p50 / p90 / p99 / max | %s |\n", q3(c.ClaimToReady))
+	pr("| claim → Ready (a Running member: the write round trip; a Paused one: its resume too) p50 / p90 / p99 / max | %s |\n", q3(c.ClaimToReady))
 	pr("| first claim sent → last bound | %s |\n", ms(c.LastBoundSeconds))
 	pr("| warm hits / cold misses (claims' status.source) | %d / %d |\n", c.Warm, c.Cold)
 	pr("| pool status warmHits / coldClaims | %d / %d |\n", c.PoolWarmHits, c.PoolColdClaims)
 	pr("| first claim → pool back to %d warm (refill) | %s (lowest readyReplicas seen %d) |\n", c.PoolSize, sec(c.RefillSeconds), c.MinReady)
+	if p := c.PacedRun; p != nil {
+		pr("| %d claims one at a time (each Ready before the next): claim → bound p50 / p90 / p99 / max | %s |\n", p.N, q3(p.ClaimToBound))
+		pr("| one at a time: controller's status.bindMilliseconds p50 / p90 / p99 / max | %s |\n", q3(p.BindMilliseconds))
+		pr("| one at a time: claim → Ready p50 / p90 / p99 / max | %s |\n", q3(p.ClaimToReady))
+	}
 	if cr := c.ColdRun; cr != nil {
 		pr("| %d cold claims (spec.templateRef) at once: claim → bound p50 / max | %s / %s |\n", cr.N, ms(cr.ClaimToBound.P50), ms(cr.ClaimToBound.Max))
 		pr("| cold: claim → Ready p50 / p90 / max | %s / %s / %s |\n", ms(cr.ClaimToReady.P50), ms(cr.ClaimToReady.P90), ms(cr.ClaimToReady.Max))
