@@ -94,14 +94,7 @@ func (r *VMCloneReconciler) ensureCloudInit(ctx context.Context, s *cloneScope) 
 		data[f.key] = v
 	}
 
-	meta := metav1.ObjectMeta{
-		Namespace: key.Namespace, Name: key.Name,
-		Labels: map[string]string{vmv1alpha1.CloneUIDLabel: string(s.clone.UID)},
-		Annotations: map[string]string{
-			vmv1alpha1.CloudInitSourceAnnotation: want,
-			cloneAnnotation:                      s.clone.Namespace + "/" + s.clone.Name,
-		},
-	}
+	meta := copyMeta(s, key, vmv1alpha1.CloudInitSourceAnnotation, want)
 	if !exists {
 		err = r.Create(ctx, &corev1.Secret{ObjectMeta: meta, Type: corev1.SecretTypeOpaque, Data: data})
 		if apierrors.IsAlreadyExists(err) {
@@ -122,6 +115,19 @@ func (r *VMCloneReconciler) ensureCloudInit(ctx context.Context, s *cloneScope) 
 	}
 	log.FromContext(ctx).V(1).Info("copied cloud-init data", "copy", key.String(), "source", want)
 	return true, nil
+}
+
+// copyMeta is the metadata of a Secret copy the controller keeps for a clone's host agent
+// (cloud-init data, guest data): the clone's UID label, what it was copied from, whose it is.
+func copyMeta(s *cloneScope, key types.NamespacedName, sourceAnnotation, source string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{
+		Namespace: key.Namespace, Name: key.Name,
+		Labels: map[string]string{vmv1alpha1.CloneUIDLabel: string(s.clone.UID)},
+		Annotations: map[string]string{
+			sourceAnnotation: source,
+			cloneAnnotation:  s.clone.Namespace + "/" + s.clone.Name,
+		},
+	}
 }
 
 // cloudInitMissing holds an unbound clone back with a condition naming the field to fix. A

@@ -7,7 +7,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -68,14 +67,7 @@ func (r *VMCloneReconciler) ensureGuestData(ctx context.Context, s *cloneScope) 
 	if exists && cp.Annotations[vmv1alpha1.GuestDataSourceAnnotation] == want {
 		return nil
 	}
-	meta := metav1.ObjectMeta{
-		Namespace: key.Namespace, Name: key.Name,
-		Labels: map[string]string{vmv1alpha1.CloneUIDLabel: string(s.clone.UID)},
-		Annotations: map[string]string{
-			vmv1alpha1.GuestDataSourceAnnotation: want,
-			cloneAnnotation:                      s.clone.Namespace + "/" + s.clone.Name,
-		},
-	}
+	meta := copyMeta(s, key, vmv1alpha1.GuestDataSourceAnnotation, want)
 	data := maps.Clone(src.Data)
 	if !found {
 		err = r.Create(ctx, &corev1.Secret{ObjectMeta: meta, Type: corev1.SecretTypeOpaque, Data: data})

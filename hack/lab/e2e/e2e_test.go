@@ -470,10 +470,16 @@ func (e *env) delete(c *vmv1alpha1.VMClone) {
 	if err := e.k.Delete(context.Background(), c); err != nil && !apierrors.IsNotFound(err) {
 		e.t.Fatal(err)
 	}
+	e.waitGone(c)
+	e.t.Logf("%s/%s deleted after %s", c.Namespace, c.Name, time.Since(start).Round(100*time.Millisecond))
+}
+
+// waitGone waits for a clone to be gone: deleted by us, its claim or its pool.
+func (e *env) waitGone(c *vmv1alpha1.VMClone) {
+	e.t.Helper()
 	NewWithT(e.t).Eventually(func() bool {
 		return apierrors.IsNotFound(e.k.Get(context.Background(), client.ObjectKeyFromObject(c), &vmv1alpha1.VMClone{}))
 	}, stepTimeout, time.Second).Should(BeTrue(), func() string { return "agent log:\n" + e.agentLog() })
-	e.t.Logf("%s/%s deleted after %s", c.Namespace, c.Name, time.Since(start).Round(100*time.Millisecond))
 }
 
 // identity is what the guest printed about itself on one boot (XCID lines, hack/lab/guest/init).

@@ -13,7 +13,6 @@ import (
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -203,9 +202,7 @@ sleep 1; echo started`)
 func (e *env) gone(c *vmv1alpha1.VMClone) {
 	e.t.Helper()
 	start := time.Now()
-	NewWithT(e.t).Eventually(func() bool {
-		return apierrors.IsNotFound(e.k.Get(context.Background(), client.ObjectKeyFromObject(c), &vmv1alpha1.VMClone{}))
-	}, stepTimeout, time.Second).Should(BeTrue(), func() string { return "agent log:\n" + e.agentLog() })
+	e.waitGone(c)
 	e.t.Logf("%s/%s gone after %s", c.Namespace, c.Name, time.Since(start).Round(100*time.Millisecond))
 }
 
