@@ -19,6 +19,7 @@ import (
 	"github.com/xenclone/xenclone/hostagent/command"
 	"github.com/xenclone/xenclone/hostagent/guest"
 	"github.com/xenclone/xenclone/hostagent/guest/seed"
+	"github.com/xenclone/xenclone/hostagent/imageimport"
 	"github.com/xenclone/xenclone/hostagent/lvm"
 	"github.com/xenclone/xenclone/hostagent/xen"
 )
@@ -40,6 +41,8 @@ type hostagentOptions struct {
 	commandTimeout time.Duration
 	fenceAfter     time.Duration
 	maxConcurrent  int
+	qemuImg        string
+	importStall    time.Duration
 }
 
 func hostagentFlags(fs *flag.FlagSet) *hostagentOptions {
@@ -59,6 +62,8 @@ func hostagentFlags(fs *flag.FlagSet) *hostagentOptions {
 	fs.DurationVar(&o.commandTimeout, "command-timeout", 5*time.Minute, "Bound on each slow host operation (snapshot, guest preparation, xl create); a hung tool then fails the step instead of holding the clone.")
 	fs.DurationVar(&o.fenceAfter, "fence-after", vmv1alpha1.DefaultFenceAfter, "When the agent could not renew its heartbeat Lease for this long, it destroys the domains of its clones with spec.placement.onNodeLost: Reschedule, which the controller may then start elsewhere (at least three renewals, 3 × 10s). Written on the Lease; the controller waits this plus its --fence-margin before it moves a clone.")
 	fs.IntVar(&o.maxConcurrent, "max-concurrent", 4, "Clones prepared in parallel on this host.")
+	fs.StringVar(&o.qemuImg, "qemu-img", imageimport.DefaultQemuImg, "The host's qemu-img (qemu-utils), which converts qcow2 template sources.")
+	fs.DurationVar(&o.importStall, "import-stall-timeout", imageimport.DefaultStallTimeout, "A template import fails (ImportStalled) when its server sends nothing for this long.")
 	return o
 }
 
@@ -69,8 +74,13 @@ func realHost(o *hostagentOptions) (hostagent.Host, *guest.Preparer) {
 		Observe: hostagent.ObserveCommand}
 	prep := &guest.Preparer{Runner: runner, StateDir: o.stateDir, HostRoot: o.hostRoot}
 	xl := &xen.Driver{Runner: runner, XL: o.xlBinary, Log: ctrl.Log.WithName("xl")}
+	storage := hostagent.LVMStorage{LVM: &lvm.Client{Runner: runner, Binary: o.lvmBinary, Config: o.lvmConfig}, HostRoot: o.hostRoot}
 	return hostagent.Host{
-		Storage:    hostagent.LVMStorage{LVM: &lvm.Client{Runner: runner, Binary: o.lvmBinary, Config: o.lvmConfig}},
+		Storage: storage,
+		Images:  storage,
+		// qcow2 sources are downloaded into scratch files beside the agent's other state.
+		Importer: &imageimport.Importer{Runner: runner, QemuImg: o.qemuImg, ScratchDir: filepath.Join(o.stateDir, "imports"),
+			HostRoot: o.hostRoot, StallTimeout: o.importStall},
 		Guest:      hostagent.GuestPreparer{P: prep, SeedFormat: seed.Format(o.seedFormat)},
 		Hypervisor: xl,
 		Control:    hostagent.NewDomainControl(xl, &xen.Xenstore{Runner: runner, Log: ctrl.Log.WithName("xenstore")}),

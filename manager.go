@@ -36,6 +36,7 @@ type managerOptions struct {
 	fenceMargin      time.Duration
 	maxLostFraction  float64
 	workers          int
+	maxImports       int
 	memoryLimit      string
 	memoryLimitSet   bool // --memory-limit given on the command line
 	// sharedProcess lets several managers run in one process (a test of two managers), where
@@ -64,6 +65,7 @@ func managerFlags(fs *flag.FlagSet) *managerOptions {
 	fs.DurationVar(&o.fenceMargin, "fence-margin", vmv1alpha1.DefaultFenceMargin, "What the controller adds to a lost host's fence-after (the time after its last renewal at which its hostagent stops the domains of clones that reschedule) before it starts those clones elsewhere: the agent's xl destroy plus the API server's latency.")
 	fs.Float64Var(&o.maxLostFraction, "reschedule-max-lost-fraction", controllers.DefaultRescheduleMaxLostFraction, "Pause all rescheduling while at least this share of the hosts is lost at once (an outage on the control plane's side, not host failures). 1 pauses only when every host is lost.")
 	fs.StringVar(&o.memoryLimit, "memory-limit", defaultMemoryLimit, "Go soft memory limit (a quantity: 128Mi, 1Gi; 0 for none): the GC works harder as the process nears it instead of letting the heap double. Set it above the fleet's live heap (about 7 MiB per 1,000 VMClones plus 20 MiB) and below the container's memory limit. When the flag is not given and GOMEMLIMIT is set, GOMEMLIMIT applies.")
+	fs.IntVar(&o.maxImports, "max-parallel-imports", controllers.DefaultMaxParallelImports, "How many hosts may import VMTemplate sources (spec.source) at the same time, fleet-wide; the others wait (status.hosts[].import.phase Waiting).")
 	fs.IntVar(&o.workers, "max-concurrent-reconciles", controllers.DefaultMaxConcurrentReconciles, "Workers per controller. Placement is serialized inside the clone controller; more workers parallelize the API writes.")
 	return o
 }
@@ -174,7 +176,7 @@ func (o *managerOptions) controllerOptions() controllers.Options {
 	return controllers.Options{
 		LeaseNamespace: o.leaseNamespace, HeartbeatGrace: o.heartbeatGrace,
 		NodeLostRescheduleAfter: o.rescheduleAfter, FenceMargin: o.fenceMargin,
-		RescheduleMaxLostFraction: o.maxLostFraction, MaxConcurrentReconciles: o.workers,
+		RescheduleMaxLostFraction: o.maxLostFraction, MaxConcurrentReconciles: o.workers, MaxParallelImports: o.maxImports,
 	}
 }
 

@@ -119,6 +119,14 @@ func runPlayground(ctx context.Context, o *playgroundOptions) error {
 	if err := startSimulatedHosts(ctx, cfg, o, errs); err != nil {
 		return err
 	}
+	if o.hosts > 0 {
+		if err := os.MkdirAll(o.dir, 0o700); err != nil {
+			return err
+		}
+		if _, err := startImageServer(ctx, log, o.dir); err != nil {
+			return err
+		}
+	}
 	for _, s := range o.samples {
 		if err := applyFile(ctx, c, s); err != nil {
 			return err
@@ -147,6 +155,9 @@ xenclone playground is up: control plane %s, %d simulated Xen hosts.
 
   export KUBECONFIG=%s
   kubectl get xenhosts,vmtemplates
+  kubectl apply -f .playground/vmtemplate-imported.yaml
+  kubectl get vmtemplates -o wide
+  kubectl wait --for=condition=Imported vmtemplate/debian12-imported --timeout=120s
   kubectl apply -f config/samples/vm_v1alpha1_vmclone.yaml
   kubectl wait --for=condition=Ready vmclone/web-1 --timeout=60s
   kubectl get vmclones -o wide

@@ -72,7 +72,14 @@ type Options struct {
 	// Placement itself is serialized inside the clone reconciler, so more workers only
 	// parallelize the API writes — which is what a burst waits on.
 	MaxConcurrentReconciles int
+	// MaxParallelImports bounds how many hosts import template sources at once, fleet-wide
+	// (default DefaultMaxParallelImports): 50 hosts must not pull one image from one server at
+	// the same moment.
+	MaxParallelImports int
 }
+
+// DefaultMaxParallelImports is Options.MaxParallelImports unless set.
+const DefaultMaxParallelImports = 4
 
 func (o Options) withDefaults() Options {
 	if o.LeaseNamespace == "" {
@@ -83,6 +90,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
+	}
+	if o.MaxParallelImports <= 0 {
+		o.MaxParallelImports = DefaultMaxParallelImports
 	}
 	if o.DefaultPlacement == "" {
 		o.DefaultPlacement = vmv1alpha1.PlacementSpread

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -123,8 +124,17 @@ func runSuite(m *testing.M) int {
 
 // --- fixtures: every test uses its own names and deletes what it created -------------------
 
-// uniq returns a name unique to this run, so tests never see each other's objects.
-func uniq(prefix string) string { return fmt.Sprintf("%s-%06d", prefix, rand.IntN(1_000_000)) }
+// uniq returns a name unique to this run, so tests never see each other's objects. A counter,
+// not a random draw: with hundreds of names per run, random 6-digit suffixes collided (a test
+// failed creating a namespace another test was still deleting).
+func uniq(prefix string) string {
+	return fmt.Sprintf("%s-%06d", prefix, (uniqBase+uniqSeq.Add(1))%1_000_000)
+}
+
+var (
+	uniqBase = rand.Uint64N(1_000_000)
+	uniqSeq  atomic.Uint64
+)
 
 func newNamespace(t *testing.T) string {
 	t.Helper()

@@ -49,6 +49,8 @@ type VMTemplateReconciler struct {
 	Scheme   *runtime.Scheme
 	Recorder events.EventRecorder
 	Opts     Options
+
+	grants importGrants
 }
 
 // +kubebuilder:rbac:groups=vm.xenclone.dev,resources=vmtemplates,verbs=get;list;watch;update;patch
@@ -60,6 +62,9 @@ type VMTemplateReconciler struct {
 func (r *VMTemplateReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
 	tmpl := &vmv1alpha1.VMTemplate{}
 	if err := r.Get(ctx, req.NamespacedName, tmpl); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.grants.forget(req.Name)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	ctx = log.IntoContext(ctx, log.FromContext(ctx).WithValues("vmtemplate", tmpl.Name))
@@ -80,6 +85,9 @@ func (r *VMTemplateReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		return ctrl.Result{}, err
 	}
 	if err := r.ensureHosts(ctx, tmpl, status); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.ensureImports(ctx, tmpl, status); err != nil {
 		return ctrl.Result{}, err
 	}
 	r.ensureInUse(tmpl, status, clones)
@@ -191,6 +199,30 @@ func (r *VMTemplateReconciler) ensureHosts(ctx context.Context, tmpl *vmv1alpha1
 	return nil
 }
 
+// ensureImports hands out import slots and writes the Imported condition (templates with a
+// source only).
+func (r *VMTemplateReconciler) ensureImports(ctx context.Context, tmpl *vmv1alpha1.VMTemplate, status *vmv1alpha1.VMTemplateStatus) error {
+	if tmpl.Spec.Source == nil && len(status.ImportGrants) == 0 {
+		setImported(tmpl, status)
+		return nil
+	}
+	var all vmv1alpha1.VMTemplateList
+	if err := r.List(ctx, &all); err != nil {
+		return fmt.Errorf("list VMTemplates: %w", err)
+	}
+	status.ImportGrants = r.grants.decideGrants(tmpl, all.Items, status.Hosts, r.Opts.withDefaults().MaxParallelImports)
+	setImported(tmpl, status)
+	// Until one host has the origin, Ready repeats how the imports go.
+	ready := meta.FindStatusCondition(status.Conditions, vmv1alpha1.ConditionReady)
+	imported := meta.FindStatusCondition(status.Conditions, vmv1alpha1.ConditionImported)
+	if ready != nil && imported != nil && ready.Status != metav1.ConditionTrue && imported.Status != metav1.ConditionTrue &&
+		ready.Reason == ReasonNoHostHasOrigin {
+		meta.SetStatusCondition(&status.Conditions, metav1.Condition{Type: vmv1alpha1.ConditionReady, Status: metav1.ConditionFalse,
+			Reason: imported.Reason, Message: "no host has the origin yet: " + imported.Message, ObservedGeneration: tmpl.Generation})
+	}
+	return nil
+}
+
 func (r *VMTemplateReconciler) ensureInUse(tmpl *vmv1alpha1.VMTemplate, status *vmv1alpha1.VMTemplateStatus, clones templateClones) {
 	status.Clones = int32(clones.count)
 	cond := metav1.Condition{Type: vmv1alpha1.ConditionTemplateInUse, ObservedGeneration: tmpl.Generation}
@@ -229,6 +261,9 @@ func TemplatePresence(tmpl *vmv1alpha1.VMTemplate, hosts []vmv1alpha1.XenHost) P
 			continue
 		}
 		hs := vmv1alpha1.TemplateHostStatus{NodeName: h.Name}
+		if tmpl.Spec.Source != nil {
+			hs.Import = hostImport(h, tmpl.Name)
+		}
 		if ht := hostTemplate(h, tmpl.Name); ht != nil {
 			hs.Present, hs.SizeBytes, hs.ReadOnly, hs.Thin, hs.LVUUID = true, ht.SizeBytes, ht.ReadOnly, ht.Thin, ht.LVUUID
 			if ht.Refused == "" {
@@ -237,6 +272,8 @@ func TemplatePresence(tmpl *vmv1alpha1.VMTemplate, hosts []vmv1alpha1.XenHost) P
 			} else {
 				hs.Message = "refused as this template's origin: " + ht.Refused
 			}
+		} else if tmpl.Spec.Source != nil {
+			hs.Message = fmt.Sprintf("origin %s is not imported here yet", origin)
 		} else {
 			hs.Message = fmt.Sprintf("the hostagent does not report origin %s here", origin)
 		}
@@ -244,6 +281,12 @@ func TemplatePresence(tmpl *vmv1alpha1.VMTemplate, hosts []vmv1alpha1.XenHost) P
 	}
 	sort.Slice(p.Hosts, func(i, j int) bool { return p.Hosts[i].NodeName < p.Hosts[j].NodeName })
 	sort.Strings(ready)
+	if len(ready) == 0 && tmpl.Spec.Source != nil {
+		p.Ready, p.Reason = metav1.ConditionFalse, ReasonNoHostHasOrigin
+		p.Message = fmt.Sprintf("no host has imported origin %s yet (%d host(s) match); the Imported condition says how the imports go; clones of this template stay Pending until one host has it",
+			origin, len(p.Hosts))
+		return p
+	}
 	if len(ready) == 0 {
 		p.Ready, p.Reason = metav1.ConditionFalse, ReasonNoHostHasOrigin
 		p.Message = fmt.Sprintf("no host has origin %s ready (%d host(s) match): create the logical volume on the Xen hosts and check their hostagent runs; clones of this template stay Pending until then",
@@ -253,6 +296,16 @@ func TemplatePresence(tmpl *vmv1alpha1.VMTemplate, hosts []vmv1alpha1.XenHost) P
 	p.Ready, p.Reason = metav1.ConditionTrue, ReasonOriginPresent
 	p.Message = fmt.Sprintf("origin %s ready on %d host(s): %s", origin, len(ready), listNames(ready))
 	return p
+}
+
+// hostImport is the host's report of its import of the named template, or nil.
+func hostImport(h *vmv1alpha1.XenHost, name string) *vmv1alpha1.HostImportStatus {
+	for i := range h.Status.Imports {
+		if h.Status.Imports[i].Template == name {
+			return h.Status.Imports[i].DeepCopy()
+		}
+	}
+	return nil
 }
 
 // listNames renders the first listedNames names and how many more there are.

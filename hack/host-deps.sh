@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs, as root, the host tools that the host-real tests drive for real: lvm2 on loop
 # devices, partitioning (sfdisk), filesystems (ext4, xfs, btrfs), and the userspace tools that
-# build and check cloud-init seed images (vfat via mtools, iso9660 via genisoimage/isoinfo).
+# build and check cloud-init seed images (vfat via mtools, iso9660 via genisoimage/isoinfo), and
+# qemu-img (qemu-utils) for template imports from qcow2 images.
 #
 # Idempotent and quick when everything is present. Without root it only says what is missing:
 # the tests that need those tools then skip loudly (and fail under CI=true).
@@ -20,6 +21,7 @@ declare -A want=(
   [isoinfo]=genisoimage
   [losetup]=mount
   [blkid]=util-linux
+  [qemu-img]=qemu-utils
 )
 
 missing=()

@@ -94,6 +94,12 @@ step "README / user guide 1: first clone"
 doc 'export KUBECONFIG=$PWD/.playground/kubeconfig'
 [ "$KUBECONFIG" = "$work/.playground/kubeconfig" ] || fail "KUBECONFIG=$KUBECONFIG"
 doc 'kubectl get xenhosts,vmtemplates'
+step "a template with a source: every host imports it"
+doc 'kubectl apply -f .playground/vmtemplate-imported.yaml'
+doc 'kubectl get vmtemplates -o wide'
+doc 'kubectl wait --for=condition=Imported vmtemplate/debian12-imported --timeout=120s'
+doc 'kubectl describe vmtemplate debian12-imported' | grep -q 'Phase: *Succeeded' || fail "describe vmtemplate shows no Succeeded import"
+[ "$(kubectl get vmtemplate debian12-imported -o jsonpath='{.status.readyHosts}')" = 3 ] || fail "the imported template is not ready on all 3 hosts"
 kubectl wait --for=condition=Ready vmtemplate/debian12 --timeout=60s
 out=$(doc 'kubectl get vmt')
 echo "$out"
@@ -323,7 +329,10 @@ left=$(domains)
 for h in "$work"/.playground/hosts/*; do
   [ -z "$(ls -A "$h/domains" 2>/dev/null)" ] || fail "domain configs left in $h/domains"
   [ -z "$(ls -A "$h/seed" 2>/dev/null)" ] || fail "seeds left in $h/seed"
+  [ -z "$(find "$h/import-data" -type f 2>/dev/null)" ] || fail "import data left in $h/import-data"
 done
+doc 'kubectl delete vmtemplate debian12-imported'
+kubectl wait --for=delete vmtemplate/debian12-imported --timeout=60s
 
 step "README / user guide 2: the cluster install, against the playground's API server"
 # This proves the kustomization builds and the API server accepts every object, and that

@@ -148,6 +148,12 @@ func SetupWithManager(mgr ctrl.Manager, o Options) error {
 	if err := mgr.Add(reporter); err != nil {
 		return fmt.Errorf("add host reporter: %w", err)
 	}
+	importer := &TemplateImporter{Client: mgr.GetClient(), NodeName: o.NodeName, Storage: host.Storage, Images: host.Images,
+		Fetch: o.Host.Importer, Clock: o.Clock, Changed: reporter.Poke}
+	reporter.imports = importer.Statuses
+	if err := importer.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("add template importer: %w", err)
+	}
 	if o.OrphanInterval == 0 {
 		o.OrphanInterval = time.Minute
 	}

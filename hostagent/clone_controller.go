@@ -149,7 +149,13 @@ func (r *CloneReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&vmv1alpha1.VMClone{}, builder.WithPredicates(predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
 			return updateMatters(e.ObjectOld.(*vmv1alpha1.VMClone), e.ObjectNew.(*vmv1alpha1.VMClone))
 		}})).
-		Watches(&vmv1alpha1.VMTemplate{}, handler.EnqueueRequestsFromMapFunc(r.clonesOfTemplate)).
+		// A template's status (hosts, imports, clone counts) is the controller's aggregate and
+		// changes nothing here; during an import it changes every few seconds.
+		Watches(&vmv1alpha1.VMTemplate{}, handler.EnqueueRequestsFromMapFunc(r.clonesOfTemplate),
+			builder.WithPredicates(predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+				return e.ObjectOld.GetGeneration() != e.ObjectNew.GetGeneration() ||
+					!e.ObjectOld.GetDeletionTimestamp().Equal(e.ObjectNew.GetDeletionTimestamp())
+			}})).
 		WatchesRawSource(source.Channel(r.domainEvents, &handler.EnqueueRequestForObject{})).
 		WatchesRawSource(source.Channel(r.fenceEvents(), &handler.EnqueueRequestForObject{})).
 		// Several agents share one process in the playground and the tests.
@@ -446,7 +452,7 @@ func (r *CloneReconciler) ensureVolume(ctx context.Context, s *cloneScope) (bool
 			fmt.Sprintf("template origin %s/%s is not on host %s: install it there, or restrict the template's hostSelector", req.VG, req.Origin, r.NodeName))
 		return false, nil
 	}
-	if why := OriginRefusal(origin); why != "" {
+	if why := TemplateOriginRefusal(s.template, origin); why != "" {
 		// Asked again here, right before the origin is protected: the host may have changed
 		// since the report placement went by.
 		s.setCondition(vmv1alpha1.ConditionVolumeReady, metav1.ConditionFalse, ReasonOriginRefused,

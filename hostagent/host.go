@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
+	"github.com/xenclone/xenclone/hostagent/imageimport"
 	"github.com/xenclone/xenclone/hostagent/lvm"
 	"github.com/xenclone/xenclone/hostagent/xen"
 )
@@ -152,6 +153,22 @@ type Host struct {
 	Control DomainControl
 	// ConfigDir holds the domains' xl.cfg files, one per domain, owned by the agent.
 	ConfigDir string
+	// Images creates the origin LVs of templates with a source (spec.source); nil on a host
+	// that cannot import (such templates then report the import failed there).
+	Images ImageStore
+	// Importer fetches and verifies template images; nil with Images.
+	Importer *imageimport.Importer
+}
+
+// ImageStore is the storage side of template imports: an import volume tagged as the
+// template's, committed (verified, read-only, renamed to the origin) or removed. *lvm.Client
+// behind LVMStorage has it, and so has the simulated host.
+type ImageStore interface {
+	CreateImportVolume(ctx context.Context, ref lvm.Ref, size uint64, owner lvm.TemplateOwner) (lvm.LV, error)
+	CommitImport(ctx context.Context, tmp lvm.Ref, origin string, owner lvm.TemplateOwner, checksum string) error
+	RemoveImport(ctx context.Context, ref lvm.Ref, owner lvm.TemplateOwner) error
+	// ImportTarget is where an import writes the volume's data.
+	ImportTarget(lv lvm.LV) imageimport.Target
 }
 
 func errorsIsVGNotFound(err error) bool { return errors.Is(err, lvm.ErrVGNotFound) }

@@ -10,12 +10,37 @@ import (
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
 	"github.com/xenclone/xenclone/hostagent/guest"
 	"github.com/xenclone/xenclone/hostagent/guest/seed"
+	"github.com/xenclone/xenclone/hostagent/imageimport"
 	"github.com/xenclone/xenclone/hostagent/lvm"
 )
 
-// LVMStorage is Storage on the host's real lvm2.
+// LVMStorage is Storage (and ImageStore) on the host's real lvm2.
 type LVMStorage struct {
 	LVM *lvm.Client
+	// HostRoot prefixes the device paths the agent opens itself (ImportTarget).
+	HostRoot string
+}
+
+// CreateImportVolume implements ImageStore.
+func (s LVMStorage) CreateImportVolume(ctx context.Context, ref lvm.Ref, size uint64, owner lvm.TemplateOwner) (lvm.LV, error) {
+	return s.LVM.CreateImportVolume(ctx, ref, size, owner)
+}
+
+// CommitImport implements ImageStore.
+func (s LVMStorage) CommitImport(ctx context.Context, tmp lvm.Ref, origin string, owner lvm.TemplateOwner, checksum string) error {
+	return s.LVM.CommitImport(ctx, tmp, origin, owner, checksum)
+}
+
+// RemoveImport implements ImageStore.
+func (s LVMStorage) RemoveImport(ctx context.Context, ref lvm.Ref, owner lvm.TemplateOwner) error {
+	return s.LVM.RemoveImport(ctx, ref, owner)
+}
+
+// ImportTarget implements ImageStore: the LV's device node, as the host and as this process
+// see it.
+func (s LVMStorage) ImportTarget(lv lvm.LV) imageimport.Target {
+	p := VolumePath(lv)
+	return imageimport.Target{OpenPath: filepath.Join(s.HostRoot, p), HostPath: p}
 }
 
 // Report implements Storage.

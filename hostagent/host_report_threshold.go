@@ -42,7 +42,7 @@ func capacityMoved(old, cur vmv1alpha1.XenHostStatus) bool {
 		old.XenVersion != cur.XenVersion || old.CPUs != cur.CPUs || old.Memory.TotalMiB != cur.Memory.TotalMiB {
 		return true
 	}
-	if !equality.Semantic.DeepEqual(old.Templates, cur.Templates) || conditionsChanged(old.Conditions, cur.Conditions) {
+	if !equality.Semantic.DeepEqual(old.Templates, cur.Templates) || !equality.Semantic.DeepEqual(old.Imports, cur.Imports) || conditionsChanged(old.Conditions, cur.Conditions) {
 		return true
 	}
 	if moved(old.Memory.FreeMiB, cur.Memory.FreeMiB, memoryMoveMiB, cur.Memory.TotalMiB*memoryMovePercent/100) {

@@ -59,6 +59,9 @@ type HostReporter struct {
 	ExactAfter time.Duration
 
 	poke chan struct{}
+	// imports are this host's template import reports (TemplateImporter.Statuses); nil when
+	// the agent imports nothing.
+	imports func() []vmv1alpha1.HostImportStatus
 	// fence learns of every renewal that succeeded (the fence clock); nil in tests of the
 	// reporter alone.
 	fence *Fencer
@@ -443,7 +446,7 @@ func (h *HostReporter) observe(ctx context.Context, templates []vmv1alpha1.VMTem
 			// before the first snapshot, so a template naming the wrong LV changes nothing.
 			st.Templates = append(st.Templates, vmv1alpha1.HostTemplateStatus{
 				Name: t.Name, LVUUID: lv.UUID, SizeBytes: int64(lv.Size),
-				ReadOnly: lv.Attr.ReadOnly(), Thin: lv.Attr.IsThin(), Refused: OriginRefusal(lv),
+				ReadOnly: lv.Attr.ReadOnly(), Thin: lv.Attr.IsThin(), Refused: TemplateOriginRefusal(&t, lv),
 			})
 		}
 	}
@@ -453,6 +456,9 @@ func (h *HostReporter) observe(ctx context.Context, templates []vmv1alpha1.VMTem
 	}
 	sort.Slice(st.VolumeGroups, func(i, j int) bool { return st.VolumeGroups[i].Name < st.VolumeGroups[j].Name })
 	sort.Slice(st.Templates, func(i, j int) bool { return st.Templates[i].Name < st.Templates[j].Name })
+	if h.imports != nil {
+		st.Imports = h.imports()
+	}
 	st.Conditions = []metav1.Condition{ready, storage}
 	return st
 }

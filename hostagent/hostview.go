@@ -40,6 +40,7 @@ import (
 
 	"k8s.io/utils/clock"
 
+	"github.com/xenclone/xenclone/hostagent/imageimport"
 	"github.com/xenclone/xenclone/hostagent/lvm"
 	"github.com/xenclone/xenclone/hostagent/xen"
 )
@@ -108,6 +109,9 @@ func NewHostView(h Host, o HostViewOptions) *HostView {
 // Host is h with its Storage and Hypervisor replaced by the view.
 func (v *HostView) Host(h Host) Host {
 	h.Storage, h.Hypervisor = v, v
+	if h.Images != nil {
+		h.Images = viewImages{v, h.Images}
+	}
 	if v.ctl != nil {
 		h.Control = v
 	}
@@ -739,3 +743,30 @@ func (f freshView) Lookup(ctx context.Context, name string) (xen.DomainInfo, boo
 }
 
 func (f freshView) Info(ctx context.Context) (xen.HostInfo, error) { return f.hostInfo(ctx, true) }
+
+// viewImages runs import volume changes as changes of ours to their VG: the shared report is
+// read again afterwards (imports are rare; no patch is worth it).
+type viewImages struct {
+	v *HostView
+	s ImageStore
+}
+
+func (i viewImages) CreateImportVolume(ctx context.Context, ref lvm.Ref, size uint64, owner lvm.TemplateOwner) (lvm.LV, error) {
+	var lv lvm.LV
+	err := i.v.changeVG(ref.VG, func() error {
+		var err error
+		lv, err = i.s.CreateImportVolume(ctx, ref, size, owner)
+		return err
+	}, nil)
+	return lv, err
+}
+
+func (i viewImages) CommitImport(ctx context.Context, tmp lvm.Ref, origin string, owner lvm.TemplateOwner, checksum string) error {
+	return i.v.changeVG(tmp.VG, func() error { return i.s.CommitImport(ctx, tmp, origin, owner, checksum) }, nil)
+}
+
+func (i viewImages) RemoveImport(ctx context.Context, ref lvm.Ref, owner lvm.TemplateOwner) error {
+	return i.v.changeVG(ref.VG, func() error { return i.s.RemoveImport(ctx, ref, owner) }, nil)
+}
+
+func (i viewImages) ImportTarget(lv lvm.LV) imageimport.Target { return i.s.ImportTarget(lv) }

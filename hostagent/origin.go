@@ -3,6 +3,7 @@ package hostagent
 import (
 	"fmt"
 
+	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
 	"github.com/xenclone/xenclone/hostagent/lvm"
 )
 
@@ -35,4 +36,19 @@ func lvKind(lv lvm.LV) string {
 		return "thin pool"
 	}
 	return "classic snapshot"
+}
+
+// TemplateOriginRefusal is OriginRefusal for the LV of tmpl's origin name: a template with a
+// source uses only the origin xenclone imported for it, from that image, and nothing else of
+// that name.
+func TemplateOriginRefusal(tmpl *vmv1alpha1.VMTemplate, lv lvm.LV) string {
+	if src := tmpl.Spec.Source; src != nil {
+		switch {
+		case !lv.ImportedFor(string(tmpl.UID)):
+			return fmt.Sprintf("%s exists but xenclone did not import it for this template (spec.source); it is left untouched: rename or remove it, or name another spec.origin.logicalVolume", lv.Ref())
+		case lv.ImageChecksum() != src.Checksum:
+			return fmt.Sprintf("%s was imported from an image with checksum %s, not spec.source.checksum", lv.Ref(), lv.ImageChecksum())
+		}
+	}
+	return OriginRefusal(lv)
 }

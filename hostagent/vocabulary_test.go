@@ -218,6 +218,19 @@ func TestTroubleshootingNamesEveryReason(t *testing.T) {
 			t.Errorf("docs/troubleshooting.md does not name event reason `%s` (%s)", e.Name, e.Kind)
 		}
 	}
+	// An import's failure reasons (status.hosts[].import.reason) are in the VMTemplate section.
+	for _, r := range vmv1alpha1.ImportFailureReasons {
+		known[r.Name] = true
+		found := false
+		for _, s := range sections {
+			if sectionKind(s.heading) == "VMTemplate" && strings.Contains(s.body, "| `"+r.Name+"`") {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("docs/troubleshooting.md does not name import failure reason `%s` in its VMTemplate section", r.Name)
+		}
+	}
 	// The first cell of a reason table's row names reasons: `A`, `A` / `B`, `A` (`Ready`).
 	tick := regexp.MustCompile("`([A-Z][A-Za-z]+)`")
 	var unknown []string

@@ -75,6 +75,8 @@ const (
 	ConditionStorageHealthy = "StorageHealthy"
 	// ConditionGuestDataDelivered: the host agent wrote spec.guestData into the domain.
 	ConditionGuestDataDelivered = "GuestDataDelivered"
+	// ConditionImported: every selected host has imported a VMTemplate's spec.source.
+	ConditionImported = "Imported"
 	// ConditionBound: a VMClaim has its clone.
 	ConditionBound = "Bound"
 	// ConditionExpired is True once a clone's lifetime has ended; with onExpiry: Stop the host

@@ -147,6 +147,13 @@ const (
 	ReasonInUse               = "InUse"
 	ReasonNotInUse            = "NotInUse"
 	ReasonDeletionBlocked     = "DeletionBlocked"
+	// Imported (a template with spec.source).
+	ReasonImported  = "Imported"
+	ReasonImporting = "Importing"
+	// ReasonImportFailing: some hosts' last attempt failed (their reasons are
+	// ImportFailureReasons); they retry with backoff.
+	ReasonImportFailing  = "ImportFailing"
+	ReasonNoHostSelected = "NoHostSelected"
 )
 
 // Reasons of VMClonePool conditions.
@@ -332,10 +339,18 @@ var Conditions = []ConditionDef{
 		{ReasonOriginNotProtected, isFalse, ClassBlocked, "a template origin could not be made read-only", ""},
 	}},
 
-	{Kind: "VMTemplate", Type: ConditionReady, Writer: WriterController, Reasons: []ConditionReason{
-		{ReasonOriginPresent, isTrue, ClassSettled, "the origin is present and read-only on the hosts listed", ""},
-		{ReasonNoHostHasOrigin, isFalse, ClassBlocked, "no matching host reports the origin read-only", ""},
-		{ReasonInvalidHostSelector, isFalse, ClassBlocked, "spec.hostSelector cannot be parsed", ""},
+	{Kind: "VMTemplate", Type: ConditionReady, Writer: WriterController,
+		// A template with a source that no host has yet says how its imports go.
+		Repeats: []string{ConditionImported}, RepeatsAs: metav1.ConditionFalse, Reasons: []ConditionReason{
+			{ReasonOriginPresent, isTrue, ClassSettled, "the origin is present and read-only on the hosts listed", ""},
+			{ReasonNoHostHasOrigin, isFalse, ClassBlocked, "no matching host reports the origin read-only", ""},
+			{ReasonInvalidHostSelector, isFalse, ClassBlocked, "spec.hostSelector cannot be parsed", ""},
+		}},
+	{Kind: "VMTemplate", Type: ConditionImported, Writer: WriterController, Reasons: []ConditionReason{
+		{ReasonImported, isTrue, ClassSettled, "every selected host imported spec.source and verified its checksum", ""},
+		{ReasonImporting, isFalse, ClassTransitional, "hosts are importing spec.source or wait for an import slot; the message counts them and shows progress", ""},
+		{ReasonImportFailing, isFalse, ClassBlocked, "the last import attempt failed on some hosts; the message names each host and its cause, status.hosts[].import has the details; they retry with backoff", ""},
+		{ReasonNoHostSelected, isFalse, ClassBlocked, "no live host matches spec.hostSelector, so nothing imports the source", ""},
 	}},
 	{Kind: "VMTemplate", Type: ConditionTemplateInUse, Writer: WriterController, Reasons: []ConditionReason{
 		{ReasonInUse, isTrue, ClassSettled, "clones use the template; the message lists them", ""},

@@ -51,12 +51,23 @@ var DefaultScrubOperations = []ScrubOperation{
 type FilesystemType string
 
 // VMTemplateSpec describes a template disk that clones are snapshotted from.
+// +kubebuilder:validation:XValidation:rule="has(self.source) == has(oldSelf.source)",message="spec.source cannot be added to or removed from an existing VMTemplate: create a new VMTemplate"
+// +kubebuilder:validation:XValidation:rule="!has(self.source) || self.snapshot.mode != 'Thin' || has(self.snapshot.thinPool)",message="spec.snapshot.thinPool is required for a Thin template with spec.source: the imported origin is a thick LV that the pool uses as external origin"
 type VMTemplateSpec struct {
-	// Origin is the logical volume holding the installed, cleaned template. It must exist on
-	// every host that is to run clones of this template. xenclone makes it read-only and never
-	// writes to it.
+	// Origin is the logical volume holding the installed, cleaned template. Without a source
+	// it must exist on every host that is to run clones of this template; with a source,
+	// xenclone creates it on every selected host. xenclone makes it read-only and never writes
+	// to an origin it did not import.
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.origin is immutable: create a new VMTemplate for a different logical volume"
 	Origin Origin `json:"origin"`
+
+	// Source, when set, is an image each selected host's agent imports into the origin LV:
+	// downloaded, checked against its checksum, and only then given the origin's name. It is
+	// immutable: a new image is a new VMTemplate (its own origin LV name), so an origin that
+	// clones use is never overwritten.
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.source is immutable: a new image is a new VMTemplate with its own spec.origin.logicalVolume"
+	// +optional
+	Source *TemplateSource `json:"source,omitempty"`
 
 	// HostSelector limits the hosts (XenHost labels) that may run clones of this template.
 	// Unset means every host where the origin exists.
@@ -209,7 +220,16 @@ type VMTemplateStatus struct {
 	// Clones counts the VMClones that use this template.
 	// +optional
 	Clones int32 `json:"clones,omitempty"`
-	// Conditions: Ready (clones can be scheduled somewhere) and InUse.
+	// ImportingHosts counts selected hosts whose import of spec.source is not done yet.
+	// +optional
+	ImportingHosts int32 `json:"importingHosts,omitempty"`
+	// ImportGrants are the hosts that may import spec.source now: the controller hands out at
+	// most --max-parallel-imports fleet-wide, so a fleet does not hammer one image server.
+	// +listType=set
+	// +optional
+	ImportGrants []string `json:"importGrants,omitempty"`
+	// Conditions: Ready (clones can be scheduled somewhere), InUse, and Imported for a
+	// template with a source.
 	// +listType=map
 	// +listMapKey=type
 	// +optional
@@ -237,6 +257,9 @@ type TemplateHostStatus struct {
 	// Message explains why the origin is unusable there.
 	// +optional
 	Message string `json:"message,omitempty"`
+	// Import is the host's import of spec.source, as its agent reports it.
+	// +optional
+	Import *HostImportStatus `json:"import,omitempty"`
 }
 
 // VMTemplate is an installed, cleaned Xen guest disk on hosts' LVM, plus the domain defaults
@@ -249,6 +272,8 @@ type TemplateHostStatus struct {
 // +kubebuilder:printcolumn:name="Origin",type=string,JSONPath=`.spec.origin.logicalVolume`
 // +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.snapshot.mode`
 // +kubebuilder:printcolumn:name="Hosts",type=integer,JSONPath=`.status.readyHosts`
+// +kubebuilder:printcolumn:name="Importing",type=integer,JSONPath=`.status.importingHosts`,priority=1
+// +kubebuilder:printcolumn:name="Source",type=string,JSONPath=`.spec.source.format`,priority=1
 // +kubebuilder:printcolumn:name="Clones",type=integer,JSONPath=`.status.clones`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

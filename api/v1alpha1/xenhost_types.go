@@ -52,6 +52,12 @@ type XenHostStatus struct {
 	// +listMapKey=name
 	// +optional
 	Templates []HostTemplateStatus `json:"templates,omitempty"`
+	// Imports are this host's imports of template sources (spec.source): waiting, running,
+	// failed, or done.
+	// +listType=map
+	// +listMapKey=template
+	// +optional
+	Imports []HostImportStatus `json:"imports,omitempty"`
 	// Clones is the number of clones bound to the host.
 	// +optional
 	Clones int32 `json:"clones,omitempty"`

@@ -29,6 +29,7 @@ var fileKinds = map[string]string{
 	"controllers/cloudinit.go":               "VMClone",
 	"controllers/hostliveness_controller.go": "XenHost",
 	"controllers/vmtemplate_controller.go":   "VMTemplate",
+	"controllers/template_import.go":         "VMTemplate",
 	"controllers/vmclonepool_controller.go":  "VMClonePool",
 	"controllers/vmclaim_controller.go":      "VMClaim",
 	"hostagent/clone_controller.go":          "VMClone",

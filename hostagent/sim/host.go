@@ -13,6 +13,7 @@ import (
 	"github.com/xenclone/xenclone/hostagent"
 	"github.com/xenclone/xenclone/hostagent/command"
 	"github.com/xenclone/xenclone/hostagent/guest/seed"
+	"github.com/xenclone/xenclone/hostagent/imageimport"
 	"github.com/xenclone/xenclone/hostagent/xen"
 	"github.com/xenclone/xenclone/hostagent/xen/xlsim"
 )
@@ -174,6 +175,7 @@ func NewHost(ctx context.Context, name, dir string, o HostOptions) (*Host, error
 		return nil, err
 	}
 	h := &Host{Name: name, Dir: dir, Storage: NewStorage(), Guest: &Guest{Dir: dir}}
+	h.Storage.DataDir = dir
 	h.Xen = &xen.Driver{
 		Runner: command.Runner{Prefix: o.XL[:len(o.XL)-1], Env: append(os.Environ(), xlsim.StateDirEnv+"="+xlDir)},
 		XL:     o.XL[len(o.XL)-1],
@@ -216,7 +218,8 @@ func (h *Host) XL(ctx context.Context, args ...string) error { return h.xl(ctx, 
 
 // AgentHost is the host boundary the agent drives.
 func (h *Host) AgentHost() hostagent.Host {
-	return hostagent.Host{Storage: h.Storage, Guest: h.Guest, Hypervisor: h.Xen, Control: hostagent.NewDomainControl(h.Xen, h.Xenstore),
+	return hostagent.Host{Storage: h.Storage, Images: h.Storage, Importer: &imageimport.Importer{ScratchDir: filepath.Join(h.Dir, "imports")},
+		Guest: h.Guest, Hypervisor: h.Xen, Control: hostagent.NewDomainControl(h.Xen, h.Xenstore),
 		ConfigDir: filepath.Join(h.Dir, "domains")}
 }
 

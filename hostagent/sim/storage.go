@@ -32,6 +32,9 @@ var RealisticStorageLatency = StorageLatency{Report: 150 * time.Millisecond, Cre
 // Storage is an in-memory LVM.
 type Storage struct {
 	Latency StorageLatency
+	// DataDir holds the stand-ins for the block devices of volumes being imported (sparse
+	// files); os.TempDir() when empty.
+	DataDir string
 
 	mu           sync.Mutex
 	vgs          map[string]*vg

@@ -3,9 +3,14 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
+	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -55,6 +60,9 @@ type env struct {
 	k   client.Client
 	lab *Lab
 	ns  string
+	// imageURL serves guest.img to dom0 (the test's HTTP server through guestfwd), with its
+	// sha256 in imageSum: the source of templates that are imported, not written with dd.
+	imageURL, imageSum string
 }
 
 // TestClonesOnRealXen is the lab end to end: the controller here, the agent in dom0 on real
@@ -234,9 +242,30 @@ func newLabEnv(t *testing.T) *env {
 	}
 	copyFile(t, filepath.Join(images, "guest.img"), filepath.Join(share, "guest.img"))
 
+	// The image server: what a platform team's HTTP server is to its hosts.
+	img, err := os.ReadFile(filepath.Join(images, "guest.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(img)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Logf("image server: %s %s", r.Method, r.URL.Path)
+		if r.URL.Path != "/guest.img" {
+			http.NotFound(w, r)
+			return
+		}
+		http.ServeContent(w, r, "guest.img", time.Time{}, bytes.NewReader(img))
+	}), ReadHeaderTimeout: 30 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+
 	start = time.Now()
-	lab := Boot(t, BootOptions{APIPort: apiPort, Share: share, Timeout: 35 * time.Minute})
-	e := &env{t: t, k: k, lab: lab, ns: "lab"}
+	lab := Boot(t, BootOptions{APIPort: apiPort, ImagePort: ln.Addr().(*net.TCPAddr).Port, Share: share, Timeout: 35 * time.Minute})
+	e := &env{t: t, k: k, lab: lab, ns: "lab", imageURL: "http://10.0.2.101/guest.img", imageSum: "sha256:" + hex.EncodeToString(sum[:])}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("dom0 on failure:\n%s", e.dom0State())

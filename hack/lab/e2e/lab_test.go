@@ -37,6 +37,9 @@ type Lab struct {
 type BootOptions struct {
 	// APIPort, when set, forwards dom0's 10.0.2.100:6443 to 127.0.0.1:APIPort.
 	APIPort int
+	// ImagePort, when set, forwards dom0's 10.0.2.101:80 to 127.0.0.1:ImagePort: the test's
+	// image server, which template sources (spec.source) download from.
+	ImagePort int
 	// Share is a folder whose files appear read-only at /lab in dom0.
 	Share string
 	// Timeout bounds the whole QEMU run.
@@ -119,6 +122,9 @@ func Boot(t *testing.T, opts BootOptions) *Lab {
 	netdev := fmt.Sprintf("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:7000", l.port)
 	if opts.APIPort != 0 {
 		netdev += fmt.Sprintf(",guestfwd=tcp:10.0.2.100:6443-cmd:socat - TCP:127.0.0.1:%d", opts.APIPort)
+	}
+	if opts.ImagePort != 0 {
+		netdev += fmt.Sprintf(",guestfwd=tcp:10.0.2.101:80-cmd:socat - TCP:127.0.0.1:%d", opts.ImagePort)
 	}
 	args := []string{"-k", "10", strconv.Itoa(int(opts.Timeout.Seconds())), "qemu-system-x86_64",
 		"-accel", "tcg,thread=multi", "-cpu", labCPU(), "-smp", "2", "-m", "3072",

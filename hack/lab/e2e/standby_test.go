@@ -39,14 +39,17 @@ func TestClonesWarmStandbyOnRealXen(t *testing.T) {
 	e.lab.Sh(t, `set -e
 D=/dev/disk/by-id/virtio-labdata
 pvcreate -y -ff $D >/dev/null && vgcreate vg0 $D >/dev/null
-lvcreate -y -L 64M -n golden vg0 >/dev/null
-dd if=/lab/guest.img of=/dev/vg0/golden bs=1M oflag=direct status=none
 sync`)
 	e.startAgent()
 	g := NewWithT(t)
 	ctx := context.Background()
 
+	// The template's origin comes through the import (spec.source), not through dd: the agent
+	// downloads guest.img from the test's server, writes it into a temporary LV, checks its
+	// sha256 and only then names it golden. A wrong checksum leaves no LV at all.
+	start := time.Now()
 	tpl := e.template("lab-standby", "golden", func(s *vmv1alpha1.VMTemplateSpec) {
+		s.Source = &vmv1alpha1.TemplateSource{URL: e.imageURL, Checksum: e.imageSum}
 		cow, mem := resource.MustParse("32Mi"), resource.MustParse("256Mi")
 		s.Snapshot = vmv1alpha1.SnapshotSpec{Mode: vmv1alpha1.SnapshotClassic, COWSize: &cow}
 		s.Domain.Memory = &mem
@@ -55,6 +58,22 @@ sync`)
 		off := false
 		s.Guest.CloudInit = &off
 	})
+	e.waitImported(tpl, start)
+	bad := e.template("lab-badsum", "bad-golden", func(s *vmv1alpha1.VMTemplateSpec) {
+		s.Source = &vmv1alpha1.TemplateSource{URL: e.imageURL, Checksum: "sha256:" + strings.Repeat("0", 64)}
+	})
+	g.Eventually(func(g Gomega) {
+		var got vmv1alpha1.VMTemplate
+		g.Expect(e.k.Get(ctx, client.ObjectKey{Name: bad}, &got)).To(Succeed())
+		c := meta.FindStatusCondition(got.Status.Conditions, vmv1alpha1.ConditionImported)
+		g.Expect(c).NotTo(BeNil())
+		g.Expect(c.Reason).To(Equal(vmv1alpha1.ReasonImportFailing))
+		g.Expect(c.Message).To(And(ContainSubstring(vmv1alpha1.ReasonImportChecksumMismatch), ContainSubstring(e.imageSum[len("sha256:"):])))
+		t.Logf("wrong checksum: %s", c.Message)
+	}, stepTimeout, time.Second).Should(Succeed(), func() string { return "agent log:\n" + e.agentLog() })
+	lvs := e.lab.Sh(t, `lvs --noheadings -o lv_name vg0`)
+	g.Expect(lvs).NotTo(ContainSubstring("bad-golden"), "a wrong checksum must leave no LV")
+	g.Expect(e.k.Delete(ctx, &vmv1alpha1.VMTemplate{ObjectMeta: metav1.ObjectMeta{Name: bad}})).To(Succeed())
 	token := fmt.Sprintf("claim-token-%d", time.Now().UnixNano())
 	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: "claim-data"},
 		StringData: map[string]string{"token": token, "greeting": "hello from the claim"}}
@@ -314,4 +333,27 @@ func (e *env) dom0Clock() (offset, uncertainty time.Duration) {
 		e.t.Fatal("could not read dom0's clock")
 	}
 	return offset, best / 2
+}
+
+// waitImported waits for a template's source to be imported on the lab host and checks the
+// origin on the host: read-only, tagged with the verified digest, its bytes the image's.
+func (e *env) waitImported(tpl string, start time.Time) {
+	e.t.Helper()
+	NewWithT(e.t).Eventually(func(g Gomega) {
+		var got vmv1alpha1.VMTemplate
+		g.Expect(e.k.Get(context.Background(), client.ObjectKey{Name: tpl}, &got)).To(Succeed())
+		c := meta.FindStatusCondition(got.Status.Conditions, vmv1alpha1.ConditionImported)
+		g.Expect(c).NotTo(BeNil())
+		g.Expect(c.Status).To(Equal(metav1.ConditionTrue), c.Message)
+	}, stepTimeout, time.Second).Should(Succeed(), func() string { return "agent log:\n" + e.agentLog() })
+	e.t.Logf("template %s imported on real LVM in %s", tpl, time.Since(start).Round(100*time.Millisecond))
+	out := e.lab.Sh(e.t, `set -e
+lvs --noheadings -o lv_name,lv_attr,lv_tags vg0
+size=$(stat -c %s /lab/guest.img)
+head -c $size /dev/vg0/golden | sha256sum | cut -d' ' -f1`)
+	e.t.Logf("dom0:\n%s", out)
+	g := NewWithT(e.t)
+	g.Expect(out).To(ContainSubstring("xenclone.image=" + e.imageSum))
+	g.Expect(out).To(ContainSubstring(e.imageSum[len("sha256:"):]), "the origin's bytes are the image's")
+	g.Expect(out).NotTo(ContainSubstring("_xcimport"))
 }

@@ -4,8 +4,10 @@
 --
 -- Healthy     Ready=True: the origin is present and read-only on at least one host.
 -- Degraded    Ready=False: no host can take clones of it (origin missing, invalid
---             hostSelector), or deletion is blocked by clones that still use it.
--- Progressing no status yet, or a spec change the controller has not acted on yet.
+--             hostSelector), deletion is blocked by clones that still use it, or (a
+--             template with spec.source) imports fail or no host is selected.
+-- Progressing no status yet, a spec change the controller has not acted on yet, or the
+--             source is still being imported and no host has it yet.
 
 local hs = { status = "Progressing", message = "Waiting for the xenclone controller" }
 
@@ -52,8 +54,20 @@ if gen ~= nil and st.observedGeneration ~= nil and st.observedGeneration < gen t
   return hs
 end
 
+local imported = condition(conds, "Imported")
+if imported ~= nil and imported.status ~= "True" and
+    (imported.reason == "ImportFailing" or imported.reason == "NoHostSelected") then
+  hs.status = "Degraded"
+  hs.message = describe(imported)
+  return hs
+end
+
 local ready = condition(conds, "Ready")
 if ready == nil then
+  return hs
+end
+if ready.status ~= "True" and ready.reason == "Importing" then
+  hs.message = describe(ready)
   return hs
 end
 if ready.status == "True" then
