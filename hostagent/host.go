@@ -167,6 +167,8 @@ type ImageStore interface {
 	CreateImportVolume(ctx context.Context, ref lvm.Ref, size uint64, owner lvm.TemplateOwner) (lvm.LV, error)
 	CommitImport(ctx context.Context, tmp lvm.Ref, origin string, owner lvm.TemplateOwner, checksum string) error
 	RemoveImport(ctx context.Context, ref lvm.Ref, owner lvm.TemplateOwner) error
+	// DeactivateImport deactivates a committed import (a thin pool's future external origin).
+	DeactivateImport(ctx context.Context, ref lvm.Ref, owner lvm.TemplateOwner) error
 	// ImportTarget is where an import writes the volume's data.
 	ImportTarget(lv lvm.LV) imageimport.Target
 }

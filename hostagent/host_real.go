@@ -36,6 +36,11 @@ func (s LVMStorage) RemoveImport(ctx context.Context, ref lvm.Ref, owner lvm.Tem
 	return s.LVM.RemoveImport(ctx, ref, owner)
 }
 
+// DeactivateImport implements ImageStore.
+func (s LVMStorage) DeactivateImport(ctx context.Context, ref lvm.Ref, owner lvm.TemplateOwner) error {
+	return s.LVM.DeactivateImport(ctx, ref, owner)
+}
+
 // ImportTarget implements ImageStore: the LV's device node, as the host and as this process
 // see it.
 func (s LVMStorage) ImportTarget(lv lvm.LV) imageimport.Target {

@@ -769,4 +769,8 @@ func (i viewImages) RemoveImport(ctx context.Context, ref lvm.Ref, owner lvm.Tem
 	return i.v.changeVG(ref.VG, func() error { return i.s.RemoveImport(ctx, ref, owner) }, nil)
 }
 
+func (i viewImages) DeactivateImport(ctx context.Context, ref lvm.Ref, owner lvm.TemplateOwner) error {
+	return i.v.changeVG(ref.VG, func() error { return i.s.DeactivateImport(ctx, ref, owner) }, nil)
+}
+
 func (i viewImages) ImportTarget(lv lvm.LV) imageimport.Target { return i.s.ImportTarget(lv) }

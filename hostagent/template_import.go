@@ -302,7 +302,8 @@ func (t *TemplateImporter) run(ctx context.Context, tmpl *vmv1alpha1.VMTemplate,
 			}
 		})
 	}
-	vol := &importVolume{t: t, tmp: tmp, origin: origin, owner: owner}
+	vol := &importVolume{t: t, tmp: tmp, origin: origin, owner: owner,
+		inactive: tmpl.Spec.Snapshot.Mode == vmv1alpha1.SnapshotThin && tmpl.Spec.Snapshot.ThinPool != ""}
 	// An earlier attempt's volume (an agent killed mid-import) is ours to drop first.
 	err := t.Images.RemoveImport(ctx, tmp, owner)
 	var res imageimport.Result
@@ -517,12 +518,13 @@ func (t *TemplateImporter) changed() {
 
 // importVolume is imageimport's Volume over the host's ImageStore.
 type importVolume struct {
-	t       *TemplateImporter
-	tmp     lvm.Ref
-	origin  string
-	owner   lvm.TemplateOwner
-	lv      lvm.LV
-	created bool
+	t      *TemplateImporter
+	tmp    lvm.Ref
+	origin string
+	owner  lvm.TemplateOwner
+	// inactive: the committed origin is left inactive, as a thin pool's external origin must
+	// be before its first thin snapshot (a Thin template with spec.snapshot.thinPool).
+	inactive bool
 }
 
 // Create checks the VG's free space first, so a full VG is reported with both numbers.
@@ -551,7 +553,6 @@ func (v *importVolume) Create(ctx context.Context, size int64) (imageimport.Targ
 	if err != nil {
 		return imageimport.Target{}, err
 	}
-	v.lv, v.created = lv, true
 	return v.t.Images.ImportTarget(lv), nil
 }
 
@@ -572,5 +573,11 @@ func (v *importVolume) Commit(ctx context.Context, checksum string) error {
 				Message: fmt.Sprintf("%s/%s appeared during the import and is not ours; it is left untouched: rename or remove it", v.tmp.VG, v.origin)}
 		}
 	}
-	return v.t.Images.CommitImport(ctx, v.tmp, v.origin, v.owner, checksum)
+	if err := v.t.Images.CommitImport(ctx, v.tmp, v.origin, v.owner, checksum); err != nil {
+		return err
+	}
+	if v.inactive {
+		return v.t.Images.DeactivateImport(ctx, lvm.Ref{VG: v.tmp.VG, Name: v.origin}, v.owner)
+	}
+	return nil
 }

@@ -53,38 +53,12 @@ type hostVG struct {
 // see the VG any more.
 func newHostVG(t *testing.T, name string) *hostVG {
 	t.Helper()
-	hosttest.RequireRoot(t)
-	hosttest.RequireCommands(t, "lvm", "losetup")
-	lvmPath, err := hosttest.LookPath("lvm")
-	if err != nil {
-		t.Fatal(err)
-	}
 	if name == "" {
 		name = "xenclonetest_" + randHex(t)
 	}
-	// Registered first, so it runs last (after the loop device is detached): lvm scanning
-	// every loop device (where the VG could only be) must not find it any more.
-	t.Cleanup(func() {
-		out, _ := exec.Command(lvmPath, "vgs", "--config", `global{activation=0} devices{global_filter=["a|^/dev/loop|","r|.*|"]}`,
-			"--noheadings", "-o", "vg_name").CombinedOutput()
-		for _, l := range strings.Fields(string(out)) {
-			if l == name {
-				t.Errorf("volume group %s still visible to lvm after the test", name)
-			}
-		}
-	})
-	dev := hosttest.LoopDevice(t, hosttest.SparseFile(t, testDiskSize))
-	// The filter keeps lvm away from every other block device on this shared machine (other
-	// tests' loop devices) and makes the tests independent of them.
-	cfg := fmt.Sprintf(`global{activation=0} devices{global_filter=["a|^%s$|","r|.*|"] obtain_device_list_from_udev=0} backup{backup=0 archive=0}`, dev)
-	h := &hostVG{name: name, dev: dev, lvm: lvmPath, config: cfg,
-		client: &Client{Binary: lvmPath, Config: cfg}}
-
-	h.raw(t, "pvcreate", "--yes", dev)
-	t.Cleanup(func() { h.rawCleanup(t, "pvremove", "--yes", "-ff", dev) })
-	h.raw(t, "vgcreate", name, dev)
-	t.Cleanup(func() { h.rawCleanup(t, "vgremove", "--yes", "-f", name) })
-	return h
+	vg := hosttest.NewVG(t, name, testDiskSize)
+	return &hostVG{name: vg.Name, dev: vg.Dev, lvm: vg.LVM, config: vg.Config,
+		client: &Client{Binary: vg.LVM, Config: vg.Config}}
 }
 
 // raw runs the real lvm directly (not through the package under test), for set-up.

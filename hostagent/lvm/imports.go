@@ -187,3 +187,19 @@ func (c *Client) RemoveImport(ctx context.Context, ref Ref, owner TemplateOwner)
 	}
 	return err
 }
+
+// DeactivateImport deactivates an imported origin (`lvchange -an`): lvm makes a thick LV the
+// external origin of a thin pool's first thin snapshot only while it is inactive, and once it
+// is one it may be active again. It refuses an LV that is not owner's import.
+func (c *Client) DeactivateImport(ctx context.Context, ref Ref, owner TemplateOwner) error {
+	op := "deactivate import " + ref.String()
+	lv, err := c.LookupLV(ctx, ref)
+	if err != nil {
+		return err
+	}
+	if !lv.ImportedFor(owner.UID) {
+		return refusal(op, ErrNotOwned, fmt.Sprintf("%s is not an import of template %s (uid %s)", ref, owner.Name, owner.UID))
+	}
+	_, err = c.run(ctx, op, "", "lvchange", "--yes", "-an", ref.String())
+	return err
+}

@@ -58,6 +58,12 @@ func TestHostImportLifecycle(t *testing.T) {
 		t.Fatalf("origin after commit: %+v (found %v)", origin, ok)
 	}
 
+	if err := h.client.DeactivateImport(ctx, h.ref("golden"), tmplA); err != nil {
+		t.Errorf("deactivate: %v", err)
+	}
+	if err := h.client.DeactivateImport(ctx, h.ref("someone"), tmplA); !errors.Is(err, ErrNotOwned) {
+		t.Errorf("deactivate a clone's LV as an import: %v, want ErrNotOwned", err)
+	}
 	if err := h.client.RemoveImport(ctx, h.ref("golden"), other); !errors.Is(err, ErrNotOwned) {
 		t.Errorf("remove by another template: %v, want ErrNotOwned", err)
 	}

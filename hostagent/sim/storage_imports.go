@@ -117,6 +117,27 @@ func (s *Storage) RemoveImport(ctx context.Context, ref lvm.Ref, owner lvm.Templ
 	return nil
 }
 
+// DeactivateImport implements hostagent.ImageStore.
+func (s *Storage) DeactivateImport(ctx context.Context, ref lvm.Ref, owner lvm.TemplateOwner) error {
+	if err := s.begin(ctx, "protect", s.Latency.Change); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	g, ok := s.vgs[ref.VG]
+	if !ok {
+		return fmt.Errorf("deactivate import %s: %w", ref, lvm.ErrVGNotFound)
+	}
+	l, ok := g.lvs[ref.Name]
+	if !ok {
+		return fmt.Errorf("deactivate import %s: %w", ref, lvm.ErrLVNotFound)
+	}
+	if !slices.Contains(l.tags, lvm.TemplateUIDTagPrefix+owner.UID) {
+		return fmt.Errorf("deactivate import %s: %w", ref, lvm.ErrNotOwned)
+	}
+	l.attr[4] = '-'
+	return nil
+}
+
 // ImportTarget implements hostagent.ImageStore: a sparse file of the volume's size stands in
 // for its block device while the import writes it. The simulated host keeps no data, so the
 // file goes once the import is committed or removed.

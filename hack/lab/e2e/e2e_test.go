@@ -63,6 +63,8 @@ type env struct {
 	// imageURL serves guest.img to dom0 (the test's HTTP server through guestfwd), with its
 	// sha256 in imageSum: the source of templates that are imported, not written with dd.
 	imageURL, imageSum string
+	// qcowURL serves the same image as qcow2 (made by qemu-img), with its sha256 in qcowSum.
+	qcowURL, qcowSum string
 }
 
 // TestClonesOnRealXen is the lab end to end: the controller here, the agent in dom0 on real
@@ -71,31 +73,38 @@ func TestClonesOnRealXen(t *testing.T) {
 	total := time.Now()
 	e := newLabEnv(t)
 	lab := e.lab
-	// dom0: the VG on the lab's data disk, the templates written from the guest disk image.
+	// dom0: the VG on the lab's data disk and a thin pool. The thin template is written from the
+	// guest disk image by hand (an import makes thick LVs); the two thick ones come through the
+	// import (spec.source) from the test's image server.
 	lab.Sh(t, `set -e
 D=/dev/disk/by-id/virtio-labdata
 pvcreate -y -ff $D >/dev/null && vgcreate vg0 $D >/dev/null
-lvcreate -y -L 64M -n golden vg0 >/dev/null
-dd if=/lab/guest.img of=/dev/vg0/golden bs=1M oflag=direct status=none
 lvcreate -y -L 256M -T vg0/pool >/dev/null
 lvcreate -y -V 64M -T vg0/pool -n golden-thin >/dev/null
 dd if=/lab/guest.img of=/dev/vg0/golden-thin bs=1M oflag=direct status=none
-lvcreate -y -L 64M -n golden-ext vg0 >/dev/null
-dd if=/lab/guest.img of=/dev/vg0/golden-ext bs=1M oflag=direct status=none
 sync`)
-	// golden-ext is active while sha256sum reads it; the final checksum activates it again.
-	sums := "lvchange -ay vg0/golden-ext && sha256sum /dev/vg0/golden /dev/vg0/golden-thin /dev/vg0/golden-ext | cut -d' ' -f1"
-	sumBefore := lab.Sh(t, sums)
-	// A thick LV cannot become an external origin while it is active and not yet an origin
-	// (lvm: "Cannot use active LV for the external origin"): the administrator deactivates the
-	// template once after writing it; lvm keeps it usable from then on.
-	lab.Sh(t, "lvchange -an vg0/golden-ext")
 	e.startAgent()
 
+	start := time.Now()
 	classic := e.template("lab-classic", "golden", func(s *vmv1alpha1.VMTemplateSpec) {
+		s.Source = &vmv1alpha1.TemplateSource{URL: e.imageURL, Checksum: e.imageSum}
 		cow := resource.MustParse("32Mi")
 		s.Snapshot = vmv1alpha1.SnapshotSpec{Mode: vmv1alpha1.SnapshotClassic, COWSize: &cow}
 	})
+	// A thick LV that is the origin of active classic snapshots cannot become an external
+	// origin (lvm: "Cannot use active LV for the external origin"): its own template LV. Nor
+	// can an active one that is not yet an origin: the agent leaves the import of a Thin
+	// template with a thinPool inactive.
+	ext := e.template("lab-thin-ext", "golden-ext", func(s *vmv1alpha1.VMTemplateSpec) {
+		s.Source = &vmv1alpha1.TemplateSource{URL: e.imageURL, Checksum: e.imageSum}
+		s.Snapshot = vmv1alpha1.SnapshotSpec{Mode: vmv1alpha1.SnapshotThin, ThinPool: "pool"}
+	})
+	e.waitImported(classic, "golden", e.imageSum, start)
+	e.waitImported(ext, "golden-ext", e.imageSum, start)
+	// golden-ext is active while sha256sum reads it; the final checksum activates it again.
+	sums := "lvchange -ay vg0/golden-ext && sha256sum /dev/vg0/golden /dev/vg0/golden-thin /dev/vg0/golden-ext | cut -d' ' -f1"
+	sumBefore := lab.Sh(t, sums)
+	lab.Sh(t, "lvchange -an vg0/golden-ext")
 
 	// 1. A clone boots with the template's data scrubbed and its own identity.
 	c := e.clone("web-1", classic, "web-one", vmv1alpha1.RunStrategyAlways)
@@ -138,11 +147,6 @@ sync`)
 	// 5. Thin, from a thin template and from the thick one (external origin).
 	thin := e.template("lab-thin", "golden-thin", func(s *vmv1alpha1.VMTemplateSpec) {
 		s.Snapshot = vmv1alpha1.SnapshotSpec{Mode: vmv1alpha1.SnapshotThin}
-	})
-	// A thick LV that is the origin of active classic snapshots cannot become an external
-	// origin (lvm: "Cannot use active LV for the external origin"): its own template LV.
-	ext := e.template("lab-thin-ext", "golden-ext", func(s *vmv1alpha1.VMTemplateSpec) {
-		s.Snapshot = vmv1alpha1.SnapshotSpec{Mode: vmv1alpha1.SnapshotThin, ThinPool: "pool"}
 	})
 	ct := e.waitRunning(e.clone("thin-1", thin, "thin-one", vmv1alpha1.RunStrategyAlways))
 	e.expectPersonalized(e.guestIdentity(ct, 1), ct, "thin-one", ct.Status.Interfaces[0].MAC)
@@ -248,24 +252,38 @@ func newLabEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(img)
+	// The same image as qcow2, made by the real qemu-img here, for the qcow2 import.
+	qcowPath := filepath.Join(t.TempDir(), "guest.qcow2")
+	if out, err := exec.Command("qemu-img", "convert", "-f", "raw", "-O", "qcow2", filepath.Join(images, "guest.img"), qcowPath).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img convert: %v\n%s", err, out)
+	}
+	qcow, err := os.ReadFile(qcowPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qsum := sha256.Sum256(qcow)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t.Logf("image server: %s %s", r.Method, r.URL.Path)
-		if r.URL.Path != "/guest.img" {
+		switch r.URL.Path {
+		case "/guest.img":
+			http.ServeContent(w, r, "guest.img", time.Time{}, bytes.NewReader(img))
+		case "/guest.qcow2":
+			http.ServeContent(w, r, "guest.qcow2", time.Time{}, bytes.NewReader(qcow))
+		default:
 			http.NotFound(w, r)
-			return
 		}
-		http.ServeContent(w, r, "guest.img", time.Time{}, bytes.NewReader(img))
 	}), ReadHeaderTimeout: 30 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
 
 	start = time.Now()
 	lab := Boot(t, BootOptions{APIPort: apiPort, ImagePort: ln.Addr().(*net.TCPAddr).Port, Share: share, Timeout: 35 * time.Minute})
-	e := &env{t: t, k: k, lab: lab, ns: "lab", imageURL: "http://10.0.2.101/guest.img", imageSum: "sha256:" + hex.EncodeToString(sum[:])}
+	e := &env{t: t, k: k, lab: lab, ns: "lab", imageURL: "http://10.0.2.101/guest.img", imageSum: "sha256:" + hex.EncodeToString(sum[:]),
+		qcowURL: "http://10.0.2.101/guest.qcow2", qcowSum: "sha256:" + hex.EncodeToString(qsum[:])}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("dom0 on failure:\n%s", e.dom0State())

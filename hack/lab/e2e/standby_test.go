@@ -58,9 +58,19 @@ sync`)
 		off := false
 		s.Guest.CloudInit = &off
 	})
-	e.waitImported(tpl, start)
+	e.waitImported(tpl, "golden", e.imageSum, start)
+	// The same image as qcow2: downloaded into a scratch file in dom0, checked, converted into
+	// the LV by dom0's qemu-img. Its bytes must be the raw image's.
+	start = time.Now()
+	qtpl := e.template("lab-qcow2", "golden-qcow2", func(s *vmv1alpha1.VMTemplateSpec) {
+		s.Source = &vmv1alpha1.TemplateSource{URL: e.qcowURL, Checksum: e.qcowSum, Format: vmv1alpha1.ImageQCOW2}
+		s.Snapshot = vmv1alpha1.SnapshotSpec{Mode: vmv1alpha1.SnapshotClassic, COWSize: ptr.To(resource.MustParse("32Mi"))}
+	})
+	e.waitImported(qtpl, "golden-qcow2", e.qcowSum, start)
+	g.Expect(e.lab.Sh(t, `ls -A /var/lib/xenclone/imports`)).To(BeEmpty(), "no qcow2 scratch file is left in dom0")
 	bad := e.template("lab-badsum", "bad-golden", func(s *vmv1alpha1.VMTemplateSpec) {
 		s.Source = &vmv1alpha1.TemplateSource{URL: e.imageURL, Checksum: "sha256:" + strings.Repeat("0", 64)}
+		s.Snapshot = vmv1alpha1.SnapshotSpec{Mode: vmv1alpha1.SnapshotClassic, COWSize: ptr.To(resource.MustParse("32Mi"))}
 	})
 	g.Eventually(func(g Gomega) {
 		var got vmv1alpha1.VMTemplate
@@ -337,7 +347,7 @@ func (e *env) dom0Clock() (offset, uncertainty time.Duration) {
 
 // waitImported waits for a template's source to be imported on the lab host and checks the
 // origin on the host: read-only, tagged with the verified digest, its bytes the image's.
-func (e *env) waitImported(tpl string, start time.Time) {
+func (e *env) waitImported(tpl, lv, checksum string, start time.Time) {
 	e.t.Helper()
 	NewWithT(e.t).Eventually(func(g Gomega) {
 		var got vmv1alpha1.VMTemplate
@@ -350,10 +360,11 @@ func (e *env) waitImported(tpl string, start time.Time) {
 	out := e.lab.Sh(e.t, `set -e
 lvs --noheadings -o lv_name,lv_attr,lv_tags vg0
 size=$(stat -c %s /lab/guest.img)
-head -c $size /dev/vg0/golden | sha256sum | cut -d' ' -f1`)
+lvchange -ay vg0/`+lv+` # an import for a thin pool's external origin is left inactive
+head -c $size /dev/vg0/`+lv+` | sha256sum | cut -d' ' -f1`)
 	e.t.Logf("dom0:\n%s", out)
 	g := NewWithT(e.t)
-	g.Expect(out).To(ContainSubstring("xenclone.image=" + e.imageSum))
+	g.Expect(out).To(ContainSubstring("xenclone.image=" + checksum))
 	g.Expect(out).To(ContainSubstring(e.imageSum[len("sha256:"):]), "the origin's bytes are the image's")
 	g.Expect(out).NotTo(ContainSubstring("_xcimport"))
 }

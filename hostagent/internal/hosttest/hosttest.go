@@ -4,6 +4,7 @@
 package hosttest
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -94,4 +95,72 @@ func LoopDevice(t testing.TB, file string) string {
 		}
 	})
 	return dev
+}
+
+// VG is a real volume group on a loop device, made for one test.
+type VG struct {
+	Name, Dev string
+	// LVM is the real lvm binary.
+	LVM string
+	// Config is lvm --config text for it: activation off (this kernel may have no
+	// device-mapper), only its loop device visible, no /etc/lvm backups.
+	Config string
+}
+
+// NewVG makes a loop device of size bytes and a VG named name on it. Everything is undone when
+// the test ends, also when it fails: the VG and PV are removed, the loop device detached, and
+// lvm must not see the VG any more.
+func NewVG(t testing.TB, name string, size int64) VG {
+	t.Helper()
+	RequireRoot(t)
+	RequireCommands(t, "lvm", "losetup")
+	lvmPath, err := LookPath("lvm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Registered first, so it runs last (after the loop device is detached): lvm scanning
+	// every loop device (where the VG could only be) must not find it any more.
+	t.Cleanup(func() {
+		out, _ := exec.Command(lvmPath, "vgs", "--config", `global{activation=0} devices{global_filter=["a|^/dev/loop|","r|.*|"]}`,
+			"--noheadings", "-o", "vg_name").CombinedOutput()
+		for _, l := range strings.Fields(string(out)) {
+			if l == name {
+				t.Errorf("volume group %s still visible to lvm after the test", name)
+			}
+		}
+	})
+	dev := LoopDevice(t, SparseFile(t, size))
+	// The filter keeps lvm away from every other block device on this shared machine (other
+	// tests' loop devices) and makes the tests independent of them.
+	vg := VG{Name: name, Dev: dev, LVM: lvmPath,
+		Config: `global{activation=0} devices{global_filter=["a|^` + dev + `$|","r|.*|"] obtain_device_list_from_udev=0} backup{backup=0 archive=0}`}
+	vg.run(t, "pvcreate", "--yes", dev)
+	t.Cleanup(func() { vg.cleanup(t, "pvremove", "--yes", "-ff", dev) })
+	vg.run(t, "vgcreate", name, dev)
+	t.Cleanup(func() { vg.cleanup(t, "vgremove", "--yes", "-f", name) })
+	return vg
+}
+
+// Run runs the real lvm on the VG's config (set-up by a test, not the code under test).
+func (vg VG) Run(sub string, args ...string) ([]byte, error) {
+	cmd := exec.Command(vg.LVM, append([]string{sub, "--config", vg.Config}, args...)...)
+	cmd.Env = append(os.Environ(), "LVM_SUPPRESS_FD_WARNINGS=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return out, fmt.Errorf("lvm %s %s: %w: %s", sub, strings.Join(args, " "), err, out)
+	}
+	return out, nil
+}
+
+func (vg VG) run(t testing.TB, sub string, args ...string) {
+	t.Helper()
+	if _, err := vg.Run(sub, args...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (vg VG) cleanup(t testing.TB, sub string, args ...string) {
+	if _, err := vg.Run(sub, args...); err != nil {
+		t.Errorf("cleanup: %v", err)
+	}
 }
