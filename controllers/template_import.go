@@ -48,8 +48,9 @@ func (g *importGrants) held(name string, all []vmv1alpha1.VMTemplate) int {
 // decideGrants picks the hosts that may import tmpl's source now and records them. Hosts that
 // hold a grant and are importing keep it (an import is never cut off half way, even when the
 // limit was lowered); free slots go first to hosts that have not failed, then to failed ones
-// (their agents retry after backoff), each group by name.
-func (g *importGrants) decideGrants(tmpl *vmv1alpha1.VMTemplate, all []vmv1alpha1.VMTemplate, hosts []vmv1alpha1.TemplateHostStatus, limit int) []string {
+// (their agents retry after backoff), each group by name. Lost hosts get none and give theirs
+// back.
+func (g *importGrants) decideGrants(tmpl *vmv1alpha1.VMTemplate, all []vmv1alpha1.VMTemplate, hosts []vmv1alpha1.TemplateHostStatus, lost map[string]bool, limit int) []string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.byTmpl == nil {
@@ -71,7 +72,7 @@ func (g *importGrants) decideGrants(tmpl *vmv1alpha1.VMTemplate, all []vmv1alpha
 	}
 	var keep, fresh, failed []string
 	for _, h := range hosts {
-		if !needsImport(h) {
+		if !needsImport(h) || lost[h.NodeName] {
 			continue
 		}
 		phase := vmv1alpha1.ImportPhase("")

@@ -39,29 +39,33 @@ func TestImportGrants(t *testing.T) {
 		hosts  []vmv1alpha1.TemplateHostStatus
 		limit  int
 		want   []string
+		lost   map[string]bool
 	}{
 		{"up to the limit, by name", sourceTemplate("a"), nil,
 			[]vmv1alpha1.TemplateHostStatus{hostImporting("h3", ""), hostImporting("h1", ""), hostImporting("h2", ""), done, taken}, 2,
-			[]string{"h1", "h3"}},
+			[]string{"h1", "h3"}, nil},
 		{"other templates' grants count", sourceTemplate("a"), []vmv1alpha1.VMTemplate{sourceTemplate("b", "x1", "x2")},
 			[]vmv1alpha1.TemplateHostStatus{hostImporting("h1", ""), hostImporting("h2", "")}, 3,
-			[]string{"h1"}},
+			[]string{"h1"}, nil},
 		{"running imports keep their grants above a lowered limit", sourceTemplate("a", "h2", "h3"), nil,
 			[]vmv1alpha1.TemplateHostStatus{hostImporting("h1", ""), hostImporting("h2", vmv1alpha1.ImportImporting), hostImporting("h3", vmv1alpha1.ImportImporting)}, 1,
-			[]string{"h2", "h3"}},
+			[]string{"h2", "h3"}, nil},
 		{"failed hosts go after fresh ones", sourceTemplate("a", "h1"), nil,
 			[]vmv1alpha1.TemplateHostStatus{hostImporting("h1", vmv1alpha1.ImportFailed), hostImporting("h2", "")}, 1,
-			[]string{"h2"}},
+			[]string{"h2"}, nil},
 		{"a failed host gets a slot again when one is free", sourceTemplate("a", "h1"), nil,
 			[]vmv1alpha1.TemplateHostStatus{hostImporting("h1", vmv1alpha1.ImportFailed)}, 1,
-			[]string{"h1"}},
-		{"nothing to import", sourceTemplate("a", "h-done"), nil, []vmv1alpha1.TemplateHostStatus{done, taken}, 4, nil},
+			[]string{"h1"}, nil},
+		{"nothing to import", sourceTemplate("a", "h-done"), nil, []vmv1alpha1.TemplateHostStatus{done, taken}, 4, nil, nil},
+		{"a lost host gives its slot back", sourceTemplate("a", "h1"), nil,
+			[]vmv1alpha1.TemplateHostStatus{hostImporting("h1", vmv1alpha1.ImportImporting), hostImporting("h2", "")}, 1,
+			[]string{"h2"}, map[string]bool{"h1": true}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var g importGrants
 			all := append([]vmv1alpha1.VMTemplate{tc.tmpl}, tc.others...)
-			got := g.decideGrants(&tc.tmpl, all, tc.hosts, tc.limit)
+			got := g.decideGrants(&tc.tmpl, all, tc.hosts, tc.lost, tc.limit)
 			if len(got) != len(tc.want) {
 				t.Fatalf("grants %v, want %v", got, tc.want)
 			}
@@ -77,10 +81,10 @@ func TestImportGrants(t *testing.T) {
 	var g importGrants
 	a, b := sourceTemplate("a"), sourceTemplate("b")
 	hosts := []vmv1alpha1.TemplateHostStatus{hostImporting("h1", ""), hostImporting("h2", "")}
-	if got := g.decideGrants(&a, []vmv1alpha1.VMTemplate{a, b}, hosts, 2); len(got) != 2 {
+	if got := g.decideGrants(&a, []vmv1alpha1.VMTemplate{a, b}, hosts, nil, 2); len(got) != 2 {
 		t.Fatalf("a: %v", got)
 	}
-	if got := g.decideGrants(&b, []vmv1alpha1.VMTemplate{a, b}, hosts, 2); len(got) != 0 {
+	if got := g.decideGrants(&b, []vmv1alpha1.VMTemplate{a, b}, hosts, nil, 2); len(got) != 0 {
 		t.Errorf("b got %v although a holds both slots (not yet in a's cached status)", got)
 	}
 }

@@ -210,7 +210,17 @@ func (r *VMTemplateReconciler) ensureImports(ctx context.Context, tmpl *vmv1alph
 	if err := r.List(ctx, &all); err != nil {
 		return fmt.Errorf("list VMTemplates: %w", err)
 	}
-	status.ImportGrants = r.grants.decideGrants(tmpl, all.Items, status.Hosts, r.Opts.withDefaults().MaxParallelImports)
+	var hosts vmv1alpha1.XenHostList
+	if err := r.List(ctx, &hosts); err != nil {
+		return fmt.Errorf("list XenHosts: %w", err)
+	}
+	// A lost host's last report may say Importing for good: it must not hold a slot.
+	lost := map[string]bool{}
+	for i := range hosts.Items {
+		c := meta.FindStatusCondition(hosts.Items[i].Status.Conditions, vmv1alpha1.ConditionReady)
+		lost[hosts.Items[i].Name] = c != nil && c.Reason == ReasonHeartbeatLost
+	}
+	status.ImportGrants = r.grants.decideGrants(tmpl, all.Items, status.Hosts, lost, r.Opts.withDefaults().MaxParallelImports)
 	setImported(tmpl, status)
 	// Until one host has the origin, Ready repeats how the imports go.
 	ready := meta.FindStatusCondition(status.Conditions, vmv1alpha1.ConditionReady)

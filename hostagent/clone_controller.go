@@ -448,8 +448,11 @@ func (r *CloneReconciler) ensureVolume(ctx context.Context, s *cloneScope) (bool
 	}
 	origin, ok := rep.LV(req.Origin)
 	if !ok {
-		s.setCondition(vmv1alpha1.ConditionVolumeReady, metav1.ConditionFalse, ReasonOriginMissing,
-			fmt.Sprintf("template origin %s/%s is not on host %s: install it there, or restrict the template's hostSelector", req.VG, req.Origin, r.NodeName))
+		msg := fmt.Sprintf("template origin %s/%s is not on host %s: install it there, or restrict the template's hostSelector", req.VG, req.Origin, r.NodeName)
+		if s.template.Spec.Source != nil {
+			msg = fmt.Sprintf("template origin %s/%s is not imported on host %s yet: the template's Imported condition says how the import goes", req.VG, req.Origin, r.NodeName)
+		}
+		s.setCondition(vmv1alpha1.ConditionVolumeReady, metav1.ConditionFalse, ReasonOriginMissing, msg)
 		return false, nil
 	}
 	if why := TemplateOriginRefusal(s.template, origin); why != "" {
