@@ -141,3 +141,47 @@ func dump(o any) string {
 	b, _ := json.Marshal(o)
 	return string(b)
 }
+
+// TestTemplateImportFollowsTheHostSelector: a template whose selector matches no host says so
+// (NoHostSelected, Degraded in Argo CD) and imports nothing; a host labelled to match imports by
+// itself, and only that host.
+func TestTemplateImportFollowsTheHostSelector(t *testing.T) {
+	g := NewWithT(t)
+	url, sum, _ := imageServer(t, 4<<20)
+	tpl := template(t, "tpl-import-selected", sourced(url, sum, "selected-golden"), func(t *vmv1alpha1.VMTemplate) {
+		t.Spec.HostSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"images.example.com/late": "true"}}
+	})
+	g.Eventually(func(g Gomega) {
+		c := meta.FindStatusCondition(getTemplate(g, tpl.Name).Status.Conditions, vmv1alpha1.ConditionImported)
+		g.Expect(c).NotTo(BeNil())
+		g.Expect(c.Reason).To(Equal(vmv1alpha1.ReasonNoHostSelected))
+	}, timeout).Should(Succeed())
+
+	var h vmv1alpha1.XenHost
+	g.Expect(k8sClient.Get(context.Background(), client.ObjectKey{Name: "xen-b"}, &h)).To(Succeed())
+	patch := client.MergeFrom(h.DeepCopy())
+	if h.Labels == nil {
+		h.Labels = map[string]string{}
+	}
+	h.Labels["images.example.com/late"] = "true"
+	g.Expect(k8sClient.Patch(context.Background(), &h, patch)).To(Succeed())
+	t.Cleanup(func() {
+		var h vmv1alpha1.XenHost
+		if k8sClient.Get(context.Background(), client.ObjectKey{Name: "xen-b"}, &h) == nil {
+			patch := client.MergeFrom(h.DeepCopy())
+			delete(h.Labels, "images.example.com/late")
+			_ = k8sClient.Patch(context.Background(), &h, patch)
+		}
+	})
+
+	g.Eventually(func(g Gomega) {
+		got := getTemplate(g, tpl.Name)
+		c := meta.FindStatusCondition(got.Status.Conditions, vmv1alpha1.ConditionImported)
+		g.Expect(c).NotTo(BeNil())
+		g.Expect(c.Status).To(Equal(metav1.ConditionTrue), c.Message)
+		g.Expect(got.Status.Hosts).To(HaveLen(1))
+		g.Expect(got.Status.Hosts[0].NodeName).To(Equal("xen-b"))
+	}, timeout).Should(Succeed())
+	g.Expect(hosts["xen-b"].Storage.LVs("vg0")).To(ContainElement("selected-golden"))
+	g.Expect(hosts["xen-a"].Storage.LVs("vg0")).NotTo(ContainElement(HavePrefix("selected-golden")), "a host the selector does not match imports nothing")
+}
