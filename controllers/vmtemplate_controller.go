@@ -84,10 +84,11 @@ func (r *VMTemplateReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := r.ensureHosts(ctx, tmpl, status); err != nil {
+	hosts, err := r.ensureHosts(ctx, tmpl, status)
+	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := r.ensureImports(ctx, tmpl, status); err != nil {
+	if err := r.ensureImports(ctx, tmpl, status, hosts); err != nil {
 		return ctrl.Result{}, err
 	}
 	r.ensureInUse(tmpl, status, clones)
@@ -184,11 +185,12 @@ func lessName(namespace, name, full string) bool {
 	return namespace+"/" < full
 }
 
-// ensureHosts fills status.hosts, readyHosts and the Ready condition from the XenHosts.
-func (r *VMTemplateReconciler) ensureHosts(ctx context.Context, tmpl *vmv1alpha1.VMTemplate, status *vmv1alpha1.VMTemplateStatus) error {
+// ensureHosts fills status.hosts, readyHosts and the Ready condition from the XenHosts, and
+// returns them.
+func (r *VMTemplateReconciler) ensureHosts(ctx context.Context, tmpl *vmv1alpha1.VMTemplate, status *vmv1alpha1.VMTemplateStatus) ([]vmv1alpha1.XenHost, error) {
 	var hosts vmv1alpha1.XenHostList
 	if err := r.List(ctx, &hosts); err != nil {
-		return fmt.Errorf("list XenHosts: %w", err)
+		return nil, fmt.Errorf("list XenHosts: %w", err)
 	}
 	agg := TemplatePresence(tmpl, hosts.Items)
 	status.Hosts, status.ReadyHosts = agg.Hosts, agg.ReadyHosts
@@ -196,12 +198,12 @@ func (r *VMTemplateReconciler) ensureHosts(ctx context.Context, tmpl *vmv1alpha1
 		Type: vmv1alpha1.ConditionReady, Status: agg.Ready, Reason: agg.Reason, Message: agg.Message,
 		ObservedGeneration: tmpl.Generation,
 	})
-	return nil
+	return hosts.Items, nil
 }
 
 // ensureImports hands out import slots and writes the Imported condition (templates with a
 // source only).
-func (r *VMTemplateReconciler) ensureImports(ctx context.Context, tmpl *vmv1alpha1.VMTemplate, status *vmv1alpha1.VMTemplateStatus) error {
+func (r *VMTemplateReconciler) ensureImports(ctx context.Context, tmpl *vmv1alpha1.VMTemplate, status *vmv1alpha1.VMTemplateStatus, hosts []vmv1alpha1.XenHost) error {
 	if tmpl.Spec.Source == nil && len(status.ImportGrants) == 0 {
 		setImported(tmpl, status)
 		return nil
@@ -210,15 +212,11 @@ func (r *VMTemplateReconciler) ensureImports(ctx context.Context, tmpl *vmv1alph
 	if err := r.List(ctx, &all); err != nil {
 		return fmt.Errorf("list VMTemplates: %w", err)
 	}
-	var hosts vmv1alpha1.XenHostList
-	if err := r.List(ctx, &hosts); err != nil {
-		return fmt.Errorf("list XenHosts: %w", err)
-	}
 	// A lost host's last report may say Importing for good: it must not hold a slot.
 	lost := map[string]bool{}
-	for i := range hosts.Items {
-		c := meta.FindStatusCondition(hosts.Items[i].Status.Conditions, vmv1alpha1.ConditionReady)
-		lost[hosts.Items[i].Name] = c != nil && c.Reason == ReasonHeartbeatLost
+	for i := range hosts {
+		c := meta.FindStatusCondition(hosts[i].Status.Conditions, vmv1alpha1.ConditionReady)
+		lost[hosts[i].Name] = c != nil && c.Reason == ReasonHeartbeatLost
 	}
 	status.ImportGrants = r.grants.decideGrants(tmpl, all.Items, status.Hosts, lost, r.Opts.withDefaults().MaxParallelImports)
 	setImported(tmpl, status)

@@ -328,12 +328,14 @@ func (t *TemplateImporter) run(ctx context.Context, tmpl *vmv1alpha1.VMTemplate,
 			st.failures = 0
 			st.status.Phase = vmv1alpha1.ImportSucceeded
 			clearFailure(&st.status)
-			st.status.Message = fmt.Sprintf("origin %s/%s imported and verified in %s", tmp.VG, origin, now.Sub(started).Round(time.Second))
+			// The same words as the report a later reconcile makes from the LV, so that one
+			// writes nothing new.
+			st.status.Message = fmt.Sprintf("origin %s/%s imported and verified", tmp.VG, origin)
 			st.status.Checksum, st.status.SizeBytes, st.status.CompletionTime, st.status.BytesDone = res.Checksum, res.Size, &now, res.Downloaded
 			st.status.BytesPerSecond = 0
 			logger.Info("imported template image", "lv", tmp.VG+"/"+origin, "bytes", res.Downloaded, "took", now.Sub(started).String())
 		case errors.Is(err, context.Canceled):
-			st.status.Phase, st.status.Message, st.status.BytesPerSecond = vmv1alpha1.ImportWaiting, "the import was stopped; it starts again", 0
+			st.status.Phase, st.status.Message, st.status.BytesPerSecond = vmv1alpha1.ImportWaiting, "the import was stopped (the agent stops, the template is being deleted or no longer selects this host)", 0
 		default:
 			st.failures++
 			next := metav1.NewTime(now.Add(t.backoff(st.failures)))
