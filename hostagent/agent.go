@@ -149,7 +149,7 @@ func SetupWithManager(mgr ctrl.Manager, o Options) error {
 		return fmt.Errorf("add host reporter: %w", err)
 	}
 	importer := &TemplateImporter{Client: mgr.GetClient(), NodeName: o.NodeName, Storage: host.Storage, Images: host.Images,
-		Fetch: o.Host.Importer, Clock: o.Clock, Changed: reporter.Poke}
+		Fetch: o.Host.Importer, Clock: o.Clock, Changed: reporter.Poke, Recorder: recorder}
 	reporter.imports = importer.Statuses
 	if err := importer.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("add template importer: %w", err)

@@ -9,10 +9,12 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -47,6 +49,9 @@ type TemplateImporter struct {
 	Clock   clock.Clock
 	// Changed pokes the host reporter.
 	Changed func()
+	// Recorder, when set, records an event on the template for each finished attempt, so
+	// `kubectl describe vmt` tells what each host did and when.
+	Recorder events.EventRecorder
 	// RetryBase and RetryMax bound the backoff between failed attempts (10 s doubling up to
 	// 5 min by default).
 	RetryBase, RetryMax time.Duration
@@ -334,6 +339,8 @@ func (t *TemplateImporter) run(ctx context.Context, tmpl *vmv1alpha1.VMTemplate,
 			st.status.Checksum, st.status.SizeBytes, st.status.CompletionTime, st.status.BytesDone = res.Checksum, res.Size, &now, res.Downloaded
 			st.status.BytesPerSecond = 0
 			logger.Info("imported template image", "lv", tmp.VG+"/"+origin, "bytes", res.Downloaded, "took", now.Sub(started).String())
+			t.event(tmpl, corev1.EventTypeNormal, vmv1alpha1.ReasonImported, "on %s: origin %s/%s imported and verified (%s, %d bytes) in %s",
+				t.NodeName, tmp.VG, origin, res.Checksum, res.Downloaded, now.Sub(started).Round(time.Second))
 		case errors.Is(err, context.Canceled):
 			st.status.Phase, st.status.Message, st.status.BytesPerSecond = vmv1alpha1.ImportWaiting, "the import was stopped (the agent stops, the template is being deleted or no longer selects this host)", 0
 		default:
@@ -342,6 +349,8 @@ func (t *TemplateImporter) run(ctx context.Context, tmpl *vmv1alpha1.VMTemplate,
 			st.status.Phase, st.status.Reason, st.status.NextAttemptTime, st.status.BytesPerSecond = vmv1alpha1.ImportFailed, imageimport.Reason(err), &next, 0
 			st.status.Message = importMessage(err)
 			logger.Info("template image import failed", "reason", st.status.Reason, "error", st.status.Message, "retryAt", next.Time)
+			t.event(tmpl, corev1.EventTypeWarning, st.status.Reason, "on %s (attempt %d, next at %s): %s",
+				t.NodeName, st.status.Attempts, next.UTC().Format(time.RFC3339), st.status.Message)
 		}
 	}
 	t.mu.Unlock()
@@ -351,6 +360,12 @@ func (t *TemplateImporter) run(ctx context.Context, tmpl *vmv1alpha1.VMTemplate,
 		case t.wake <- event.GenericEvent{Object: &vmv1alpha1.VMTemplate{ObjectMeta: metav1.ObjectMeta{Name: name}}}:
 		default:
 		}
+	}
+}
+
+func (t *TemplateImporter) event(tmpl *vmv1alpha1.VMTemplate, typ, reason, msgf string, args ...any) {
+	if t.Recorder != nil {
+		t.Recorder.Eventf(tmpl, nil, typ, reason, "ImportTemplate", msgf, args...)
 	}
 }
 

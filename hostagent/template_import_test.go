@@ -14,6 +14,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -113,6 +114,21 @@ func TestTemplateImportFromSource(t *testing.T) {
 	for _, node := range []string{"xen-a", "xen-b"} {
 		g.Expect(hosts[node].Storage.LVs("vg0")).NotTo(ContainElements("bad-golden", "bad-golden"+hostagent.ImportSuffix))
 	}
+
+	// Each host's attempts are events on the template (cluster-scoped: namespace default).
+	g.Eventually(func(g Gomega) {
+		var list eventsv1.EventList
+		g.Expect(k8sClient.List(context.Background(), &list, client.InNamespace("default"))).To(Succeed())
+		seen := map[string]bool{}
+		for _, e := range list.Items {
+			if e.Regarding.Kind == "VMTemplate" {
+				seen[e.Regarding.Name+"/"+e.Reason] = true
+				g.Expect(e.Note).NotTo(Or(ContainSubstring("s3cret"), ContainSubstring("t0ken")))
+			}
+		}
+		g.Expect(seen).To(HaveKey(tpl.Name + "/" + vmv1alpha1.ReasonImported))
+		g.Expect(seen).To(HaveKey(badTpl.Name + "/" + vmv1alpha1.ReasonImportChecksumMismatch))
+	}, timeout).Should(Succeed())
 
 	// No status, host report or condition carries the URL's credentials.
 	for _, name := range []string{tpl.Name, badTpl.Name} {
