@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -18,11 +19,13 @@ import (
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
@@ -181,7 +184,9 @@ func (t *TemplateImporter) SetupWithManager(mgr ctrl.Manager) error {
 		Named("hostagent-vmtemplate-import").
 		For(&vmv1alpha1.VMTemplate{}).
 		// A template's selector may start or stop matching when the host's labels change.
-		Watches(&vmv1alpha1.XenHost{}, handler.EnqueueRequestsFromMapFunc(t.ownHostChanged)).
+		// Its own status writes (every few seconds while it imports) change no label.
+		Watches(&vmv1alpha1.XenHost{}, handler.EnqueueRequestsFromMapFunc(t.ownHostChanged),
+			builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		WatchesRawSource(source.Channel(t.wake, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 1, SkipNameValidation: ptr.To(true)}).
 		Complete(t)
@@ -215,9 +220,9 @@ func (t *TemplateImporter) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		}
 		return t.forget(ctx, logger, req.Name)
 	}
-	if tmpl.Spec.Source == nil || !tmpl.DeletionTimestamp.IsZero() || !t.selected(ctx, tmpl) {
+	if irrelevant := tmpl.Spec.Source == nil || !t.selected(ctx, tmpl); irrelevant || !tmpl.DeletionTimestamp.IsZero() {
 		// A template being deleted takes no new imports; its origin goes once it is gone.
-		t.stop(req.Name, tmpl.Spec.Source == nil || !t.selected(ctx, tmpl))
+		t.stop(req.Name, irrelevant)
 		return ctrl.Result{}, nil
 	}
 	if t.Images == nil || t.Fetch == nil {
@@ -497,9 +502,9 @@ func (t *TemplateImporter) waiting(st *importState, msg string) {
 func (t *TemplateImporter) set(tmpl *vmv1alpha1.VMTemplate, fn func(*vmv1alpha1.HostImportStatus)) {
 	t.mu.Lock()
 	st := t.entry(tmpl)
-	before := *st.status.DeepCopy()
+	before := st.status.DeepCopy()
 	fn(&st.status)
-	same := importStatusEqual(before, st.status)
+	same := equality.Semantic.DeepEqual(*before, st.status)
 	t.mu.Unlock()
 	if !same {
 		t.changed()
@@ -520,11 +525,6 @@ func (t *TemplateImporter) update(name string, fn func(*vmv1alpha1.HostImportSta
 func clearFailure(s *vmv1alpha1.HostImportStatus) {
 	var none vmv1alpha1.HostImportStatus
 	s.Reason, s.NextAttemptTime = none.Reason, nil
-}
-
-func importStatusEqual(a, b vmv1alpha1.HostImportStatus) bool {
-	return a.Phase == b.Phase && a.Reason == b.Reason && a.Message == b.Message && a.Checksum == b.Checksum &&
-		a.SizeBytes == b.SizeBytes && a.BytesDone == b.BytesDone
 }
 
 func (t *TemplateImporter) changed() {

@@ -261,11 +261,8 @@ func (a *attempt) importRaw(ctx context.Context, resp *http.Response, body *stal
 	}
 	a.setStep("flushing the temporary volume")
 	// The digest must describe what is on the device, not what sits in the page cache.
-	if err := f.Sync(); err != nil {
-		return Result{}, a.errorf(vmv1alpha1.ReasonImportFailed, err, "flush the temporary volume %s: %v", tgt.OpenPath, err)
-	}
-	if err := f.Close(); err != nil {
-		return Result{}, a.errorf(vmv1alpha1.ReasonImportFailed, err, "close the temporary volume %s: %v", tgt.OpenPath, err)
+	if err := a.syncClose(f, tgt); err != nil {
+		return Result{}, err
 	}
 	if err := a.verify(h, n); err != nil {
 		return Result{}, err
@@ -342,11 +339,8 @@ func (a *attempt) importQCOW2(ctx context.Context, resp *http.Response, body *st
 	// qemu-img's writes went through the device's page cache, which fsync on any descriptor
 	// of the device flushes; the origin must be on disk before it gets its name.
 	a.setStep("flushing the temporary volume")
-	if err := f.Sync(); err != nil {
-		return Result{}, a.errorf(vmv1alpha1.ReasonImportFailed, err, "flush the temporary volume %s: %v", tgt.OpenPath, err)
-	}
-	if err := f.Close(); err != nil {
-		return Result{}, a.errorf(vmv1alpha1.ReasonImportFailed, err, "close the temporary volume %s: %v", tgt.OpenPath, err)
+	if err := a.syncClose(f, tgt); err != nil {
+		return Result{}, err
 	}
 	return a.commit(ctx, n, info.VirtualSize)
 }
@@ -413,6 +407,17 @@ func (a *attempt) commit(ctx context.Context, downloaded, size int64) (Result, e
 		return Result{}, a.volumeError(err, "commit the verified volume as the origin")
 	}
 	return Result{Checksum: checksum, Downloaded: downloaded, Size: size}, nil
+}
+
+// syncClose flushes the temporary volume to disk and closes it.
+func (a *attempt) syncClose(f *os.File, tgt Target) error {
+	if err := f.Sync(); err != nil {
+		return a.errorf(vmv1alpha1.ReasonImportFailed, err, "flush the temporary volume %s: %v", tgt.OpenPath, err)
+	}
+	if err := f.Close(); err != nil {
+		return a.errorf(vmv1alpha1.ReasonImportFailed, err, "close the temporary volume %s: %v", tgt.OpenPath, err)
+	}
+	return nil
 }
 
 // volumeError keeps the reason a Volume chose, else calls it a storage error.

@@ -141,8 +141,8 @@ func (c *Client) CommitImport(ctx context.Context, tmp Ref, origin string, owner
 	if err != nil {
 		return err
 	}
-	if !lv.ImportedFor(owner.UID) {
-		return refusal(op, ErrNotOwned, fmt.Sprintf("%s is not an import of template %s (uid %s)", tmp, owner.Name, owner.UID))
+	if err := notImportOf(op, lv, owner); err != nil {
+		return err
 	}
 	if lv.HasTag(ImportingTag) || !lv.Attr.ReadOnly() || !lv.HasTag(imageTag) {
 		args := []string{"--yes", "--deltag", ImportingTag, "--addtag", imageTag}
@@ -172,8 +172,8 @@ func (c *Client) RemoveImport(ctx context.Context, ref Ref, owner TemplateOwner)
 	if err != nil {
 		return err
 	}
-	if !lv.ImportedFor(owner.UID) {
-		return refusal(op, ErrNotOwned, fmt.Sprintf("%s is not an import of template %s (uid %s); tags: %s", ref, owner.Name, owner.UID, strings.Join(lv.Tags, ",")))
+	if err := notImportOf(op, lv, owner); err != nil {
+		return err
 	}
 	if lv.Attr.IsOrigin() {
 		return refusal(op, ErrInUse, fmt.Sprintf("%s is the origin of snapshots or thin LVs; remove them first", ref))
@@ -197,9 +197,19 @@ func (c *Client) DeactivateImport(ctx context.Context, ref Ref, owner TemplateOw
 	if err != nil {
 		return err
 	}
-	if !lv.ImportedFor(owner.UID) {
-		return refusal(op, ErrNotOwned, fmt.Sprintf("%s is not an import of template %s (uid %s)", ref, owner.Name, owner.UID))
+	if err := notImportOf(op, lv, owner); err != nil {
+		return err
 	}
 	_, err = c.run(ctx, op, "", "lvchange", "--yes", "-an", ref.String())
 	return err
+}
+
+// notImportOf refuses (ErrNotOwned) an LV that is not owner's import: the tags of volumes we
+// did not import for this template are not ours to change.
+func notImportOf(op string, lv LV, owner TemplateOwner) error {
+	if lv.ImportedFor(owner.UID) {
+		return nil
+	}
+	return refusal(op, ErrNotOwned, fmt.Sprintf("%s is not an import of template %s (uid %s); tags: %s",
+		lv.Ref(), owner.Name, owner.UID, strings.Join(lv.Tags, ",")))
 }

@@ -56,86 +56,76 @@ func (s *Storage) CreateImportVolume(ctx context.Context, ref lvm.Ref, size uint
 
 // CommitImport implements hostagent.ImageStore.
 func (s *Storage) CommitImport(ctx context.Context, tmp lvm.Ref, origin string, owner lvm.TemplateOwner, checksum string) error {
-	if err := s.begin(ctx, "protect", s.Latency.Change); err != nil {
-		return err
-	}
-	defer s.mu.Unlock()
-	g, ok := s.vgs[tmp.VG]
-	if !ok {
-		return fmt.Errorf("commit import %s: %w", tmp, lvm.ErrVGNotFound)
-	}
-	l, ok := g.lvs[tmp.Name]
-	if !ok {
-		if o, ok := g.lvs[origin]; ok && slices.Contains(o.tags, lvm.ImageTagPrefix+checksum) {
-			return nil
+	return s.imported(ctx, "commit import", "protect", s.Latency.Change, tmp, owner, func(g *vg, l *lv) error {
+		if l == nil {
+			if o, ok := g.lvs[origin]; ok && slices.Contains(o.tags, lvm.ImageTagPrefix+checksum) {
+				return nil // committed already
+			}
+			return fmt.Errorf("commit import %s: %w", tmp, lvm.ErrLVNotFound)
 		}
-		return fmt.Errorf("commit import %s: %w", tmp, lvm.ErrLVNotFound)
-	}
-	if !slices.Contains(l.tags, lvm.TemplateUIDTagPrefix+owner.UID) {
-		return fmt.Errorf("commit import %s: %w", tmp, lvm.ErrNotOwned)
-	}
-	if _, taken := g.lvs[origin]; taken {
-		return fmt.Errorf("commit import %s as %s: %w", tmp, origin, lvm.ErrNameExists)
-	}
-	l.tags = slices.DeleteFunc(slices.Clone(l.tags), func(t string) bool { return t == lvm.ImportingTag })
-	l.tags = append(l.tags, lvm.ImageTagPrefix+checksum)
-	l.attr[1] = 'r'
-	s.dropData(tmp)
-	delete(g.lvs, tmp.Name)
-	l.name = origin
-	g.lvs[origin] = l
-	return nil
+		if _, taken := g.lvs[origin]; taken {
+			return fmt.Errorf("commit import %s as %s: %w", tmp, origin, lvm.ErrNameExists)
+		}
+		l.tags = slices.DeleteFunc(slices.Clone(l.tags), func(t string) bool { return t == lvm.ImportingTag })
+		l.tags = append(l.tags, lvm.ImageTagPrefix+checksum)
+		l.attr[1] = 'r'
+		s.dropData(tmp)
+		delete(g.lvs, tmp.Name)
+		l.name = origin
+		g.lvs[origin] = l
+		return nil
+	})
 }
 
 // RemoveImport implements hostagent.ImageStore.
 func (s *Storage) RemoveImport(ctx context.Context, ref lvm.Ref, owner lvm.TemplateOwner) error {
-	if err := s.begin(ctx, "remove", s.Latency.Remove); err != nil {
-		return err
-	}
-	defer s.mu.Unlock()
-	g, ok := s.vgs[ref.VG]
-	if !ok {
-		return fmt.Errorf("remove import %s: %w", ref, lvm.ErrVGNotFound)
-	}
-	l, ok := g.lvs[ref.Name]
-	if !ok {
-		return nil
-	}
-	if !slices.Contains(l.tags, lvm.ImportedTag) || !slices.Contains(l.tags, lvm.TemplateUIDTagPrefix+owner.UID) {
-		return fmt.Errorf("remove import %s: %w", ref, lvm.ErrNotOwned)
-	}
-	if l.attr[0] == 'o' {
-		return fmt.Errorf("remove import %s: %w", ref, lvm.ErrInUse)
-	}
-	for _, other := range g.lvs {
-		if other.origin == l.name {
+	return s.imported(ctx, "remove import", "remove", s.Latency.Remove, ref, owner, func(g *vg, l *lv) error {
+		if l == nil {
+			return nil
+		}
+		inUse := l.attr[0] == 'o'
+		for _, other := range g.lvs {
+			inUse = inUse || other.origin == l.name
+		}
+		if inUse {
 			return fmt.Errorf("remove import %s: %w", ref, lvm.ErrInUse)
 		}
-	}
-	s.dropData(ref)
-	delete(g.lvs, ref.Name)
-	return nil
+		s.dropData(ref)
+		delete(g.lvs, ref.Name)
+		return nil
+	})
 }
 
 // DeactivateImport implements hostagent.ImageStore.
 func (s *Storage) DeactivateImport(ctx context.Context, ref lvm.Ref, owner lvm.TemplateOwner) error {
-	if err := s.begin(ctx, "protect", s.Latency.Change); err != nil {
+	return s.imported(ctx, "deactivate import", "protect", s.Latency.Change, ref, owner, func(_ *vg, l *lv) error {
+		if l == nil {
+			return fmt.Errorf("deactivate import %s: %w", ref, lvm.ErrLVNotFound)
+		}
+		l.attr[4] = '-'
+		return nil
+	})
+}
+
+// imported runs fn with the lock held on ref's LV, or on nil when there is none; an LV that is
+// not owner's import is refused (ErrNotOwned), as lvm.Client refuses it.
+func (s *Storage) imported(ctx context.Context, op, fault string, d time.Duration, ref lvm.Ref, owner lvm.TemplateOwner, fn func(*vg, *lv) error) error {
+	if err := s.begin(ctx, fault, d); err != nil {
 		return err
 	}
 	defer s.mu.Unlock()
 	g, ok := s.vgs[ref.VG]
 	if !ok {
-		return fmt.Errorf("deactivate import %s: %w", ref, lvm.ErrVGNotFound)
+		return fmt.Errorf("%s %s: %w", op, ref, lvm.ErrVGNotFound)
 	}
 	l, ok := g.lvs[ref.Name]
 	if !ok {
-		return fmt.Errorf("deactivate import %s: %w", ref, lvm.ErrLVNotFound)
+		return fn(g, nil)
 	}
-	if !slices.Contains(l.tags, lvm.TemplateUIDTagPrefix+owner.UID) {
-		return fmt.Errorf("deactivate import %s: %w", ref, lvm.ErrNotOwned)
+	if !slices.Contains(l.tags, lvm.ImportedTag) || !slices.Contains(l.tags, lvm.TemplateUIDTagPrefix+owner.UID) {
+		return fmt.Errorf("%s %s: %w", op, ref, lvm.ErrNotOwned)
 	}
-	l.attr[4] = '-'
-	return nil
+	return fn(g, l)
 }
 
 // ImportTarget implements hostagent.ImageStore: a sparse file of the volume's size stands in
