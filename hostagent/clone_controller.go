@@ -814,7 +814,7 @@ func (r *CloneReconciler) startDomain(ctx context.Context, s *cloneScope, name s
 		return false, err
 	}
 	opCtx, cancel := context.WithTimeout(ctx, r.CommandTimeout)
-	err = r.Host.Hypervisor.Create(opCtx, name, path, xen.CreateOptions{})
+	err = r.Host.Hypervisor.Create(opCtx, name, path, xen.CreateOptions{MemoryMiB: cfg.MemoryMiB})
 	cancel()
 	if err != nil {
 		msg := fmt.Sprintf("xl create %s failed: %v", name, err)

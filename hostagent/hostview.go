@@ -28,8 +28,8 @@ package hostagent
 // Domains are tracked per name: our xl create/destroy/shutdown of domain X forces the next
 // Lookup(X) to a list taken after that change, while lookups of other domains keep using the
 // shared list (their state there is no older than MaxAge, as it would be for a change the guest
-// made). The domain watcher's List always reads the host and publishes its result, so lookups
-// right after a poll are free.
+// made). The domain watcher's poll reads the host unless a list was read within a fifth of its
+// interval (ListRecent), and what it reads is published, so lookups right after a poll are free.
 
 import (
 	"context"
@@ -55,7 +55,10 @@ import (
 const (
 	DefaultStorageMaxAge = 5 * time.Second
 	DefaultDomainMaxAge  = 2 * time.Second
-	DefaultInfoMaxAge    = 2 * time.Second
+	// xl info is read for capacity reports only, and the agent's own creates move its free
+	// memory (see Create); what changes it behind the agent's back (another toolstack's domain,
+	// dom0 ballooning) shows within this.
+	DefaultInfoMaxAge = 10 * time.Second
 )
 
 // HostViewOptions configure a HostView.
@@ -131,8 +134,8 @@ func (v *HostView) Fresh(h Host) Host {
 	return h
 }
 
-// cell is one shared snapshot that no change of ours can patch (xl info) with its
-// single-flight read.
+// cell is one shared snapshot (xl info) with its single-flight read. A change of ours either
+// patches it (endChange with a patch) or drops it.
 type cell[T any] struct {
 	// gen changes at the start and at the end of each change of ours, so a read that saw
 	// either can tell; changing counts the changes in progress.
@@ -617,6 +620,19 @@ func (v *HostView) List(ctx context.Context) ([]xen.DomainInfo, error) {
 	return slices.Clone(list), err
 }
 
+// ListRecent is List, but a list the view read within maxAge (for anyone, and whichever of our
+// changes it shows) will do. It is for the domain watcher, which looks for changes guests made
+// by themselves: a list a reconcile just read shows those as well as a new one would.
+func (v *HostView) ListRecent(ctx context.Context, maxAge time.Duration) ([]xen.DomainInfo, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if d := &v.doms; d.has && v.opts.Clock.Now().Sub(d.at) < maxAge {
+		return slices.Clone(d.list), nil
+	}
+	list, err := v.listDomains(ctx, v.doms.seq, false)
+	return slices.Clone(list), err
+}
+
 // Lookup implements Hypervisor from the shared list, taken after our last change of name.
 // Like xen.Driver.Lookup, a live domain wins over a dying one of the same name.
 func (v *HostView) Lookup(ctx context.Context, name string) (xen.DomainInfo, bool, error) {
@@ -644,6 +660,12 @@ func (v *HostView) Lookup(ctx context.Context, name string) (xen.DomainInfo, boo
 // its next Lookup reads a list taken after it. Memory moves with creation and destruction, so
 // those drop xl info too.
 func (v *HostView) changeDomain(name string, memory bool, fn func() error) error {
+	return v.changeDomainPatched(name, memory, fn, nil)
+}
+
+// changeDomainPatched is changeDomain whose effect on xl info, when fn succeeded, patch applies
+// (a nil patch, or a failed fn, drops the snapshot).
+func (v *HostView) changeDomainPatched(name string, memory bool, fn func() error, patch func(*xen.HostInfo) bool) error {
 	if memory {
 		v.mu.Lock()
 		beginChange(&v.info)
@@ -655,14 +677,29 @@ func (v *HostView) changeDomain(name string, memory bool, fn func() error) error
 	v.doms.seq++
 	v.doms.lastChange[name] = v.doms.seq
 	if memory {
-		endChange(&v.info, nil)
+		if err != nil {
+			patch = nil
+		}
+		endChange(&v.info, patch)
 	}
 	return err
 }
 
-// Create implements Hypervisor.
+// Create implements Hypervisor. A create that says how much memory the domain starts with
+// moves the free memory of the xl info snapshot by that much instead of dropping it: in a burst
+// the capacity reports then cost no `xl info` per clone. Xen also takes a little for the
+// domain's own structures, which the next real read (at most InfoMaxAge later) shows.
+// Destroys and balloon changes still drop it: Xen frees a dead domain's memory only as it
+// finishes dying, so the real figure is not known until it is read.
 func (v *HostView) Create(ctx context.Context, name, cfgPath string, opts xen.CreateOptions) error {
-	return v.changeDomain(name, true, func() error { return v.hyp.Create(ctx, name, cfgPath, opts) })
+	var patch func(*xen.HostInfo) bool
+	if opts.MemoryMiB > 0 {
+		patch = func(i *xen.HostInfo) bool {
+			i.FreeMemoryMiB = max(i.FreeMemoryMiB-opts.MemoryMiB, 0)
+			return true
+		}
+	}
+	return v.changeDomainPatched(name, true, func() error { return v.hyp.Create(ctx, name, cfgPath, opts) }, patch)
 }
 
 // RequestShutdown implements Hypervisor.

@@ -145,6 +145,9 @@ type countingHypervisor struct {
 	started chan struct{}
 	gate    chan struct{}
 	failOne error
+	// createErr fails the next Create, after it took the memory (as a create that failed late
+	// may have, until its domain is gone).
+	createErr error
 }
 
 func newCountingHypervisor() *countingHypervisor {
@@ -187,6 +190,10 @@ func (h *countingHypervisor) Create(_ context.Context, name, _ string, _ xen.Cre
 	h.doms[name] = xen.DomainInfo{Name: name, ID: h.nextID, MemoryMiB: 1024}
 	h.nextID++
 	h.free -= 1024
+	if err := h.createErr; err != nil {
+		h.createErr = nil
+		return err
+	}
 	return nil
 }
 
@@ -531,6 +538,62 @@ func TestHostViewInfo(t *testing.T) {
 	clk.SetTime(clk.Now().Add(DefaultInfoMaxAge))
 	_, _ = v.Info(ctx)
 	g.Expect(h.infos.Load()).To(BeEquivalentTo(4))
+}
+
+// TestHostViewInfoFollowsOurCreates: a create that says its memory moves the snapshot's free
+// memory without an xl info; a failed create, a destroy and the age drop it.
+func TestHostViewInfoFollowsOurCreates(t *testing.T) {
+	g := NewWithT(t)
+	h := newCountingHypervisor()
+	v, clk := newTestView(newCountingStorage(), h)
+	ctx := context.Background()
+	i, _ := v.Info(ctx)
+	for n := range 3 {
+		g.Expect(v.Create(ctx, fmt.Sprintf("d%d", n), "/cfg", xen.CreateOptions{MemoryMiB: 1024})).To(Succeed())
+	}
+	j, _ := v.Info(ctx)
+	g.Expect(h.infos.Load()).To(BeEquivalentTo(1), "three creates, no xl info")
+	g.Expect(j.FreeMemoryMiB).To(Equal(i.FreeMemoryMiB-3*1024), "as the host says")
+	g.Expect(j.FreeMemoryMiB).To(Equal(h.free))
+
+	h.createErr = errors.New("xl create failed late")
+	g.Expect(v.Create(ctx, "bad", "/cfg", xen.CreateOptions{MemoryMiB: 1024})).NotTo(Succeed())
+	k, _ := v.Info(ctx)
+	g.Expect(h.infos.Load()).To(BeEquivalentTo(2), "a failed create may have taken any amount: read again")
+	g.Expect(k.FreeMemoryMiB).To(Equal(h.free))
+
+	g.Expect(v.DestroyOwned(ctx, "d0", "uuid")).To(Succeed())
+	_, _ = v.Info(ctx)
+	g.Expect(h.infos.Load()).To(BeEquivalentTo(3), "a destroy drops it")
+
+	clk.SetTime(clk.Now().Add(DefaultInfoMaxAge - time.Millisecond))
+	_, _ = v.Info(ctx)
+	g.Expect(h.infos.Load()).To(BeEquivalentTo(3))
+	clk.SetTime(clk.Now().Add(time.Millisecond))
+	_, _ = v.Info(ctx)
+	g.Expect(h.infos.Load()).To(BeEquivalentTo(4), "changes behind our back show within InfoMaxAge")
+}
+
+// TestHostViewListRecent: the domain watcher's poll uses a list someone read within its bound,
+// even one older than our last change, and reads the host otherwise.
+func TestHostViewListRecent(t *testing.T) {
+	g := NewWithT(t)
+	h := newCountingHypervisor()
+	v, clk := newTestView(newCountingStorage(), h)
+	ctx := context.Background()
+	_, _, _ = v.Lookup(ctx, "x")
+	g.Expect(v.Create(ctx, "x", "/cfg", xen.CreateOptions{})).To(Succeed())
+	list, err := v.ListRecent(ctx, time.Second)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(h.lists.Load()).To(BeEquivalentTo(1))
+	g.Expect(list).To(HaveLen(1), "the list from before the create")
+	clk.SetTime(clk.Now().Add(time.Second))
+	list, _ = v.ListRecent(ctx, time.Second)
+	g.Expect(h.lists.Load()).To(BeEquivalentTo(2))
+	g.Expect(list).To(HaveLen(2))
+	_, found, _ := v.Lookup(ctx, "x")
+	g.Expect(found).To(BeTrue())
+	g.Expect(h.lists.Load()).To(BeEquivalentTo(2), "the poll's list serves the lookups")
 }
 
 // TestHostViewFresh: the orphan collector's reads always ask the host, and what they read

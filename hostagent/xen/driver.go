@@ -57,6 +57,10 @@ func (d *Driver) run(ctx context.Context, op, domain string, args ...string) ([]
 type CreateOptions struct {
 	// Paused leaves the domain paused after creation (xl create -p).
 	Paused bool
+	// MemoryMiB is the memory the domain starts with. xl does not need it (it is in the
+	// config); a caller that keeps a snapshot of the host's free memory uses it to move that
+	// snapshot by the create instead of reading `xl info` again.
+	MemoryMiB int64
 }
 
 // sigabrtExit is the exit status a shell-like runner reports for SIGABRT; Go's ExitCode reports
