@@ -260,7 +260,12 @@ func (r *CloneReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res 
 		// grace period); rebound to another host, its domain must not run here a moment
 		// longer.
 		r.reports.Delete(req.NamespacedName)
-		r.finalizers.Delete(req.NamespacedName)
+		fin, _ := r.finalizers.LoadAndDelete(req.NamespacedName)
+		if held, _ := fin.(finalizerState); held.released && clone == nil {
+			// We cleaned it and let it go, so it was deleted, not moved: no need to ask
+			// the API server (one GET per deleted clone, in a burst of deletes).
+			return ctrl.Result{}, nil
+		}
 		if r.fence != nil {
 			return ctrl.Result{}, r.fence.StopReboundCopy(ctx, req.NamespacedName)
 		}
