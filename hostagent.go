@@ -19,6 +19,7 @@ import (
 	"github.com/xenclone/xenclone/hostagent/command"
 	"github.com/xenclone/xenclone/hostagent/guest"
 	"github.com/xenclone/xenclone/hostagent/guest/seed"
+	"github.com/xenclone/xenclone/hostagent/hostnet"
 	"github.com/xenclone/xenclone/hostagent/imageimport"
 	"github.com/xenclone/xenclone/hostagent/lvm"
 	"github.com/xenclone/xenclone/hostagent/xen"
@@ -84,6 +85,7 @@ func realHost(o *hostagentOptions) (hostagent.Host, *guest.Preparer) {
 		Guest:      hostagent.GuestPreparer{P: prep, SeedFormat: seed.Format(o.seedFormat)},
 		Hypervisor: xl,
 		Control:    hostagent.NewDomainControl(xl, &xen.Xenstore{Runner: runner, Log: ctrl.Log.WithName("xenstore")}),
+		Guests:     hostagent.NewGuestSource(&xen.Xenstore{Runner: runner}, &hostnet.Table{Runner: runner}),
 		// xl reads the config in the host's mount namespace: the folder has the same path
 		// inside the container (hostPath mount) and on the host.
 		ConfigDir: filepath.Join(o.stateDir, "domains"),

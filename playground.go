@@ -218,8 +218,11 @@ func startSimulatedHosts(ctx context.Context, cfg *rest.Config, o *playgroundOpt
 		}
 		h, err := sim.NewHost(ctx, name, dir, sim.HostOptions{
 			MemoryMiB: 32768, Realistic: o.realistic,
-			Templates: map[string]uint64{"debian12-template": 10 << 30},
-			XL:        []string{self, "xlsim", "xl"},
+			// Its guests run a guest agent, as a template with xen-guest-agent installed does:
+			// addresses show in `kubectl get vmclones -o wide`.
+			GuestAgents: true,
+			Templates:   map[string]uint64{"debian12-template": 10 << 30},
+			XL:          []string{self, "xlsim", "xl"},
 		})
 		if err != nil {
 			return fmt.Errorf("simulated host %s: %w", name, err)

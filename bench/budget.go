@@ -130,7 +130,7 @@ func writeBudget(p Phase, clones, hosts int) *WriteBudget {
 
 // hostReadOps are the host operations that only read the host: the VG report (lvs/vgs), the
 // domain list and lookups (xl list), xl info and xl list -l.
-var hostReadOps = []string{"lvm report", "xl list", "xl list (lookup)", "xl info", "xl list -l (owner)"}
+var hostReadOps = []string{"lvm report", "xl list", "xl list (lookup)", "xl info", "xl list -l (owner)", "xenstore-ls", "ip neigh show"}
 
 // hostReads sums the read-only host operations.
 func hostReads(ops map[string]OpSum) OpSum {

@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/xenclone/xenclone/hostagent"
+	"github.com/xenclone/xenclone/hostagent/hostnet"
 	"github.com/xenclone/xenclone/hostagent/lvm"
 	"github.com/xenclone/xenclone/hostagent/xen"
 )
@@ -102,7 +103,35 @@ func timedHost(h hostagent.Host, s hostOps) hostagent.Host {
 		// settles) and has nowhere to write claim-time data.
 		t.Control = timedControl{h.Control, s}
 	}
+	if h.Guests != nil {
+		t.Guests = timedGuests{h.Guests, s}
+	}
 	return t
+}
+
+// timedGuests counts the reads of guest information; the two watches are long-lived
+// processes, one per host, and not counted per clone.
+type timedGuests struct {
+	g  hostagent.GuestSource
+	st hostOps
+}
+
+func (t timedGuests) WatchDomains(ctx context.Context, onPath func(string)) error {
+	return t.g.WatchDomains(ctx, onPath)
+}
+
+func (t timedGuests) ReadGuest(ctx context.Context, domid int) (xen.GuestReport, string, error) {
+	defer t.st.observe("xenstore-ls", time.Now())
+	return t.g.ReadGuest(ctx, domid)
+}
+
+func (t timedGuests) Neighbors(ctx context.Context) ([]hostnet.Neighbor, error) {
+	defer t.st.observe("ip neigh show", time.Now())
+	return t.g.Neighbors(ctx)
+}
+
+func (t timedGuests) WatchNeighbors(ctx context.Context, onEvent func(hostnet.Event)) error {
+	return t.g.WatchNeighbors(ctx, onEvent)
 }
 
 type timedControl struct {

@@ -274,6 +274,12 @@ func ReadyCondition(in ReadyInput) metav1.Condition {
 	if !halted {
 		steps = append(steps, vmv1alpha1.ConditionDomainRunning)
 	}
+	if !halted && meta.FindStatusCondition(c.Status.Conditions, vmv1alpha1.ConditionGuestReady) != nil {
+		// The agent writes GuestReady while the domain runs (agents before it never do, and
+		// their clones are Ready once the domain runs): then "Ready" means the guest is up as
+		// the template's readiness probe defines it.
+		steps = append(steps, vmv1alpha1.ConditionGuestReady)
+	}
 	for _, t := range steps {
 		sc := meta.FindStatusCondition(c.Status.Conditions, t)
 		if sc == nil {
@@ -313,6 +319,9 @@ func ReadyCondition(in ReadyInput) metav1.Condition {
 		cond.Reason, cond.Message = vmv1alpha1.ReasonPaused, fmt.Sprintf("warm standby on %s: booted, memory ballooned down, paused until a claim resumes it", c.Status.NodeName)
 	default:
 		cond.Reason, cond.Message = ReasonRunning, fmt.Sprintf("domain running on %s", c.Status.NodeName)
+		if gr := meta.FindStatusCondition(c.Status.Conditions, vmv1alpha1.ConditionGuestReady); gr != nil {
+			cond.Message += "; guest up: " + gr.Message
+		}
 	}
 	return cond
 }

@@ -176,6 +176,13 @@ func SetupWithManager(mgr ctrl.Manager, o Options) error {
 	if err := mgr.Add(watcher); err != nil {
 		return fmt.Errorf("add domain watcher: %w", err)
 	}
+	var guests *guestWatcher
+	if o.Host.Guests != nil {
+		guests = newGuestWatcher(o.Host.Guests, o.Clock)
+		if err := mgr.Add(guests); err != nil {
+			return fmt.Errorf("add guest watcher: %w", err)
+		}
+	}
 	r := &CloneReconciler{
 		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), NodeName: o.NodeName, Host: host,
 		LeaseNamespace: o.LeaseNamespace,
@@ -186,6 +193,7 @@ func SetupWithManager(mgr ctrl.Manager, o Options) error {
 		domainEvents:   watcher.events,
 		expectDomain:   watcher.Expect,
 		fence:          fencer,
+		guests:         guests,
 	}
 	return r.SetupWithManager(mgr)
 }

@@ -83,6 +83,9 @@ const (
 	ReasonDomainConflict     = vmv1alpha1.ReasonDomainNameConflict
 	ReasonFenced             = vmv1alpha1.ReasonFenced
 	ReasonPaused             = vmv1alpha1.ReasonPaused
+	ReasonGuestUp            = vmv1alpha1.ReasonGuestUp
+	ReasonWaitingForGuest    = vmv1alpha1.ReasonWaitingForGuest
+	ReasonGuestNotResponding = vmv1alpha1.ReasonGuestNotResponding
 )
 
 // CloneReconciler reconciles the VMClones bound to one host.
@@ -116,6 +119,9 @@ type CloneReconciler struct {
 	// fence holds the start of domains while the host is fenced (fence.go), and destroys the
 	// copy of a clone that left this host's cache for another host (rebound.go).
 	fence *Fencer
+	// guests knows what the running guests publish (guest_watcher.go); nil on a host whose
+	// guests are not looked into (GuestReady then follows the domain alone).
+	guests *guestWatcher
 
 	// reports holds, per clone, the report this agent last wrote (see reportFor).
 	reports sync.Map // types.NamespacedName -> writtenReport
@@ -158,6 +164,7 @@ func (r *CloneReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			}})).
 		WatchesRawSource(source.Channel(r.domainEvents, &handler.EnqueueRequestForObject{})).
 		WatchesRawSource(source.Channel(r.fenceEvents(), &handler.EnqueueRequestForObject{})).
+		WatchesRawSource(source.Channel(r.guestEvents(), &handler.EnqueueRequestForObject{})).
 		// Several agents share one process in the playground and the tests.
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrent, SkipNameValidation: ptr.To(true)}).
 		Complete(r)
@@ -357,12 +364,14 @@ func (r *CloneReconciler) reconcileNormal(ctx context.Context, s *cloneScope) er
 		{"storage", r.ensureStorageHealth},
 		{"guest", r.ensureGuestPrepared},
 		{"domain", r.ensureDomain},
+		{"guestready", r.ensureGuestReady},
 		{"guestdata", r.ensureGuestData},
 	} {
 		start := time.Now()
 		done, err := step.fn(ctx, s)
 		stepSeconds.WithLabelValues(step.name, result(err)).Observe(time.Since(start).Seconds())
 		if err != nil || !done {
+			r.guestWhenDown(s)
 			return err
 		}
 	}
@@ -1178,6 +1187,8 @@ func domainStatus(prev *vmv1alpha1.DomainStatus, name string, dom xen.DomainInfo
 		if old, err := xen.ParseState(prev.State); err == nil && old.Lifecycle() == dom.State.Lifecycle() {
 			ds.State = prev.State
 		}
+		// The same run of the domain: its VNC port (from its xenstore, ensureGuestReady) holds.
+		ds.VNCPort = prev.VNCPort
 	}
 	return ds
 }

@@ -158,6 +158,10 @@ type Host struct {
 	Images ImageStore
 	// Importer fetches and verifies template images; nil with Images.
 	Importer *imageimport.Importer
+	// Guests shows what the guests publish (guest agent keys in xenstore, dom0's neighbour
+	// table): a clone's status.guest and GuestReady come from it. nil on a host that does not
+	// look into its guests (GuestReady then follows the domain alone).
+	Guests GuestSource
 }
 
 // ImageStore is the storage side of template imports: an import volume tagged as the

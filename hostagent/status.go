@@ -46,6 +46,7 @@ func storedReport(c *vmv1alpha1.VMClone) vmv1alpha1.VMCloneStatus {
 		Message:                   c.Status.Message,
 		Domain:                    c.Status.Domain.DeepCopy(),
 		Volume:                    c.Status.Volume.DeepCopy(),
+		Guest:                     c.Status.Guest.DeepCopy(),
 		ObservedResetRequests:     c.Status.ObservedResetRequests,
 		Timestamps:                &vmv1alpha1.CloneTimestamps{},
 	}

@@ -64,11 +64,13 @@ const GuestDataSourceAnnotation = "vm.xenclone.dev/guest-data-source"
 // Condition types. Every object reports a top-level Ready condition; the others say which step
 // is not done yet.
 const (
-	ConditionReady          = "Ready"
-	ConditionScheduled      = "Scheduled"
-	ConditionVolumeReady    = "VolumeReady"
-	ConditionGuestPrepared  = "GuestPrepared"
-	ConditionDomainRunning  = "DomainRunning"
+	ConditionReady         = "Ready"
+	ConditionScheduled     = "Scheduled"
+	ConditionVolumeReady   = "VolumeReady"
+	ConditionGuestPrepared = "GuestPrepared"
+	ConditionDomainRunning = "DomainRunning"
+	// ConditionGuestReady: the guest is up as spec.domain.readiness defines it.
+	ConditionGuestReady     = "GuestReady"
 	ConditionStorageAtRisk  = "StorageAtRisk"
 	ConditionHostReachable  = "HostReachable"
 	ConditionTemplateInUse  = "InUse"
@@ -168,6 +170,12 @@ type DomainSpec struct {
 	// +optional
 	VNC *VNCSpec `json:"vnc,omitempty"`
 
+	// Readiness says when a started guest counts as up: the clone's GuestReady condition, which
+	// Ready follows (so `kubectl wait --for=condition=Ready` can mean "I can log in"). Unset
+	// means probe DomainRunning: up once the domain runs.
+	// +optional
+	Readiness *GuestReadiness `json:"readiness,omitempty"`
+
 	// OnPoweroff is what Xen does when the guest powers off. Default destroy.
 	// +optional
 	OnPoweroff LifecycleAction `json:"onPoweroff,omitempty"`
@@ -226,6 +234,38 @@ type NIC struct {
 	// +kubebuilder:validation:XValidation:rule="self.matches('^(00:16:3e(:[0-9a-f]{2}){3}|[0-9a-f][26ae](:[0-9a-f]{2}){5})$')",message="mac must be a lowercase unicast MAC in Xen's OUI (00:16:3e:xx:xx:xx) or locally administered (second hex digit 2, 6, a or e, e.g. 02:00:00:00:00:01); or leave it empty to get a unique one"
 	// +optional
 	MAC string `json:"mac,omitempty"`
+}
+
+// GuestProbe is how the host agent tells that a guest is up.
+// +kubebuilder:validation:Enum=DomainRunning;GuestAgent;TCP
+type GuestProbe string
+
+const (
+	// GuestProbeDomainRunning: up once the domain runs (xl create returned). For guests with no
+	// guest agent and no service to probe; what Ready meant before GuestReady existed.
+	GuestProbeDomainRunning GuestProbe = "DomainRunning"
+	// GuestProbeGuestAgent: up once a guest agent (xen-guest-agent, xe-guest-utilities, or
+	// anything that writes the same xenstore keys) has made its first report: its version under
+	// attr/PVAddons or an address under attr/vif.
+	GuestProbeGuestAgent GuestProbe = "GuestAgent"
+	// GuestProbeTCP: up once a TCP port answers on the guest's address (status.guest.ip), dialled
+	// from the host's dom0.
+	GuestProbeTCP GuestProbe = "TCP"
+)
+
+// GuestReadiness configures the GuestReady condition.
+// +kubebuilder:validation:XValidation:rule="!has(self.probe) || self.probe != 'TCP' || has(self.port)",message="spec.domain.readiness: probe TCP needs port, e.g. port: 22"
+// +kubebuilder:validation:XValidation:rule="!has(self.port) || (has(self.probe) && self.probe == 'TCP')",message="spec.domain.readiness.port is only used by probe TCP: set probe: TCP or remove port"
+type GuestReadiness struct {
+	// Probe is DomainRunning (the default), GuestAgent or TCP.
+	// +kubebuilder:default=DomainRunning
+	// +optional
+	Probe GuestProbe `json:"probe,omitempty"`
+	// Port is the TCP port probe TCP dials, e.g. 22.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +optional
+	Port int32 `json:"port,omitempty"`
 }
 
 // VNCSpec configures the guest's VNC console.

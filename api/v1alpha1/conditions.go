@@ -108,6 +108,14 @@ const (
 	ReasonFenced = "Fenced"
 )
 
+// Reasons of the VMClone GuestReady condition, written by the host agent while the domain runs
+// (spec.domain.readiness of the template says what "up" means).
+const (
+	ReasonGuestUp            = "GuestUp"
+	ReasonWaitingForGuest    = "WaitingForGuest"
+	ReasonGuestNotResponding = "GuestNotResponding"
+)
+
 // Reasons of the VMClone GuestDataDelivered condition, written by the host agent.
 const (
 	ReasonGuestDataDelivered     = "Delivered"
@@ -256,10 +264,10 @@ var Conditions = []ConditionDef{
 		{ReasonRescheduled, isFalse, ClassTransitional, "the clone's host was lost; it is being placed on another (onNodeLost: Reschedule)", ""},
 	}},
 	{Kind: "VMClone", Type: ConditionReady, Writer: WriterController,
-		Repeats:   []string{ConditionScheduled, ConditionVolumeReady, ConditionGuestPrepared, ConditionDomainRunning},
+		Repeats:   []string{ConditionScheduled, ConditionVolumeReady, ConditionGuestPrepared, ConditionDomainRunning, ConditionGuestReady},
 		RepeatsAs: metav1.ConditionFalse,
 		Reasons: []ConditionReason{
-			{ReasonRunning, isTrue, ClassSettled, "the domain runs", ""},
+			{ReasonRunning, isTrue, ClassSettled, "the domain runs (and, where the template has a readiness probe, the guest passed it: GuestReady)", ""},
 			{ReasonHalted, isTrue, ClassSettled, "runStrategy Halted: the disk is prepared, the domain stays off", ""},
 			{ReasonStoppedOnExpiry, isTrue, ClassSettled, "the lifetime ended with onExpiry: Stop; the domain stays off", ""},
 			{ReasonWaitingForHost, isFalse, ClassTransitional, "bound; the host agent has not reported on this binding yet", ""},
@@ -313,6 +321,11 @@ var Conditions = []ConditionDef{
 		{ReasonDomainNameConflict, isFalse, ClassBlocked, "a domain of the clone's name runs that this clone did not create", ""},
 		{ReasonResetting, isFalse, ClassTransitional, "the disk is being reset; the domain starts again on the fresh one", ""},
 		{ReasonFenced, isFalse, ClassTransitional, "the host's agent could not renew its heartbeat for its fence-after and destroyed the domain (onNodeLost: Reschedule); it starts again once the API server confirms the clone is still bound here", ""},
+	}},
+	{Kind: "VMClone", Type: ConditionGuestReady, Writer: WriterHostAgent, Reasons: []ConditionReason{
+		{ReasonGuestUp, isTrue, ClassSettled, "the guest is up as spec.domain.readiness of the template defines it (the domain runs, a guest agent reported, or the TCP port answered); present while the domain runs", ""},
+		{ReasonWaitingForGuest, isFalse, ClassTransitional, "the domain runs and the guest has not passed its readiness probe yet (booting)", ""},
+		{ReasonGuestNotResponding, isFalse, ClassBlocked, "the guest has not passed its readiness probe in 5 minutes: no guest agent in the guest, or the probed service does not answer; the message says which", ""},
 	}},
 	{Kind: "VMClone", Type: ConditionStorageAtRisk, Writer: WriterHostAgent, Reasons: []ConditionReason{
 		{ReasonStorageOK, isFalse, ClassSettled, "COW or thin pool usage is below the thresholds", ""},

@@ -255,9 +255,10 @@ type CloneStorage struct {
 // controller binds the clone once per host — nodeName, bindingGeneration, uuid, interfaces,
 // hostname, timestamps.scheduled, in one apply — and owns what only it can know: expiresAt and
 // the conditions Scheduled, Expired, Ready, Reconciling and Stalled. Everything else is the
-// bound host agent's report of its host: phase, message, domain, volume, observedGeneration,
-// observedBindingGeneration, observedResetRequests, the other timestamps and the conditions
-// VolumeReady, GuestPrepared, DomainRunning and StorageAtRisk. A report whose
+// bound host agent's report of its host: phase, message, domain, volume, guest,
+// observedGeneration, observedBindingGeneration, observedResetRequests, the other timestamps
+// and the conditions VolumeReady, GuestPrepared, DomainRunning, GuestReady and StorageAtRisk.
+// A report whose
 // observedBindingGeneration differs from bindingGeneration describes an earlier host and is
 // ignored (VMClone.HostReport).
 type VMCloneStatus struct {
@@ -300,6 +301,11 @@ type VMCloneStatus struct {
 	// Volume is the clone's disk.
 	// +optional
 	Volume *VolumeStatus `json:"volume,omitempty"`
+	// Guest is what the running guest tells of itself (through a guest agent's xenstore keys)
+	// and what its host sees of it (dom0's neighbour table): its addresses and OS. Rewritten only
+	// when it changes.
+	// +optional
+	Guest *GuestStatus `json:"guest,omitempty"`
 	// ObservedResetRequests is the spec.resetRequests value the agent has acted on: the old disk
 	// is gone and a fresh snapshot is being (or has been) taken. Ready says when it is back up.
 	// +optional
@@ -310,7 +316,8 @@ type VMCloneStatus struct {
 	// Timestamps of the clone's milestones.
 	// +optional
 	Timestamps *CloneTimestamps `json:"timestamps,omitempty"`
-	// Conditions: Scheduled, VolumeReady, GuestPrepared, DomainRunning, StorageAtRisk, Ready.
+	// Conditions: Scheduled, VolumeReady, GuestPrepared, DomainRunning, GuestReady,
+	// StorageAtRisk, Ready.
 	// +listType=map
 	// +listMapKey=type
 	// +optional
@@ -339,6 +346,69 @@ type DomainStatus struct {
 	// d dying), e.g. "-b----".
 	// +optional
 	State string `json:"state,omitempty"`
+	// VNCPort is the TCP port of the domain's VNC console (spec.domain.vnc) on the host's
+	// 127.0.0.1, as its device model published it in xenstore (console/vnc-port).
+	// `kubectl xenclone vnc` forwards a local port to it.
+	// +optional
+	VNCPort int32 `json:"vncPort,omitempty"`
+}
+
+// AddressSource says where the host agent learnt an address.
+// +kubebuilder:validation:Enum=GuestAgent;NeighborTable
+type AddressSource string
+
+const (
+	// AddressFromGuestAgent: a guest agent wrote it to the domain's xenstore
+	// (attr/vif/<nic>/ipv4/<n>, attr/vif/<nic>/ipv6/<n>). It is what the guest says of itself.
+	AddressFromGuestAgent AddressSource = "GuestAgent"
+	// AddressFromNeighborTable: dom0's neighbour table (`ip neigh`) has the address for the NIC's
+	// MAC on its bridge, so the guest has used it towards dom0. Without a guest agent this is
+	// the only source, and it knows only addresses the guest has talked to dom0 from.
+	AddressFromNeighborTable AddressSource = "NeighborTable"
+)
+
+// GuestStatus is what the host agent knows of a running guest from inside it.
+type GuestStatus struct {
+	// IP is the first IPv4 address of the first NIC that has one (else the first IPv6 one):
+	// the address `kubectl xenclone ssh` connects to.
+	// +optional
+	IP string `json:"ip,omitempty"`
+	// Interfaces are the guest's addresses per NIC, by index (eth0 is 0).
+	// +listType=map
+	// +listMapKey=index
+	// +kubebuilder:validation:MaxItems=8
+	// +optional
+	Interfaces []GuestInterfaceStatus `json:"interfaces,omitempty"`
+	// AgentVersion is the guest agent's version (attr/PVAddons), once it has reported.
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	AgentVersion string `json:"agentVersion,omitempty"`
+	// OS is the guest's operating system as its agent reports it (data/os_name), e.g.
+	// "Debian GNU/Linux 12".
+	// +kubebuilder:validation:MaxLength=128
+	// +optional
+	OS string `json:"os,omitempty"`
+	// Kernel is the guest's kernel release as its agent reports it (data/os_uname).
+	// +kubebuilder:validation:MaxLength=128
+	// +optional
+	Kernel string `json:"kernel,omitempty"`
+}
+
+// GuestInterfaceStatus is one NIC's addresses.
+type GuestInterfaceStatus struct {
+	// Index is the NIC's position (0 is eth0), as in status.interfaces.
+	Index int32 `json:"index"`
+	// MAC of the NIC.
+	// +optional
+	MAC string `json:"mac,omitempty"`
+	// IPAddresses the guest uses on this NIC, IPv4 first.
+	// +kubebuilder:validation:MaxItems=20
+	// +listType=atomic
+	// +optional
+	IPAddresses []string `json:"ipAddresses,omitempty"`
+	// Source is where the addresses came from: GuestAgent or NeighborTable.
+	// +optional
+	Source AddressSource `json:"source,omitempty"`
 }
 
 // VolumeStatus is a clone's disk.
@@ -392,7 +462,8 @@ type CloneTimestamps struct {
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.status.nodeName`
 // +kubebuilder:printcolumn:name="Template",type=string,JSONPath=`.spec.templateRef.name`
-// +kubebuilder:printcolumn:name="MAC",type=string,JSONPath=`.status.interfaces[0].mac`
+// +kubebuilder:printcolumn:name="IP",type=string,JSONPath=`.status.guest.ip`
+// +kubebuilder:printcolumn:name="MAC",type=string,JSONPath=`.status.interfaces[0].mac`,priority=1
 // +kubebuilder:printcolumn:name="COW%",type=string,JSONPath=`.status.volume.cowPercent`,priority=1
 // +kubebuilder:printcolumn:name="Domain",type=string,JSONPath=`.status.domain.name`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`

@@ -6,6 +6,7 @@
 package command
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -110,4 +111,62 @@ func (r Runner) RunWithInput(ctx context.Context, stdin io.Reader, name string, 
 		e.Err = fmt.Errorf("%w (%v)", ctxErr, err)
 	}
 	return stdout.Bytes(), e
+}
+
+// Stream runs a long-lived name with args (a watch) and calls onLine with each line it prints,
+// as it prints it, until it exits or ctx ends. Its exit is returned like Run's; a cancelled
+// context also matches ctx.Err(). Observe is not called: the run's length says nothing about
+// the host.
+func (r Runner) Stream(ctx context.Context, onLine func(string), name string, args ...string) error {
+	argv := make([]string, 0, len(r.Prefix)+1+len(args))
+	argv = append(argv, r.Prefix...)
+	argv = append(argv, name)
+	argv = append(argv, args...)
+
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.WaitDelay = 5 * time.Second
+	if r.Env != nil {
+		cmd.Env = r.Env
+	}
+	var stderr limitedBuffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return &Error{Args: argv, ExitCode: -1, Err: err}
+	}
+	if err := cmd.Start(); err != nil {
+		return &Error{Args: argv, ExitCode: -1, Err: err}
+	}
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 0, 4096), 64*1024)
+	for sc.Scan() {
+		onLine(sc.Text())
+	}
+	// A line too long for the buffer stops the scan: drain the rest so the tool is not blocked
+	// on a full pipe while it is waited for.
+	_, _ = io.Copy(io.Discard, out)
+	err = cmd.Wait()
+	if err == nil {
+		return nil
+	}
+	e := &Error{Args: argv, ExitCode: -1, Stderr: stderr.String(), Err: err}
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
+		e.ExitCode = exitErr.ExitCode()
+	}
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		e.Err = fmt.Errorf("%w (%v)", ctxErr, err)
+	}
+	return e
+}
+
+// limitedBuffer keeps the first 64 KiB written to it: a long-lived tool's stderr must not
+// grow without bound.
+type limitedBuffer struct{ bytes.Buffer }
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	if room := 64*1024 - b.Len(); room > 0 {
+		b.Buffer.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
 }

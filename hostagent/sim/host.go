@@ -13,6 +13,7 @@ import (
 	"github.com/xenclone/xenclone/hostagent"
 	"github.com/xenclone/xenclone/hostagent/command"
 	"github.com/xenclone/xenclone/hostagent/guest/seed"
+	"github.com/xenclone/xenclone/hostagent/hostnet"
 	"github.com/xenclone/xenclone/hostagent/imageimport"
 	"github.com/xenclone/xenclone/hostagent/xen"
 	"github.com/xenclone/xenclone/hostagent/xen/xlsim"
@@ -136,6 +137,10 @@ type HostOptions struct {
 	Templates map[string]uint64
 	// Realistic turns on latencies measured on real hosts; off, everything is instant.
 	Realistic bool
+	// GuestAgents makes every guest run a guest agent that publishes its address and OS in
+	// xenstore once booted (the simulator's guest_agent knob); off, only guests with xcagent on
+	// their kernel command line do.
+	GuestAgents bool
 	// XL is the command that runs the xl simulator: a binary built from
 	// hostagent/xen/xlsim/cmd/xl, or the xenclone binary with its "xlsim" role.
 	XL []string
@@ -191,6 +196,11 @@ func NewHost(ctx context.Context, name, dir string, o HostOptions) (*Host, error
 		fmt.Sprintf("nr_cpus=%d", o.CPUs), "host="+name, "bridges=xenbr0,xenbr1"); err != nil {
 		return nil, err
 	}
+	if o.GuestAgents {
+		if err := h.xl(ctx, "sim-knob", "guest_agent=1"); err != nil {
+			return nil, err
+		}
+	}
 	if o.Realistic {
 		// xl create of a PV domain measured ~0.5 s; shutdown acknowledged after ~1 s.
 		if err := h.xl(ctx, "sim-knob", "delay.create=500ms", "shutdown_delay=1s"); err != nil {
@@ -220,6 +230,7 @@ func (h *Host) XL(ctx context.Context, args ...string) error { return h.xl(ctx, 
 func (h *Host) AgentHost() hostagent.Host {
 	return hostagent.Host{Storage: h.Storage, Images: h.Storage, Importer: &imageimport.Importer{ScratchDir: filepath.Join(h.Dir, "imports")},
 		Guest: h.Guest, Hypervisor: h.Xen, Control: hostagent.NewDomainControl(h.Xen, h.Xenstore),
+		Guests:    hostagent.NewGuestSource(h.Xenstore, &hostnet.Table{Runner: h.Xenstore.Runner}),
 		ConfigDir: filepath.Join(h.Dir, "domains")}
 }
 

@@ -19,6 +19,9 @@ type Xenstore struct {
 	Runner command.Runner
 	// Write is the xenstore-write binary (name or path); default "xenstore-write".
 	Write string
+	// Ls and Watch are the xenstore-ls and xenstore-watch binaries (defaults by those names).
+	Ls    string
+	Watch string
 	// Log receives V(1) step logs; the zero Logger discards them.
 	Log logr.Logger
 }

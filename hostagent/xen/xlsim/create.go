@@ -445,6 +445,7 @@ func (s *sim) createLocked(h *host, cfg *parsedConfig, data []byte, o createOpts
 		MemMiB: cfg.memMiB, MaxMemMiB: cfg.maxMemMiB, VCPUs: cfg.vcpus, MaxVCPUs: cfg.maxVCPUs,
 		Monitored: o.monitor, Created: now, Paused: o.paused, Guest: h.Knobs.GuestDefault,
 		ConfigPath: o.config, ConfigData: string(data), Policy: cfg.policy, Config: cfg.storedConfig(),
+		Cmdline: cfg.cmdline, NICs: simNICs(cfg.vifs), VNCPort: vncPort(cfg.vnc, domid),
 	})
 	return nil
 }

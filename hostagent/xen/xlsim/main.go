@@ -10,9 +10,12 @@
 //
 // Two look-alikes of the xenstore tools run through the same binary, with their real arguments
 // after the tool's name (the simulated host runs `xl xenstore-write -R PATH VALUE…`):
-// xenstore-write [-R] [-s] path value…, xenstore-read [-R] [-s] path…. Paths under
-// /local/domain/<domid>/ of a listed domain are kept with that domain (and go with it);
-// writes elsewhere are accepted and dropped.
+// xenstore-write [-R] [-s] path value…, xenstore-read [-R] [-s] path…, xenstore-ls -f path…,
+// xenstore-watch path… (runs until killed). Paths under /local/domain/<domid>/ of a listed
+// domain are kept with that domain (and go with it); writes elsewhere are accepted and dropped.
+// So does iproute2's `ip -j neigh show` and `ip monitor neigh` (guest.go): the simulated guests'
+// guest agent and neighbour entries, driven by their kernel command line (xcagent, xcnet) as
+// the lab's real guest is.
 //
 // Simulator-only subcommands (tests and the playground use them; real xl has none):
 //
@@ -32,7 +35,9 @@
 // then exit 134 like the SIGABRT seen on real xl 4.17), hang (sleep until killed);
 // ack_timeout=<duration> (default 60s, real xl's); shutdown_delay=<duration> (default 200ms);
 // dying_time=<duration> (default 0); dying_name=keep|null; guest_default=obey|ignore|ack|nopv;
-// autoballoon=0|1 (default 0); check_disks=0|1 (default 0).
+// autoballoon=0|1 (default 0); check_disks=0|1 (default 0); guest_boot=<duration> (default 1s:
+// from xl create until a guest agent reports and the guest talks to dom0, see guest.go);
+// guest_agent=0|1 (default 0: only guests with xcagent on their command line run one).
 package xlsim
 
 import (
@@ -119,6 +124,12 @@ func run(dir string, args []string, stdout, stderr io.Writer) int {
 		return s.xenstoreWrite(rest)
 	case "xenstore-read":
 		return s.xenstoreRead(rest)
+	case "xenstore-ls":
+		return s.xenstoreLs(rest)
+	case "xenstore-watch":
+		return s.xenstoreWatch(rest)
+	case "ip":
+		return s.ip(rest)
 	case "sim-init":
 		return s.simInit(rest)
 	case "sim-knob":
@@ -884,6 +895,10 @@ func (k *knobs) set(arg string) error {
 		k.Autoballoon = v == "1"
 	case key == "check_disks":
 		k.CheckDisks = v == "1"
+	case key == "guest_boot":
+		k.GuestBoot, err = dur()
+	case key == "guest_agent":
+		k.GuestAgent = v == "1"
 	default:
 		return fmt.Errorf("unknown knob")
 	}

@@ -90,6 +90,12 @@ type knobs struct {
 	// CheckDisks makes create fail, as the block hotplug script does, when a disk target does
 	// not exist.
 	CheckDisks bool `json:"checkDisks"`
+	// GuestBoot is how long a guest takes from xl create until its guest agent reports and it
+	// talks to dom0 (guest.go; default 1 s).
+	GuestBoot duration `json:"guestBoot,omitempty"`
+	// GuestAgent: every guest runs a guest agent (as if its kernel command line had xcagent;
+	// xcnoagent turns it off for one guest).
+	GuestAgent bool `json:"guestAgent,omitempty"`
 }
 
 type failure struct {
@@ -145,6 +151,12 @@ type domain struct {
 	Policy     map[string]string `json:"policy"`
 	// Config is the stored libxl domain config printed by `xl list -l`.
 	Config json.RawMessage `json:"config"`
+	// What the simulated guest shows its host (guest.go): the kernel command line (xcagent: a
+	// guest agent publishes in xenstore; xcnet: the guest talks to dom0 on its bridges), its
+	// NICs and its VNC port.
+	Cmdline string   `json:"cmdline,omitempty"`
+	NICs    []simNIC `json:"nics,omitempty"`
+	VNCPort int      `json:"vncPort,omitempty"`
 }
 
 func (d *domain) dying() bool { return !d.DyingUntil.IsZero() }

@@ -67,6 +67,7 @@ local blocked = {
   SecretMissing = true,
   SnapshotInvalid = true,
   VolumeLost = true,
+  GuestNotResponding = true,
 }
 
 if obj.status == nil then
