@@ -84,8 +84,9 @@ lab-fixtures: ## Capture real lvm/xl outputs from the lab into the parsers' test
 ##@ Build and run
 
 .PHONY: build
-build: ## Build bin/xenclone.
+build: ## Build bin/xenclone and the kubectl plugin bin/kubectl-xenclone (docs/kubectl-plugin.md).
 	$(GO) build -o $(LOCALBIN)/xenclone .
+	$(GO) build -o $(LOCALBIN)/kubectl-xenclone ./cmd/kubectl-xenclone
 
 .PHONY: run
 run: envtest ## Start the playground: embedded kube-apiserver + etcd, CRDs, controller (or a real cluster: make run KUBECONFIG=...).

@@ -5,6 +5,8 @@
 //	xenclone playground an embedded kube-apiserver + etcd with the CRDs, the manager and
 //	                    simulated Xen hosts, for trying xenclone without a cluster or Xen
 //	xenclone xlsim      the xl simulator the playground's hosts run
+//	xenclone console    a domain's Xen console on this host (what `kubectl xenclone console`
+//	                    execs in the agent's pod)
 package main
 
 import (
@@ -19,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
+	"github.com/xenclone/xenclone/hostagent/console"
 	"github.com/xenclone/xenclone/hostagent/xen/xlsim"
 )
 
@@ -32,6 +35,7 @@ roles:
   hostagent   run the node agent on a Xen dom0
   playground  run an embedded control plane, the manager and simulated Xen hosts
   xlsim       the xl simulator (xl's arguments and output) used by the playground
+  console     attach this terminal to a domain's Xen console (kubectl xenclone console)
 
 Run "xenclone <role> -h" for the role's flags.
 `
@@ -75,6 +79,10 @@ func main() {
 			args = args[1:]
 		}
 		os.Exit(xlsim.Main(args, os.Stdout, os.Stderr))
+	case "console":
+		// Exec'd by `kubectl xenclone console` in the agent's pod, with the session's TTY: no
+		// logger, no API server, only xl console behind $XENCLONE_COMMAND_PREFIX.
+		os.Exit(console.Main(args, os.Stdin, os.Stdout, os.Stderr))
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
