@@ -162,6 +162,7 @@ xenclone playground is up: control plane %s, %d simulated Xen hosts.
   kubectl wait --for=condition=Ready vmclone/web-1 --timeout=60s
   kubectl get vmclones -o wide
   kubectl describe vmclone web-1
+  kubectl xenclone console web-1
   kubectl apply -f config/samples/vm_v1alpha1_vmclonepool.yaml
   kubectl scale vmclonepool/ci-runners --replicas=10
   kubectl delete vmclone web-1

@@ -50,9 +50,9 @@ func hostName(i int) string { return fmt.Sprintf("xen-%02d", i) }
 
 // simHost builds one simulated dom0 with the bench's latencies (not sim's Realistic switch,
 // so each is a flag).
-func simHost(ctx context.Context, name, dir string, xl []string, lat Latency) (*sim.Host, error) {
+func simHost(ctx context.Context, name, dir string, xl []string, lat Latency, guestAgents bool) (*sim.Host, error) {
 	h, err := sim.NewHost(ctx, name, dir, sim.HostOptions{
-		MemoryMiB: 65536, CPUs: 32, VGSize: 4 << 40,
+		MemoryMiB: 65536, CPUs: 32, VGSize: 4 << 40, GuestAgents: guestAgents,
 		Templates: map[string]uint64{templateLV: 10 << 30}, XL: xl,
 	})
 	if err != nil {
@@ -82,12 +82,13 @@ func agentsMain(args []string) int {
 	fs.DurationVar(&lat.Prepare, "guest-prepare", lat.Prepare, "")
 	fs.DurationVar(&lat.XLCreate, "xl-create", lat.XLCreate, "")
 	fs.DurationVar(&lat.XLShutdown, "xl-shutdown", lat.XLShutdown, "")
+	guestAgents := fs.Bool("guest-agents", false, "every guest runs a guest agent")
 	_ = fs.Parse(args)
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapErrorLevel)))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := runAgents(ctx, *kubeconfig, *dir, *xl, *hosts, *conc, *statsAddr, lat); err != nil {
+	if err := runAgents(ctx, *kubeconfig, *dir, *xl, *hosts, *conc, *statsAddr, lat, *guestAgents); err != nil {
 		fmt.Fprintln(os.Stderr, "agents:", err)
 		return 1
 	}
@@ -104,7 +105,7 @@ type AgentStats struct {
 	HostOpsByHost map[string]map[string]OpSum `json:"hostOpsByHost,omitempty"`
 }
 
-func runAgents(ctx context.Context, kubeconfig, dir, xl string, n, conc int, statsAddr string, lat Latency) error {
+func runAgents(ctx context.Context, kubeconfig, dir, xl string, n, conc int, statsAddr string, lat Latency, guestAgents bool) error {
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		return err
@@ -118,7 +119,7 @@ func runAgents(ctx context.Context, kubeconfig, dir, xl string, n, conc int, sta
 	errs := make(chan error, n)
 	for i := 1; i <= n; i++ {
 		name := hostName(i)
-		h, err := simHost(ctx, name, filepath.Join(dir, name), []string{xl}, lat)
+		h, err := simHost(ctx, name, filepath.Join(dir, name), []string{xl}, lat, guestAgents)
 		if err != nil {
 			return fmt.Errorf("simulated host %s: %w", name, err)
 		}

@@ -103,7 +103,7 @@ func limitRun(ctx context.Context, o Options, tpl *vmv1alpha1.VMTemplate, dir st
 	xl := []string{xlSimulator(o)}
 	hosts := make([]*sim.Host, o.Hosts)
 	for i := range hosts {
-		h, err := simHost(ctx, hostName(i+1), filepath.Join(dir, hostName(i+1)), xl, o.Latency)
+		h, err := simHost(ctx, hostName(i+1), filepath.Join(dir, hostName(i+1)), xl, o.Latency, o.GuestAgents)
 		if err != nil {
 			return r, err
 		}

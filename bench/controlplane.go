@@ -207,7 +207,7 @@ func startCluster(ctx context.Context, o Options, work string) (*cluster, error)
 		"--hosts", fmt.Sprint(o.Hosts), "--concurrency", fmt.Sprint(o.AgentConc),
 		"--lvm-report", lat.Report.String(), "--lvm-create", lat.Create.String(), "--lvm-change", lat.Change.String(),
 		"--lvm-remove", lat.Remove.String(), "--guest-prepare", lat.Prepare.String(), "--xl-create", lat.XLCreate.String(),
-		"--xl-shutdown", lat.XLShutdown.String()}, pw)
+		"--xl-shutdown", lat.XLShutdown.String(), fmt.Sprintf("--guest-agents=%v", o.GuestAgents)}, pw)
 	if err != nil {
 		return cl, err
 	}

@@ -35,20 +35,23 @@ type Options struct {
 	Scale     int
 	Latency   Latency
 	AgentConc int
-	CtrlConc  int
-	Creators  int
-	Timeout   time.Duration
-	CloneCost bool
-	CostSize  int64
-	CostDir   string
-	SkipScale bool
-	SkipCP    bool
-	Work      string
-	Keep      bool
-	Profile   bool
-	Strip     bool
-	Workers   int
-	NoLimit   bool
+	// GuestAgents: every simulated guest runs a guest agent that reports its address once
+	// booted (one xenstore read and one status write more per clone).
+	GuestAgents bool
+	CtrlConc    int
+	Creators    int
+	Timeout     time.Duration
+	CloneCost   bool
+	CostSize    int64
+	CostDir     string
+	SkipScale   bool
+	SkipCP      bool
+	Work        string
+	Keep        bool
+	Profile     bool
+	Strip       bool
+	Workers     int
+	NoLimit     bool
 	// Single clones are created one at a time on the idle cluster after the burst
 	// (SkipSingle or 0 skips that run).
 	Single     int
@@ -109,6 +112,7 @@ func (o *Options) flags(fs *flag.FlagSet) {
 	fs.Int64Var(&o.CostSize, "clone-cost-size", o.CostSize, "Template size in bytes for the clone-cost measurement.")
 	fs.StringVar(&o.CostDir, "clone-cost-dir", o.CostDir, "Folder for the clone-cost backing file (default: the work folder).")
 	fs.BoolVar(&o.SkipScale, "skip-scale", o.SkipScale, "Skip the 10,000-VMClone measurement.")
+	fs.BoolVar(&o.GuestAgents, "guest-agents", o.GuestAgents, "Every simulated guest runs a guest agent that reports its address (status.guest) once booted.")
 	fs.BoolVar(&o.SkipCP, "skip-control-plane", o.SkipCP, "Skip the control-plane and baseline runs.")
 	fs.StringVar(&o.Work, "work", o.Work, "Work folder (default: a new temp folder, removed at the end).")
 	fs.BoolVar(&o.Keep, "keep", o.Keep, "Keep the work folder (logs of the manager and agents).")

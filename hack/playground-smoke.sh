@@ -53,6 +53,16 @@ doc() {
   }
   printf '%s\0' "$c" >>"$trace"
 }
+# doc_fails runs a documented command that must fail (the docs say what it prints then), and
+# prints what it printed, stderr included.
+doc_fails() {
+  printf '+ [%ss] %s\n' "$(($(date +%s) - t0))" "$1" >&3
+  if eval "$1" 2>&1; then
+    echo "smoke: documented command succeeded, the docs say it fails: $1" >&2
+    return 1
+  fi
+  printf '%s\0' "$1" >>"$trace"
+}
 # doc_bg starts a documented command in the background, in its own process group (signalled
 # as Ctrl-C would be); its pid is the group id.
 doc_bg() {
@@ -177,6 +187,33 @@ echo "$out"
 [ "$(kubectl get vmclone web-1 -o jsonpath='{.status.uuid}')" = "$uuid" ] || fail "the reset changed the clone's UUID"
 out=$(kubectl get events --field-selector involvedObject.name=web-1)
 grep -q 'from a fresh disk: Classic snapshot' <<<"$out" || fail "no Started event naming the fresh snapshot after the reset"
+
+step "README / user guide 4: log in to your VM (addresses, readiness, the kubectl plugin)"
+out=$(doc 'kubectl get vmclones -o wide')
+echo "$out"
+grep -Eq '^web-1 +Running .* 10\.[0-9]+\.[0-9]+\.[0-9]+ ' <<<"$out" || fail "kubectl get vmclones -o wide shows no IP for web-1"
+doc 'kubectl wait --for=condition=GuestReady vmclone/web-1 --timeout=60s'
+out=$(doc <<'CMD'
+kubectl get vmclone web-1 -o jsonpath='{.status.guest.ip}{"\n"}'
+CMD
+)
+mac=$(kubectl get vmclone web-1 -o jsonpath='{.status.interfaces[0].mac}')
+IFS=: read -r _ _ _ m4 m5 m6 <<<"$mac"
+[ "$out" = "10.$((16#$m4)).$((16#$m5)).$((16#$m6))" ] || fail "web-1's address $out is not the simulated guest agent's for MAC $mac"
+[ "$(kubectl get vmclone web-1 -o jsonpath='{.status.guest.interfaces[0].source}')" = GuestAgent ] || fail "web-1's address does not come from its guest agent"
+cd "$repo"
+doc 'make build && export PATH=$PWD/bin:$PATH'
+cd "$work"
+command -v kubectl-xenclone >/dev/null || fail "make build did not put kubectl-xenclone on PATH"
+out=$(doc_fails 'kubectl xenclone console web-1')
+echo "$out"
+grep -q '^error: no hostagent pod on node xen-0[1-3] in namespace xenclone-system: .*playground' <<<"$out" || fail "kubectl xenclone console did not say why in one line: $out"
+[ "$(grep -c . <<<"$out")" -eq 1 ] || fail "kubectl xenclone console printed more than its error line: $out"
+out=$(doc 'kubectl xenclone reset web-1')
+echo "$out"
+grep -q 'reset 2 requested' <<<"$out" || fail "kubectl xenclone reset did not request reset 2: $out"
+doc 'kubectl wait --for=condition=Ready vmclone/web-1 --timeout=120s'
+[ "$(kubectl get vmclone web-1 -o jsonpath='{.status.observedResetRequests}')" = 2 ] || fail "the plugin's reset was not carried out"
 
 step "user guide 5: run strategies"
 doc <<'CMD'

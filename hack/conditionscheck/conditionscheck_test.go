@@ -36,6 +36,7 @@ var fileKinds = map[string]string{
 	"hostagent/status.go":                    "VMClone",
 	"hostagent/standby.go":                   "VMClone",
 	"hostagent/guestdata.go":                 "VMClone",
+	"hostagent/guest_status.go":              "VMClone",
 	"hostagent/host_reporter.go":             "XenHost",
 }
 

@@ -258,8 +258,8 @@ type SmokeCommand struct {
 }
 
 var (
-	smokeQuoted  = regexp.MustCompile(`(?:^|[\s;(&|])doc(?:_bg)?((?:\s+[A-Z][A-Z_]*=[^\s']+)*)\s+'([^']*)'`)
-	smokeHeredoc = regexp.MustCompile(`(?:^|[\s;(&|])doc(?:_bg)?((?:\s+[A-Z][A-Z_]*=[^\s']+)*)\s+<<'CMD'`)
+	smokeQuoted  = regexp.MustCompile(`(?:^|[\s;(&|])doc(?:_bg|_fails)?((?:\s+[A-Z][A-Z_]*=[^\s']+)*)\s+'([^']*)'`)
+	smokeHeredoc = regexp.MustCompile(`(?:^|[\s;(&|])doc(?:_bg|_fails)?((?:\s+[A-Z][A-Z_]*=[^\s']+)*)\s+<<'CMD'`)
 )
 
 // SmokeCommands finds the commands the smoke script runs through its doc helpers:

@@ -67,16 +67,17 @@ build_guest_disk() {
 	mkdir -p "$t"/{bin,sbin,dev,proc,sys,mnt,tmp,run,root,var/lib/xclab,var/lib/dhclient}
 	mkdir -p "$t"/etc/{sysconfig/network-scripts,ssh,udev/rules.d,NetworkManager/system-connections}
 	cp /bin/busybox "$t/bin/busybox"
-	for a in sh mount umount sed grep cat ls mkdir sleep sync wc head cut dd tr; do ln -s busybox "$t/bin/$a"; done
+	for a in sh mount umount sed grep cat ls mkdir sleep sync wc head cut dd tr ip ping nc uname; do ln -s busybox "$t/bin/$a"; done
 	install -m755 "$HERE/guest/init" "$t/sbin/init"
 	install -m755 "$HERE/guest/poweroff" "$t/sbin/poweroff"
-	# xenstore-read/-list/-watch from the rootfs's xen-utils (one binary, linked against
+	# xenstore-read/-list/-watch/-write from the rootfs's xen-utils (one binary, linked against
 	# libxenstore), with the libraries the rootfs's own loader resolves for it: the guest reads
-	# the host agent's guest data with them (hack/lab/guest/init xcalive).
+	# the host agent's guest data with them (hack/lab/guest/init xcalive) and writes what a
+	# guest agent would (xcagent).
 	local lib
 	mkdir -p "$t/usr/bin"
 	cp "$ROOTFS/usr/bin/xenstore" "$t/usr/bin/xenstore"
-	for a in read list watch exists; do ln -s xenstore "$t/usr/bin/xenstore-$a"; done
+	for a in read list watch exists write; do ln -s xenstore "$t/usr/bin/xenstore-$a"; done
 	for lib in $(chroot "$ROOTFS" ldd /usr/bin/xenstore | awk '$2=="=>" {print $3} $1 ~ /^\// {print $1}'); do
 		install -D -m755 "$ROOTFS$(chroot "$ROOTFS" readlink -f "$lib")" "$t$lib"
 	done

@@ -117,3 +117,20 @@ func FuzzParseEvent(f *testing.F) {
 		}
 	})
 }
+
+// neigh-lab.json is `ip -j neigh show dev xenbr0` in the lab's dom0 (iproute2 of Debian 12)
+// after two guests pinged it (hack/lab/guest/init xcnet): with a dev filter, entries name no
+// dev.
+func TestParseNeighborsLab(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "neigh-lab.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := ParseNeighbors(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ns) != 2 || ns[0].Addr.String() != "192.0.2.20" || ns[1].Addr.String() != "192.0.2.21" || ns[0].MAC == "" || ns[0].State[0] != "REACHABLE" {
+		t.Fatalf("got %+v", ns)
+	}
+}

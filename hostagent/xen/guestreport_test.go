@@ -1,6 +1,8 @@
 package xen
 
 import (
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -120,6 +122,9 @@ func TestGuestReportFrom(t *testing.T) {
 
 func FuzzParseXenstoreLs(f *testing.F) {
 	f.Add([]byte(lsSample))
+	if b, err := os.ReadFile(filepath.Join("testdata", "real-lab", "xenstore-ls-guest-agent.txt")); err == nil {
+		f.Add(b)
+	}
 	f.Add([]byte(`/local/domain/7/x = "\001\x7f\t\\"` + "\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		tree, err := ParseXenstoreLs(b, "/local/domain/7")

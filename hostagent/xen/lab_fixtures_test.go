@@ -169,3 +169,26 @@ func TestLabErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestLabGuestReport decodes a real domain tree (`xenstore-ls -f /local/domain/<id>` in the
+// lab's dom0) after the lab guest wrote a guest agent's keys (hack/lab/guest/init xcagent):
+// the same checks as the simulator's guest (TestSimGuestAgent).
+func TestLabGuestReport(t *testing.T) {
+	b := readLab(t, "xenstore-ls-guest-agent.txt")
+	root := strings.SplitN(strings.TrimPrefix(string(b), "/local/domain/"), "/", 2)[0]
+	tree, err := ParseXenstoreLs(b, "/local/domain/"+root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := GuestReportFrom(tree)
+	checkGuestAgentReport(t, r, "192.0.2.20")
+	if r.AgentVersion != "1.0.0-xclab" || r.OS != "xclab guest" || !strings.HasPrefix(r.Kernel, "6.1.0-") {
+		t.Errorf("report: %+v", r)
+	}
+	if tree["name"] == "" || tree["console/tty"] == "" {
+		t.Errorf("the tree lacks the nodes libxl and xenconsoled write: name %q tty %q", tree["name"], tree["console/tty"])
+	}
+	if r.VNCPort != 0 {
+		t.Errorf("no VNC in the lab's domain, got port %d", r.VNCPort)
+	}
+}

@@ -39,6 +39,8 @@ func TestClonesWarmStandbyOnRealXen(t *testing.T) {
 	e.lab.Sh(t, `set -e
 D=/dev/disk/by-id/virtio-labdata
 pvcreate -y -ff $D >/dev/null && vgcreate vg0 $D >/dev/null
+lvcreate -y -L 64M -n golden-plain vg0 >/dev/null
+dd if=/lab/guest.img of=/dev/vg0/golden-plain bs=1M oflag=direct status=none
 sync`)
 	e.startAgent()
 	g := NewWithT(t)
@@ -224,6 +226,7 @@ sleep 1; echo started`)
 	if out := e.lab.Sh(t, "xl list"); strings.Contains(out, dom) || strings.Contains(out, refillDom) {
 		t.Fatalf("domains still listed after the deletes:\n%s", out)
 	}
+	e.guestAddresses()
 	t.Logf("warm standby e2e done in %s", time.Since(total).Round(time.Second))
 }
 
