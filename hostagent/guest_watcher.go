@@ -312,38 +312,37 @@ func (w *guestWatcher) setNeighErr(err error) {
 func (w *guestWatcher) neighborEvent(ev hostnet.Event) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	mac := ev.MAC
 	if ev.Gone {
 		// A removal may not name the MAC (FAILED entries): find the entry by address.
-		for m, list := range w.neigh {
-			for i, n := range list {
-				if n.Addr == ev.Addr && n.Dev == ev.Dev {
-					w.neigh[m] = append(list[:i:i], list[i+1:]...)
-					w.wakeNeighborsLocked(m)
-					break
-				}
-			}
-		}
+		w.dropNeighborLocked(ev.Addr, ev.Dev, "")
 		return
 	}
-	list := w.neigh[mac]
-	for _, n := range list {
+	for _, n := range w.neigh[ev.MAC] {
 		if n.Addr == ev.Addr && n.Dev == ev.Dev {
-			return
+			return // a state change (REACHABLE, STALE) of an entry we have
 		}
 	}
 	// The address may have moved from another MAC.
-	for m, l := range w.neigh {
-		for i, n := range l {
-			if m != mac && n.Addr == ev.Addr && n.Dev == ev.Dev {
-				w.neigh[m] = append(l[:i:i], l[i+1:]...)
-				w.wakeNeighborsLocked(m)
+	w.dropNeighborLocked(ev.Addr, ev.Dev, ev.MAC)
+	w.neigh[ev.MAC] = append(w.neigh[ev.MAC], ev.Neighbor)
+	w.wakeNeighborsLocked(ev.MAC)
+}
+
+// dropNeighborLocked removes the entry of addr on dev from every MAC but keep, waking the
+// clones that lose it.
+func (w *guestWatcher) dropNeighborLocked(addr netip.Addr, dev, keep string) {
+	for mac, list := range w.neigh {
+		if mac == keep {
+			continue
+		}
+		for i, n := range list {
+			if n.Addr == addr && n.Dev == dev {
+				w.neigh[mac] = append(list[:i:i], list[i+1:]...)
+				w.wakeNeighborsLocked(mac)
 				break
 			}
 		}
 	}
-	w.neigh[mac] = append(list, ev.Neighbor)
-	w.wakeNeighborsLocked(mac)
 }
 
 // wakeNeighborsLocked wakes the clones with a NIC of that MAC (every one for ""), unless their

@@ -79,16 +79,7 @@ func (r Runner) Run(ctx context.Context, name string, args ...string) ([]byte, e
 
 // RunWithInput is Run with stdin.
 func (r Runner) RunWithInput(ctx context.Context, stdin io.Reader, name string, args ...string) ([]byte, error) {
-	argv := make([]string, 0, len(r.Prefix)+1+len(args))
-	argv = append(argv, r.Prefix...)
-	argv = append(argv, name)
-	argv = append(argv, args...)
-
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.WaitDelay = 5 * time.Second // do not hang on a child that keeps our pipes open
-	if r.Env != nil {
-		cmd.Env = r.Env
-	}
+	cmd, argv := r.command(ctx, name, args)
 	cmd.Stdin = stdin
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout
@@ -102,7 +93,27 @@ func (r Runner) RunWithInput(ctx context.Context, stdin io.Reader, name string, 
 	if err == nil {
 		return stdout.Bytes(), nil
 	}
-	e := &Error{Args: argv, ExitCode: -1, Stderr: stderr.String(), Err: err}
+	return stdout.Bytes(), runError(ctx, argv, stderr.String(), err)
+}
+
+// command is name with args behind the prefix, bound to ctx, with the runner's environment.
+func (r Runner) command(ctx context.Context, name string, args []string) (*exec.Cmd, []string) {
+	argv := make([]string, 0, len(r.Prefix)+1+len(args))
+	argv = append(argv, r.Prefix...)
+	argv = append(argv, name)
+	argv = append(argv, args...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.WaitDelay = 5 * time.Second // do not hang on a child that keeps our pipes open
+	if r.Env != nil {
+		cmd.Env = r.Env
+	}
+	return cmd, argv
+}
+
+// runError is a failed run as an *Error: its exit code, its stderr, and ctx's error when the
+// context ended it.
+func runError(ctx context.Context, argv []string, stderr string, err error) *Error {
+	e := &Error{Args: argv, ExitCode: -1, Stderr: stderr, Err: err}
 	var exitErr *exec.ExitError
 	if errors.As(err, &exitErr) {
 		e.ExitCode = exitErr.ExitCode()
@@ -110,7 +121,7 @@ func (r Runner) RunWithInput(ctx context.Context, stdin io.Reader, name string, 
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		e.Err = fmt.Errorf("%w (%v)", ctxErr, err)
 	}
-	return stdout.Bytes(), e
+	return e
 }
 
 // Stream runs a long-lived name with args (a watch) and calls onLine with each line it prints,
@@ -118,16 +129,7 @@ func (r Runner) RunWithInput(ctx context.Context, stdin io.Reader, name string, 
 // context also matches ctx.Err(). Observe is not called: the run's length says nothing about
 // the host.
 func (r Runner) Stream(ctx context.Context, onLine func(string), name string, args ...string) error {
-	argv := make([]string, 0, len(r.Prefix)+1+len(args))
-	argv = append(argv, r.Prefix...)
-	argv = append(argv, name)
-	argv = append(argv, args...)
-
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.WaitDelay = 5 * time.Second
-	if r.Env != nil {
-		cmd.Env = r.Env
-	}
+	cmd, argv := r.command(ctx, name, args)
 	var stderr limitedBuffer
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
@@ -145,19 +147,10 @@ func (r Runner) Stream(ctx context.Context, onLine func(string), name string, ar
 	// A line too long for the buffer stops the scan: drain the rest so the tool is not blocked
 	// on a full pipe while it is waited for.
 	_, _ = io.Copy(io.Discard, out)
-	err = cmd.Wait()
-	if err == nil {
-		return nil
+	if err := cmd.Wait(); err != nil {
+		return runError(ctx, argv, stderr.String(), err)
 	}
-	e := &Error{Args: argv, ExitCode: -1, Stderr: stderr.String(), Err: err}
-	var exitErr *exec.ExitError
-	if errors.As(err, &exitErr) {
-		e.ExitCode = exitErr.ExitCode()
-	}
-	if ctxErr := ctx.Err(); ctxErr != nil {
-		e.Err = fmt.Errorf("%w (%v)", ctxErr, err)
-	}
-	return e
+	return nil
 }
 
 // limitedBuffer keeps the first 64 KiB written to it: a long-lived tool's stderr must not

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/xenclone/xenclone/hostagent/command"
@@ -63,7 +64,7 @@ func ParseNeighbors(out []byte) ([]Neighbor, error) {
 	}
 	var ns []Neighbor
 	for _, e := range raw {
-		if e.LLAddr == "" || hasState(e.State, "FAILED") || hasState(e.State, "INCOMPLETE") {
+		if e.LLAddr == "" || slices.Contains(e.State, "FAILED") || slices.Contains(e.State, "INCOMPLETE") {
 			continue
 		}
 		addr, err := netip.ParseAddr(e.Dst)
@@ -77,15 +78,6 @@ func ParseNeighbors(out []byte) ([]Neighbor, error) {
 		ns = append(ns, Neighbor{Addr: addr, Dev: e.Dev, MAC: hw.String(), State: e.State})
 	}
 	return ns, nil
-}
-
-func hasState(states []string, s string) bool {
-	for _, x := range states {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Event is one line of `ip monitor neigh`: an entry that appeared or changed (with its MAC), or

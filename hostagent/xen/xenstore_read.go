@@ -141,7 +141,7 @@ func unquoteXenstore(s string) (string, error) {
 
 func clip(s string) string {
 	if len(s) > 80 {
-		return s[:80] + "…"
+		return truncate(s, 80) + "…"
 	}
 	return s
 }
