@@ -295,6 +295,9 @@ func (r *CloneReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res 
 	if !clone.DeletionTimestamp.IsZero() {
 		done, err := r.reconcileDelete(ctx, s)
 		if err != nil || !done {
+			if err == nil && r.holdReport(s) {
+				return ctrl.Result{RequeueAfter: s.requeue}, nil
+			}
 			if applyErr := r.applyStatus(ctx, s); applyErr != nil {
 				err = errors.Join(err, applyErr)
 			}
@@ -966,6 +969,15 @@ func (r *CloneReconciler) stopDomain(ctx context.Context, s *cloneScope, why str
 		}
 		s.status.Timestamps.Stopped = &s.now
 		s.setCondition(vmv1alpha1.ConditionDomainRunning, metav1.ConditionFalse, ReasonStopped, fmt.Sprintf("domain %s stopped (%s)", name, why))
+		if !s.clone.DeletionTimestamp.IsZero() {
+			// A delete goes on at once, without listing the host again: xl destroy tears
+			// down the domain's devices before it returns, so its disk is released even
+			// while Xen still lists the domain as dying (freeing its memory). Only a new
+			// domain of that name needs it gone, and a deleted clone starts none. Should
+			// the disk still be held, its removal says so and waits for the domain then
+			// (reconcileDelete).
+			return true, nil
+		}
 		// Go on in this reconcile once the domain is gone; a dying one is waited for.
 		if _, found, err := r.Host.Hypervisor.Lookup(ctx, name); err != nil || found {
 			r.awaitDomain(s, name, domainChangeFallback)
@@ -998,6 +1010,13 @@ func (r *CloneReconciler) reconcileDelete(ctx context.Context, s *cloneScope) (b
 		return false, fmt.Errorf("remove seed: %w", err)
 	}
 	if err := r.removeVolumes(ctx, s, r.cloneVGs(ctx, s.clone, s.status.Volume)); err != nil {
+		if errors.Is(err, lvm.ErrInUse) {
+			// Held by the domain we just destroyed, still dying: wait for it to go.
+			if _, found, lerr := r.Host.Hypervisor.Lookup(ctx, name); lerr == nil && found {
+				r.awaitDomain(s, name, domainChangeFallback)
+				return false, nil
+			}
+		}
 		return false, err
 	}
 	return true, nil
@@ -1191,6 +1210,41 @@ func domainStatus(prev *vmv1alpha1.DomainStatus, name string, dom xen.DomainInfo
 		ds.VNCPort = prev.VNCPort
 	}
 	return ds
+}
+
+// TerminatingReportAfter is how long a deleted clone's removal may go on before the agent
+// reports it (phase Terminating, DomainRunning ShuttingDown): a delete that is done by then
+// costs no status write that nobody would read (the object is gone a moment later), while one
+// that waits on a slow guest, or fails, is shown. kubectl and kstatus see the deletion itself
+// from metadata.deletionTimestamp meanwhile.
+const TerminatingReportAfter = 5 * time.Second
+
+// holdReport keeps the report of a deleted clone whose removal is waiting (on the guest's
+// shutdown, or a dying domain) in memory instead of writing it, while the delete is younger
+// than TerminatingReportAfter; the next reconcile builds on it (the grace period's start in
+// DomainRunning included). It reports whether it held the report; a requeue at the end of the
+// hold writes it. An agent restarted meanwhile starts from the stored report: it asks the
+// guest to shut down again, and the grace period starts again.
+//
+// The hold is timed by the agent's own clock from its first hold, not from deletionTimestamp:
+// an agent whose clock is behind the API server's would otherwise hold for the skew.
+func (r *CloneReconciler) holdReport(s *cloneScope) bool {
+	key := client.ObjectKeyFromObject(s.clone)
+	now := r.Clock.Now()
+	since := now
+	if v, ok := r.reports.Load(key); ok {
+		if w := v.(writtenReport); w.pending != nil && w.uid == s.clone.UID {
+			since = w.heldSince
+		}
+	}
+	left := since.Add(TerminatingReportAfter).Sub(now)
+	if left <= 0 {
+		return false
+	}
+	s.requeueAfter(left)
+	s.status.ObservedBindingGeneration = s.clone.Status.BindingGeneration
+	r.reports.Store(key, writtenReport{uid: s.clone.UID, status: *s.last.DeepCopy(), pending: s.status.DeepCopy(), heldSince: since})
+	return true
 }
 
 // domainChangeFallback bounds a wait for a domain to change by itself (shut down, finish

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -73,7 +74,14 @@ func (r *CloneReconciler) reportFor(c *vmv1alpha1.VMClone) (base, last vmv1alpha
 	key := client.ObjectKeyFromObject(c)
 	if v, ok := r.reports.Load(key); ok {
 		w := v.(writtenReport)
-		if w.uid == c.UID && w.status.ObservedBindingGeneration == c.Status.BindingGeneration {
+		if w.pending != nil && w.uid == c.UID && w.pending.ObservedBindingGeneration == c.Status.BindingGeneration {
+			base = *w.pending.DeepCopy()
+			if base.Timestamps == nil {
+				base.Timestamps = &vmv1alpha1.CloneTimestamps{}
+			}
+			return base, *w.status.DeepCopy()
+		}
+		if w.pending == nil && w.uid == c.UID && w.status.ObservedBindingGeneration == c.Status.BindingGeneration {
 			base = *w.status.DeepCopy()
 			if base.Timestamps == nil {
 				base.Timestamps = &vmv1alpha1.CloneTimestamps{}
@@ -85,10 +93,14 @@ func (r *CloneReconciler) reportFor(c *vmv1alpha1.VMClone) (base, last vmv1alpha
 	return agentStatus(c), storedReport(c)
 }
 
-// writtenReport is a report this agent wrote, for the clone of that UID.
+// writtenReport is a report this agent wrote, for the clone of that UID, and the one it has
+// decided on but holds back (holdReport), if any.
 type writtenReport struct {
-	uid    types.UID
-	status vmv1alpha1.VMCloneStatus
+	uid     types.UID
+	status  vmv1alpha1.VMCloneStatus
+	pending *vmv1alpha1.VMCloneStatus
+	// heldSince is when the agent first held a report back for this clone.
+	heldSince time.Time
 }
 
 // phaseOf derives the clone's phase and message from the agent's conditions. It returns an
