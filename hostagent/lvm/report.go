@@ -256,6 +256,11 @@ func ParseFullReport(data []byte) ([]Report, error) {
 			if err != nil {
 				return nil, err
 			}
+			// An LV is matched to its VG by this section; one naming another VG would be
+			// counted (and owned) under the wrong one.
+			if lv.VG != "" && lv.VG != vg.Name {
+				return nil, fmt.Errorf("lvm fullreport element %d: lv %s/%s listed under vg %s", i, lv.VG, lv.Name, vg.Name)
+			}
 			rep.LVs = append(rep.LVs, lv)
 		}
 		reports = append(reports, rep)
