@@ -88,6 +88,10 @@ build: ## Build bin/xenclone and the kubectl plugin bin/kubectl-xenclone (docs/k
 	$(GO) build -o $(LOCALBIN)/xenclone .
 	$(GO) build -o $(LOCALBIN)/kubectl-xenclone ./cmd/kubectl-xenclone
 
+.PHONY: image
+image: ## Build the one image as an OCI archive, bin/xenclone-image.tar, without a container engine (IMG=... names it; docs/image.md).
+	IMG=$(IMG) hack/image.sh $(LOCALBIN)/xenclone-image.tar
+
 .PHONY: run
 run: envtest ## Start the playground: embedded kube-apiserver + etcd, CRDs, controller (or a real cluster: make run KUBECONFIG=...).
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" $(GO) run . playground $(RUNFLAGS)

@@ -36,6 +36,7 @@ roles:
   playground  run an embedded control plane, the manager and simulated Xen hosts
   xlsim       the xl simulator (xl's arguments and output) used by the playground
   console     attach this terminal to a domain's Xen console (kubectl xenclone console)
+  version     print the version this binary was built as
 
 Run "xenclone <role> -h" for the role's flags.
 `
@@ -83,6 +84,9 @@ func main() {
 		// Exec'd by `kubectl xenclone console` in the agent's pod, with the session's TTY: no
 		// logger, no API server, only xl console behind $XENCLONE_COMMAND_PREFIX.
 		os.Exit(console.Main(args, os.Stdin, os.Stdout, os.Stderr))
+	case "version":
+		fmt.Println(version)
+		return
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
