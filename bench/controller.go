@@ -39,9 +39,11 @@ func controllerMain(args []string) int {
 		return 1
 	}
 	cfg.QPS, cfg.Burst = -1, -1
+	// The manager's cache options (controllers.CacheOptions: StripUnread), so a profile shows
+	// the heap the shipped binary has.
 	opts := ctrl.Options{
 		Scheme: newScheme(), Metrics: metricsserver.Options{BindAddress: *metrics},
-		HealthProbeBindAddress: "0", PprofBindAddress: *pprof,
+		HealthProbeBindAddress: "0", PprofBindAddress: *pprof, Cache: controllers.CacheOptions(),
 	}
 	if *strip {
 		opts.Cache.DefaultTransform = cache.TransformStripManagedFields()
