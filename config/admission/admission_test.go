@@ -30,7 +30,8 @@ import (
 // The policy and the agent's generated ClusterRole are installed as shipped into a real
 // kube-apiserver (RBAC on, ValidatingAdmissionPolicy GA); the agent's identity is a service
 // account with the node name its bound token would carry, made with impersonation (the same
-// user info the token authenticator produces).
+// user info the token authenticator produces; TestPodBoundTokenCarriesItsNode checks that with
+// a real pod-bound token).
 
 const (
 	agentSA   = "system:serviceaccount:xenclone-system:xenclone-hostagent"
