@@ -117,7 +117,7 @@ $(CONTROLLER_GEN): | $(LOCALBIN)
 	GOBIN=$(LOCALBIN) $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
 
 .PHONY: envtest
-envtest: ## Build (once, cached in ~/.cache/xenclone) kube-apiserver and etcd from the Go module proxy.
+envtest: ## Build (once, cached in ~/.cache/xenclone) kube-apiserver, etcd, kube-controller-manager and kube-scheduler from the Go module proxy.
 	@hack/envtest-assets.sh >/dev/null
 
 .PHONY: host-deps

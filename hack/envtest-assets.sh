@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the envtest control plane (kube-apiserver + etcd) from the Go module proxy and prints
-# the folder to use as KUBEBUILDER_ASSETS.
+# the folder to use as KUBEBUILDER_ASSETS. Beside them, from the same build: kube-controller-manager
+# and kube-scheduler, for the tests that need a DaemonSet or Deployment placed for real
+# (hack/testenv's ControlPlane).
 #
 # Why not setup-envtest: its downloads come from a bucket this project's machines cannot reach,
 # while the Go module proxy is reachable. kube-apiserver lives in k8s.io/kubernetes, whose go.mod
@@ -29,10 +31,13 @@ flock 9
 
 staging_minor="0.${K8S_VERSION#*.}"   # 1.37.2 -> 0.37.2
 
-build_apiserver() {
+# build_k8s CMD builds k8s.io/kubernetes/cmd/CMD (kube-apiserver, kube-controller-manager,
+# kube-scheduler) in one helper module, so the three share their dependencies and build cache.
+build_k8s() {
+  local cmd="$1"
   local src="$CACHE_ROOT/envtest/src/kube-apiserver-$K8S_VERSION"
   mkdir -p "$src"
-  log "building kube-apiserver v$K8S_VERSION from the Go module proxy (first time: ~8-10 min on 2 cores)"
+  log "building $cmd v$K8S_VERSION from the Go module proxy (first time: kube-apiserver ~8-10 min on 2 cores, then ~3-5 min each)"
   (
     cd "$src"
     "$GO" mod download -json "k8s.io/kubernetes@v$K8S_VERSION" >/dev/null
@@ -51,17 +56,21 @@ build_apiserver() {
       echo ")"
     } >go.mod
     cat >main.go <<'GO'
-// Package main only anchors the module; the binary is built from k8s.io/kubernetes.
+// Package main only anchors the module; the binaries are built from k8s.io/kubernetes.
 package main
 
-import _ "k8s.io/kubernetes/cmd/kube-apiserver/app"
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver/app"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler/app"
+)
 
 func main() {}
 GO
     GOFLAGS=-mod=mod "$GO" mod tidy >&2
-    CGO_ENABLED=0 GOFLAGS=-mod=mod "$GO" build -trimpath -ldflags=-s -o "$ASSETS/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver >&2
+    CGO_ENABLED=0 GOFLAGS=-mod=mod "$GO" build -trimpath -ldflags=-s -o "$ASSETS/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd" >&2
   )
-  mv "$ASSETS/kube-apiserver.tmp" "$ASSETS/kube-apiserver"
+  mv "$ASSETS/$cmd.tmp" "$ASSETS/$cmd"
 }
 
 build_etcd() {
@@ -90,5 +99,7 @@ GO
 }
 
 works "$ASSETS/etcd" || build_etcd
-works "$ASSETS/kube-apiserver" || build_apiserver
+for cmd in kube-apiserver kube-controller-manager kube-scheduler; do
+  works "$ASSETS/$cmd" || build_k8s "$cmd"
+done
 echo "$ASSETS"

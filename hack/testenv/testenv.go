@@ -68,10 +68,13 @@ type Env struct {
 
 // Start starts kube-apiserver and etcd and installs the CRDs from config/crd/bases.
 func Start() (*Env, error) {
-	env := &envtest.Environment{
+	return start(&envtest.Environment{
 		CRDDirectoryPaths:     []string{filepath.Join(repoRoot(), "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
-	}
+	})
+}
+
+func start(env *envtest.Environment) (*Env, error) {
 	cfg, err := env.Start()
 	if err != nil {
 		return nil, fmt.Errorf("start envtest: %w", err)
