@@ -34,6 +34,10 @@ type reservations struct {
 
 type reservedBinding struct {
 	Binding
+	key types.NamespacedName
+	// domain is the clone's Xen domain name: the domain-name index holds only bound clones, so
+	// a binding the cache does not show yet holds its name here.
+	domain     string
 	message    string
 	generation int64
 	at         time.Time
@@ -56,11 +60,24 @@ func newReservations() *reservations {
 	}
 }
 
-func (r *reservations) reserveBinding(key types.NamespacedName, uid types.UID, b Binding, message string, generation int64, at time.Time) {
+func (r *reservations) reserveBinding(key types.NamespacedName, uid types.UID, domain string, b Binding, message string, generation int64, at time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.bindings[uid] = reservedBinding{Binding: b, message: message, generation: generation, at: at}
+	r.bindings[uid] = reservedBinding{Binding: b, key: key, domain: domain, message: message, generation: generation, at: at}
 	r.byName[key] = uid
+}
+
+// domainHolder returns the clone other than uid whose binding under domain the cache does not
+// show yet. It scans the bindings in flight, a burst's worth at most.
+func (r *reservations) domainHolder(domain string, uid types.UID) (reservedBinding, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for u, b := range r.bindings {
+		if u != uid && b.domain == domain {
+			return b, true
+		}
+	}
+	return reservedBinding{}, false
 }
 
 // bindingFor returns the binding decided for uid that the cache does not show yet.

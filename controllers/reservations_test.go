@@ -15,9 +15,19 @@ import (
 func TestReservations(t *testing.T) {
 	r := newReservations()
 	a := types.NamespacedName{Namespace: "ns", Name: "a"}
-	r.reserveBinding(a, "uid-a", Binding{Host: "h1", MemoryMiB: 512}, "placed on h1", 1, testNow)
+	r.reserveBinding(a, "uid-a", "dom-a", Binding{Host: "h1", MemoryMiB: 512}, "placed on h1", 1, testNow)
 	if b, ok := r.bindingFor("uid-a"); !ok || b.Host != "h1" || b.message != "placed on h1" {
 		t.Fatalf("bindingFor = %+v, %v", b, ok)
+	}
+	// The binding holds its domain name for every other clone until the cache shows it.
+	if h, ok := r.domainHolder("dom-a", "uid-other"); !ok || h.key != a || h.Host != "h1" {
+		t.Errorf("domainHolder(dom-a) for another clone = %+v, %v; want ns/a on h1", h, ok)
+	}
+	if h, ok := r.domainHolder("dom-a", "uid-a"); ok {
+		t.Errorf("a holds its own name against itself: %+v", h)
+	}
+	if _, ok := r.domainHolder("dom-z", "uid-other"); ok {
+		t.Error("a name nobody reserved is held")
 	}
 	r.reserveInterfaces(a, "uid-a", []vmv1alpha1.InterfaceStatus{{MAC: "00:16:3e:00:00:01"}})
 	r.reserveMAC(a, "uid-a", "00:16:3e:00:00:01")
@@ -57,6 +67,9 @@ func TestReservations(t *testing.T) {
 	if _, ok := r.bindingFor("uid-a"); ok {
 		t.Error("observed binding still returned as a decision the cache does not show")
 	}
+	if _, ok := r.domainHolder("dom-a", "uid-other"); ok {
+		t.Error("observed binding still holds its name here (the cache's index answers now)")
+	}
 	// The cache shows a bound, but the ledger (fed by event handlers just after the cache)
 	// may not count it yet: placement keeps counting it until the ledger does.
 	if got := r.pendingBindings(notBound, now); len(got) != 1 || got["uid-a"].Host != "h1" {
@@ -73,7 +86,7 @@ func TestReservations(t *testing.T) {
 	}
 
 	b := types.NamespacedName{Namespace: "ns", Name: "b"}
-	r.reserveBinding(b, "uid-b", Binding{Host: "h2"}, "", 1, testNow)
+	r.reserveBinding(b, "uid-b", "dom-b", Binding{Host: "h2"}, "", 1, testNow)
 	r.reserveMAC(b, "uid-b", "00:16:3e:00:00:02")
 	r.forget(b)
 	if got := r.pendingBindings(notBound, now); len(got) != 0 {
@@ -143,7 +156,7 @@ func TestMassRescheduleNeverOvercommits(t *testing.T) {
 			continue
 		}
 		placed[res.Host]++
-		r.reserveBinding(types.NamespacedName{Namespace: c.Namespace, Name: c.Name}, c.UID, Binding{
+		r.reserveBinding(types.NamespacedName{Namespace: c.Namespace, Name: c.Name}, c.UID, string(c.UID), Binding{
 			Clone: c.Name, Host: res.Host, MemoryMiB: 512, COWBytes: 1 << 30, MemoryInFlight: true, StorageInFlight: true,
 		}, res.Message, 2, testNow)
 		lagging = append(lagging, c)

@@ -512,7 +512,7 @@ func (r *VMCloneReconciler) ensurePlacement(ctx context.Context, s *cloneScope) 
 	req := RequestFor(s.clone, s.tmpl)
 	now := r.Opts.Clock.Now()
 	gen := s.status.BindingGeneration + 1
-	r.reserved.reserveBinding(s.key, s.clone.UID, Binding{
+	r.reserved.reserveBinding(s.key, s.clone.UID, vmv1alpha1.DomainNameOf(s.clone), Binding{
 		Clone: s.key.String(), Host: res.Host, MemoryMiB: req.MemoryMiB, COWBytes: req.COWBytes,
 		MemoryInFlight: true, StorageInFlight: true,
 	}, res.Message, gen, now)
@@ -530,21 +530,20 @@ func (r *VMCloneReconciler) ensurePlacement(ctx context.Context, s *cloneScope) 
 // first keeps the name; a bound clone that is being deleted holds it until it is gone, as its
 // domain may still run. The caller holds r.reserved.placing.
 func (r *VMCloneReconciler) domainNameHolder(ctx context.Context, s *cloneScope) *vmv1alpha1.VMClone {
+	name := vmv1alpha1.DomainNameOf(s.clone)
+	if b, ok := r.reserved.domainHolder(name, s.clone.UID); ok {
+		holder := &vmv1alpha1.VMClone{}
+		holder.Namespace, holder.Name = b.key.Namespace, b.key.Name
+		holder.Status.NodeName = b.Host
+		return holder
+	}
 	var same vmv1alpha1.VMCloneList
-	if err := r.List(ctx, &same, client.MatchingFields{indexCloneDomain: vmv1alpha1.DomainNameOf(s.clone)}); err != nil {
+	if err := r.List(ctx, &same, client.MatchingFields{indexCloneDomain: name}); err != nil {
 		log.FromContext(ctx).Error(err, "list VMClones by domain name")
 		return nil // placement's own reads fail the same way and retry
 	}
 	for i := range same.Items {
-		other := &same.Items[i]
-		if other.UID == s.clone.UID {
-			continue
-		}
-		if other.Status.NodeName != "" {
-			return other
-		}
-		if b, ok := r.reserved.bindingFor(other.UID); ok {
-			other.Status.NodeName = b.Host
+		if other := &same.Items[i]; other.UID != s.clone.UID && other.Status.NodeName != "" {
 			return other
 		}
 	}

@@ -710,6 +710,60 @@ func TestPendingClonesForHostWakesOnlyWhoItCanHelp(t *testing.T) {
 	}
 }
 
+// TestDomainNameGoesToOneOfClonesCreatedAtOnce: clones created together under one
+// spec.domainName, with no holder yet, are placed by concurrent workers; the first binding
+// holds the name before the cache shows it (the domain-name index has only bound clones and
+// those refused a name), so exactly one is bound and the others are refused.
+func TestDomainNameGoesToOneOfClonesCreatedAtOnce(t *testing.T) {
+	needEnvtest(t)
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	tmpl := newTemplate(t, "512Mi")
+	newHost(t, 65536, []string{tmpl.Name})
+	name := vmv1alpha1.DomainName(uniq("burst"))
+
+	clones := make([]*vmv1alpha1.VMClone, 8)
+	var wg sync.WaitGroup
+	errs := make(chan error, len(clones))
+	for i := range clones {
+		clones[i] = &vmv1alpha1.VMClone{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: uniq("vm")},
+			Spec:       vmv1alpha1.VMCloneSpec{TemplateRef: vmv1alpha1.LocalObjectReference{Name: tmpl.Name}, DomainName: name},
+		}
+		wg.Add(1)
+		go func(c *vmv1alpha1.VMClone) {
+			defer wg.Done()
+			errs <- k8sClient.Create(context.Background(), c)
+		}(clones[i])
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		g.Expect(err).NotTo(HaveOccurred())
+	}
+	decided := func(g Gomega) (bound, refused int) {
+		for _, c := range clones {
+			get(g, c)
+			s := condition(c, vmv1alpha1.ConditionScheduled)
+			switch {
+			case c.Status.NodeName != "":
+				bound++
+			case s.Status == metav1.ConditionFalse && s.Reason == ReasonDomainNameTaken:
+				refused++
+			}
+		}
+		return bound, refused
+	}
+	g.Eventually(func(g Gomega) {
+		bound, refused := decided(g)
+		g.Expect([]int{bound, refused}).To(Equal([]int{1, len(clones) - 1}), "bound, refused")
+	}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+	g.Consistently(func(g Gomega) {
+		bound, _ := decided(g)
+		g.Expect(bound).To(Equal(1))
+	}).WithTimeout(2 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+}
+
 // TestDomainNameTakenUntilTheHolderIsGone: a spec.domainName another bound clone has (here in
 // another namespace) is refused before binding, with a condition naming both clones; of several
 // clones applied at once under one name exactly one is bound; deleting the holder lets the next
