@@ -311,9 +311,9 @@ func indexClones(ctx context.Context, mgr ctrl.Manager) error {
 		return fmt.Errorf("index VMClones by %s: %w", indexCloneMAC, err)
 	}
 	// Only the clones a name lookup is for: the bound ones, which hold their names, and those
-	// refused a name, which wait for its holder to go. A set per Pending clone was a fifth of
-	// the controller's heap with 10,000 of them; bindings not in the cache yet hold their names
-	// in the reservations.
+	// refused a name, which wait for its holder to go; bindings not in the cache yet hold their
+	// names in the reservations. Pending clones need no entry (two sets each: with 10,000 of
+	// them the heap profile's index share fell from 12.1 to 11.1 MB).
 	if err := idx.IndexField(ctx, &vmv1alpha1.VMClone{}, indexCloneDomain, func(o client.Object) []string {
 		c := o.(*vmv1alpha1.VMClone)
 		if c.Status.NodeName != "" || refusedDomainName(c) {
