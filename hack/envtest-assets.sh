@@ -9,6 +9,9 @@
 # points every k8s.io/<staging> module at ./staging/...; a small helper module replaces each of
 # them with its published v0.<minor>.<patch> tag so the command builds like any other module.
 #
+# Arguments name more commands of k8s.io/kubernetes to build the same way, for the host lab's
+# real node: `hack/envtest-assets.sh kubelet` (hack/lab/lab.sh does).
+#
 # Idempotent: the binaries are cached outside the clone, keyed by version, and reused.
 # Progress goes to stderr; stdout is only the assets path, so callers can capture it.
 set -euo pipefail
@@ -63,6 +66,7 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	_ "k8s.io/kubernetes/cmd/kubelet/app"
 )
 
 func main() {}
@@ -99,7 +103,11 @@ GO
 }
 
 works "$ASSETS/etcd" || build_etcd
-for cmd in kube-apiserver kube-controller-manager kube-scheduler; do
+for cmd in kube-apiserver kube-controller-manager kube-scheduler "$@"; do
+  case $cmd in
+  kube-apiserver | kube-controller-manager | kube-scheduler | kubelet) ;;
+  *) log "unknown command $cmd: the extra commands are kubelet"; exit 2 ;;
+  esac
   works "$ASSETS/$cmd" || build_k8s "$cmd"
 done
 echo "$ASSETS"
