@@ -86,7 +86,7 @@ func TestArchiveIsReproducibleAndWhatItSays(t *testing.T) {
 			_ = os.Chtimes(bin, time.Now(), time.Now())
 			_ = os.Chmod(bin, 0o644)
 		}
-		if _, err := run(out, "example.test/xenclone:v1", "amd64", "65532:65532", created, files, []string{"tmp:1777"}, []string{"a=b"}); err != nil {
+		if _, err := run(out, "example.test/xenclone:v1", "amd64", "65532:65532", "/usr/local/bin/xenclone", created, files, []string{"tmp:1777"}, []string{"a=b"}); err != nil {
 			t.Fatal(err)
 		}
 		b, err := os.ReadFile(out)
@@ -145,12 +145,12 @@ func TestBadFlagsNameTheFix(t *testing.T) {
 		{"usr/bin/x=/bin/true:rwx", "octal permission"},
 		{"/=/bin/true:0755", "empty destination"},
 	} {
-		_, err := run(filepath.Join(t.TempDir(), "x.tar"), "x:y", "amd64", "0", 0, []string{tc.file}, nil, nil)
+		_, err := run(filepath.Join(t.TempDir(), "x.tar"), "x:y", "amd64", "0", "/x", 0, []string{tc.file}, nil, nil)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("-file %q: error %v, want one saying %q", tc.file, err, tc.want)
 		}
 	}
-	_, err := run(filepath.Join(t.TempDir(), "x.tar"), "x:y", "amd64", "0", 0, []string{"a=/nonexistent:0644"}, nil, nil)
+	_, err := run(filepath.Join(t.TempDir(), "x.tar"), "x:y", "amd64", "0", "/x", 0, []string{"a=/nonexistent:0644"}, nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "a: ") {
 		t.Errorf("missing source: %v, want an error naming the file", err)
 	}

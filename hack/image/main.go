@@ -260,12 +260,13 @@ func main() {
 	arch := flag.String("arch", "amd64", "the image's architecture (that of the files given)")
 	created := flag.Int64("created", 0, "the image's creation time, seconds since 1970 (e.g. the commit's time)")
 	user := flag.String("user", "65532:65532", "the user the image runs as unless the pod says otherwise")
+	entrypoint := flag.String("entrypoint", "/usr/local/bin/xenclone", "the image's entrypoint (the lab's pause image has its own)")
 	flag.Var(&files, "file", "dest=src:mode, a file of the image (repeatable)")
 	flag.Var(&dirs, "dir", "dest:mode, an empty directory of the image (repeatable)")
 	flag.Var(&labels, "label", "key=value, an image label (repeatable)")
 	flag.Parse()
 
-	digest, err := run(*out, *tag, *arch, *user, *created, files, dirs, labels)
+	digest, err := run(*out, *tag, *arch, *user, *entrypoint, *created, files, dirs, labels)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "image:", err)
 		os.Exit(1)
@@ -274,13 +275,13 @@ func main() {
 }
 
 // run builds and writes the archive and returns the image's digest.
-func run(out, tag, arch, user string, created int64, files, dirs, labels []string) (v1.Hash, error) {
+func run(out, tag, arch, user, entrypoint string, created int64, files, dirs, labels []string) (v1.Hash, error) {
 	sp := spec{
 		Dirs:    map[string]int64{},
 		Created: time.Unix(created, 0).UTC(),
 		Arch:    arch,
 		Config: v1.Config{
-			Entrypoint: []string{"/usr/local/bin/xenclone"},
+			Entrypoint: []string{entrypoint},
 			Env:        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 			User:       user,
 			WorkingDir: "/",
