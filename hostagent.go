@@ -51,7 +51,8 @@ func hostagentFlags(fs *flag.FlagSet) *hostagentOptions {
 	fs.StringVar(&o.nodeName, "node-name", os.Getenv("NODE_NAME"), "This host's Kubernetes node name (default $NODE_NAME, from the downward API).")
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8090", "Address the metrics endpoint binds to; 0 disables it.")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8091", "Address the health and readiness probes bind to.")
-	fs.StringVar(&o.commandPrefix, "command-prefix", "nsenter -t 1 -m -u -i -n -p --", "Prefix for host commands (lvm, xl, losetup, mount), so they run in the host's namespaces; empty runs them directly.")
+	fs.StringVar(&o.commandPrefix, "command-prefix", "nsenter -t 1 -m -u -i -n -p -- /usr/bin/env", "Prefix for host commands (lvm, xl, losetup, mount), so they run in the host's namespaces; empty runs them directly. "+
+		"It ends in the host's /usr/bin/env because the image's nsenter is busybox, which would run its own applet of a tool's name (ip, mount, losetup) instead of the host's.")
 	fs.StringVar(&o.hostRoot, "host-root", "/proc/1/root", "Where the agent process sees the host's filesystem (\"\" when it runs on the host itself).")
 	fs.StringVar(&o.stateDir, "state-dir", guest.DefaultStateDir, "Host folder for domain configs, cloud-init seeds and guest mounts.")
 	fs.StringVar(&o.lvmBinary, "lvm", "lvm", "lvm binary on the host.")

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -241,5 +242,25 @@ func TestTheRealImageRunsTheAgentsTools(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(root, "usr/bin/uname")); err == nil {
 		t.Error("the image has its own uname: the nsenter check above proves nothing")
+	}
+	// The DaemonSet's own prefix must run the host's tool even where busybox has an applet of
+	// that name (mount, ip, losetup): busybox prefers its applets over PATH.
+	ds, err := os.ReadFile(filepath.Join("..", "..", "config", "hostagent", "daemonset.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`--command-prefix=(.*)`).FindSubmatch(ds)
+	if m == nil {
+		t.Fatal("config/hostagent/daemonset.yaml has no --command-prefix")
+	}
+	prefix := strings.Fields(string(m[1]))
+	for i := range prefix {
+		if i > 0 && prefix[i-1] == "-t" {
+			prefix[i] = pid
+		}
+	}
+	got := chroot(append(prefix, "mount", "--version")...)
+	if !strings.Contains(got, "util-linux") {
+		t.Errorf("the DaemonSet's prefix %q ran mount --version = %q, want the host's util-linux mount (busybox's applet ran instead?)", m[1], got)
 	}
 }
