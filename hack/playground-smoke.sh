@@ -379,6 +379,8 @@ doc 'kubectl apply -k config/default'
 img=$(kubectl -n xenclone-system get deployment xenclone-manager -o jsonpath='{.spec.template.spec.containers[0].image}')
 [ "$img" = ghcr.io/xenclone/xenclone:v0.1.0 ] || fail "make deploy IMG=... left the manager's image at $img"
 kubectl -n xenclone-system get daemonset xenclone-hostagent >/dev/null
+doc 'kubectl apply -k config/admission'
+kubectl get validatingadmissionpolicybinding -o name | grep -q . || fail "kubectl apply -k config/admission made no policy binding"
 
 step "stopping the playground (SIGTERM, as Ctrl-C)"
 cd "$repo"

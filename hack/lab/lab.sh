@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The host lab: real Xen 4.17 and real LVM under QEMU (TCG), cached outside the clone.
 #   lab.sh build     install host packages, build (or reuse) the dom0 rootfs and the images
-#   lab.sh test      build, then run the Go e2e (hack/lab/e2e) against the lab: controller here, agent in dom0
+#   lab.sh test      build, then run the Go e2e (hack/lab/e2e) against the lab: the control plane and the
+#                    controller here, dom0 a real kubelet's node, the agent there as the DaemonSet pod
+#                    (hack/lab/node-assets.sh builds the kubelet and containerd, cached)
 #   lab.sh fixtures  build, then capture real lvm/xl outputs into hostagent/{lvm,xen}/testdata/real-lab/
-#   lab.sh node      build, then make dom0 a real kubelet's node and run the agent there as the DaemonSet pod
-#                    (TestNodeOnRealKubelet; hack/lab/node-assets.sh builds the kubelet and containerd)
 #   lab.sh stress    build, then run a SIMD/TLS stress program in dom0 (checks the CPU model; XENCLONE_LAB_STRESS=4m)
 #   lab.sh hold DIR  build, then boot and keep dom0 up for debugging: hack/lab/rpc.sh $(cat DIR/port) 'xl list';
 #                    touch DIR/stop to end it (30 min at most)
@@ -173,21 +173,15 @@ main() {
 	test)
 		host_packages; build_rootfs; build_images
 		[[ -n ${KUBEBUILDER_ASSETS:-} ]] || KUBEBUILDER_ASSETS=$("$ROOT/hack/envtest-assets.sh")
-		log "e2e: controller here, agent in the lab dom0 (timeout 40m)"
-		cd "$ROOT" && XENCLONE_LAB_IMAGES=$IMAGES KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS \
-			go test -tags lab -count=1 -timeout 40m -v -run "${LAB_RUN:-TestClones}" ./hack/lab/e2e/ ;;
+		node=$("$HERE/node-assets.sh")
+		log "e2e: controller here, the agent as the DaemonSet pod on dom0's kubelet (timeout 50m)"
+		cd "$ROOT" && XENCLONE_LAB_IMAGES=$IMAGES XENCLONE_LAB_NODE=$node KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS \
+			go test -tags lab -count=1 -timeout 50m -v -run "${LAB_RUN:-TestClones}" ./hack/lab/e2e/ ;;
 	fixtures)
 		host_packages; build_rootfs; build_images
 		log "capturing lvm and xl outputs into hostagent/{lvm,xen}/testdata/real-lab/"
 		cd "$ROOT" && XENCLONE_LAB_IMAGES=$IMAGES XENCLONE_LAB_FIXTURES=$ROOT/hostagent \
 			go test -tags lab -count=1 -timeout 20m -v -run TestCaptureFixtures ./hack/lab/e2e/ ;;
-	node)
-		host_packages; build_rootfs; build_images
-		[[ -n ${KUBEBUILDER_ASSETS:-} ]] || KUBEBUILDER_ASSETS=$("$ROOT/hack/envtest-assets.sh")
-		node=$("$HERE/node-assets.sh")
-		log "node: dom0 as a real kubelet's node, the agent as the DaemonSet pod (timeout 40m)"
-		cd "$ROOT" && XENCLONE_LAB_IMAGES=$IMAGES XENCLONE_LAB_NODE=$node KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS \
-			go test -tags lab -count=1 -timeout 40m -v -run TestNodeOnRealKubelet ./hack/lab/e2e/ ;;
 	stress)
 		host_packages; build_rootfs; build_images
 		cd "$ROOT" && XENCLONE_LAB_IMAGES=$IMAGES go test -tags lab -count=1 -timeout 20m -v -run TestCPUStress ./hack/lab/e2e/ ;;
@@ -196,7 +190,7 @@ main() {
 		host_packages; build_rootfs; build_images
 		mkdir -p "$2"
 		cd "$ROOT" && XENCLONE_LAB_IMAGES=$IMAGES XENCLONE_LAB_HOLD=$(cd "$2" && pwd) go test -tags lab -count=1 -timeout 45m -v -run TestLabHold ./hack/lab/e2e/ ;;
-	*) die "usage: lab.sh build|test|node|fixtures|stress|hold DIR" ;;
+	*) die "usage: lab.sh build|test|fixtures|stress|hold DIR" ;;
 	esac
 }
 main "$@"

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,12 +32,12 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
 	"github.com/xenclone/xenclone/controllers"
+	"github.com/xenclone/xenclone/hack/testenv"
 )
 
 const (
@@ -58,6 +57,7 @@ const (
 type env struct {
 	t   *testing.T
 	k   client.Client
+	cl  *testenv.Cluster
 	lab *Lab
 	ns  string
 	// imageURL serves guest.img to dom0 (the test's HTTP server through guestfwd), with its
@@ -67,8 +67,9 @@ type env struct {
 	qcowURL, qcowSum string
 }
 
-// TestClonesOnRealXen is the lab end to end: the controller here, the agent in dom0 on real
-// Xen 4.17 and real LVM; every identity claim is checked from inside the booted guest.
+// TestClonesOnRealXen is the lab end to end: the controller here, the agent as the DaemonSet's
+// pod on dom0's kubelet, on real Xen 4.17 and real LVM; every identity claim is checked from
+// inside the booted guest.
 func TestClonesOnRealXen(t *testing.T) {
 	total := time.Now()
 	e := newLabEnv(t)
@@ -159,14 +160,36 @@ sync`)
 		t.Fatalf("thin-from-thick clone disk is not a thin snapshot with external origin golden: %+v", l)
 	}
 
-	// 6. The filled snapshot was extended in time.
+	// 6. An agent upgrade while four guests run: `kubectl rollout restart` of the DaemonSet
+	// replaces the agent's pod. No domain is restarted or destroyed (same names, same domain
+	// IDs), no clone leaves Running, and the new pod carries on: it extends the filling
+	// snapshot (step 7) and deletes everything (step 8).
+	doms := "xl list | awk 'NR>1 {print $1, $2}' | sort"
+	domsBefore := lab.Sh(t, doms)
+	e.rolloutRestart()
+	if after := lab.Sh(t, doms); after != domsBefore {
+		t.Fatalf("the agent's rollout restart changed the domains:\nbefore:\n%s\nafter:\n%s", domsBefore, after)
+	}
+	for _, x := range []*vmv1alpha1.VMClone{c, ct, ce, cf} {
+		var got vmv1alpha1.VMClone
+		if err := e.k.Get(context.Background(), client.ObjectKeyFromObject(x), &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Status.Phase != vmv1alpha1.PhaseRunning || got.Status.Domain == nil || got.Status.Domain.ID != x.Status.Domain.ID {
+			t.Fatalf("%s after the agent's restart: phase %s, domain %+v (was %d)", x.Name, got.Status.Phase, got.Status.Domain, x.Status.Domain.ID)
+		}
+	}
+	t.Logf("agent rollout restart: domains unchanged:\n%s", domsBefore)
+
+	// 7. The filled snapshot was extended in time.
 	cf = e.waitFill(cf)
 
-	// 7. Delete everything: dom0 is left with the templates only.
+	// 8. Delete everything: dom0 is left with the templates only.
 	for _, x := range []*vmv1alpha1.VMClone{c, ct, ce, cf} {
 		e.delete(x)
 	}
 	e.expectNoLeftovers()
+	e.expectNoRefusals()
 	if sumAfter := lab.Sh(t, sums); sumAfter != sumBefore {
 		t.Fatalf("template checksums changed:\nbefore %s\nafter  %s", sumBefore, sumAfter)
 	}
@@ -174,11 +197,19 @@ sync`)
 	t.Logf("e2e done in %s", time.Since(total).Round(time.Second))
 }
 
-// newLabEnv starts envtest and the controller in the test process, builds the static xenclone
-// and boots the lab with it; the test then prepares dom0 and starts the agent (startAgent).
+// newLabEnv starts the control plane (hack/testenv.StartCluster) and the controller in the test
+// process, boots the lab with what dom0 needs to be a node, and makes it one (startNode: the
+// kubelet registers it, xenclone is installed); the test then prepares dom0 and starts the
+// agent's pod (startAgent).
+//
+// The manager is the test's process, not the Deployment's pod: it is the same code, the node's
+// two emulated CPUs are the lab's bottleneck already (xl create takes 10-15 s under TCG), and
+// its log is the test's. The agent, whose pod is where a wrong mount, flag or permission would
+// show, is the real DaemonSet pod.
 func newLabEnv(t *testing.T) *env {
 	t.Helper()
 	images := labImages(t)
+	assets := nodeAssets(t)
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("KUBEBUILDER_ASSETS is not set")
@@ -187,23 +218,12 @@ func newLabEnv(t *testing.T) *env {
 	}
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(false)))
 
-	testEnv := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
-	cfg, err := testEnv.Start()
+	cl, err := testenv.StartCluster()
 	if err != nil {
-		t.Fatalf("start envtest: %v", err)
+		t.Fatalf("start the control plane: %v", err)
 	}
-	t.Cleanup(func() { _ = testEnv.Stop() })
-	u, err := url.Parse(cfg.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var apiPort int
-	if _, err := fmt.Sscan(u.Port(), &apiPort); err != nil {
-		t.Fatalf("API server address %q: %v", cfg.Host, err)
-	}
+	t.Cleanup(cl.Stop)
+	cfg := cl.Config
 
 	scheme := runtime.NewScheme()
 	_ = clientgoscheme.AddToScheme(scheme)
@@ -214,10 +234,9 @@ func newLabEnv(t *testing.T) *env {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	for _, ns := range []string{leaseNamespace, "lab"} {
-		if err := k.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-			t.Fatal(err)
-		}
+	// xenclone-system comes with the install (startNode).
+	if err := k.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "lab"}}); err != nil {
+		t.Fatal(err)
 	}
 	// Each lab test starts its own manager in this one process: controller names repeat.
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"},
@@ -230,20 +249,9 @@ func newLabEnv(t *testing.T) *env {
 	}
 	go func() { _ = mgr.Start(ctx) }()
 
-	// The agent: the static binary and a kubeconfig that reaches the API server through
-	// QEMU's guestfwd (10.0.2.100:6443 → 127.0.0.1:apiPort) with the certificate's name.
+	// The agent's static binary is in its image; the share has the node's binaries and images.
 	share := t.TempDir()
-	start := time.Now()
-	build := exec.Command("go", "build", "-o", filepath.Join(share, "xenclone"), ".")
-	build.Dir = filepath.Join("..", "..", "..")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build static xenclone: %v\n%s", err, out)
-	}
-	t.Logf("static xenclone built in %s", time.Since(start).Round(time.Second))
-	if err := os.WriteFile(filepath.Join(share, "kubeconfig"), kubeconfig(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	shareNode(t, cl, assets, share)
 	copyFile(t, filepath.Join(images, "guest.img"), filepath.Join(share, "guest.img"))
 
 	// The image server: what a platform team's HTTP server is to its hosts.
@@ -280,28 +288,16 @@ func newLabEnv(t *testing.T) *env {
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
 
-	start = time.Now()
-	lab := Boot(t, BootOptions{APIPort: apiPort, ImagePort: ln.Addr().(*net.TCPAddr).Port, Share: share, Timeout: 35 * time.Minute})
-	e := &env{t: t, k: k, lab: lab, ns: "lab", imageURL: "http://10.0.2.101/guest.img", imageSum: "sha256:" + hex.EncodeToString(sum[:]),
+	lab := Boot(t, BootOptions{APIPort: apiPort(t, cl), ImagePort: ln.Addr().(*net.TCPAddr).Port, Share: share, Timeout: 35 * time.Minute})
+	e := &env{t: t, k: k, cl: cl, lab: lab, ns: "lab", imageURL: "http://10.0.2.101/guest.img", imageSum: "sha256:" + hex.EncodeToString(sum[:]),
 		qcowURL: "http://10.0.2.101/guest.qcow2", qcowSum: "sha256:" + hex.EncodeToString(qsum[:])}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("dom0 on failure:\n%s", e.dom0State())
 		}
 	})
+	e.startNode()
 	return e
-
-}
-
-// startAgent starts the node agent in dom0 and waits for its XenHost.
-func (e *env) startAgent() {
-	e.t.Helper()
-	e.lab.Sh(e.t, `mkdir -p /var/lib/xenclone
-KUBECONFIG=/lab/kubeconfig setsid /lab/xenclone hostagent --node-name `+node+` --command-prefix '' --host-root '' \
-  --lease-namespace `+leaseNamespace+` --shutdown-grace 60s --max-concurrent 2 \
-  >/var/log/xenclone-agent.log 2>&1 </dev/null &
-echo started`)
-	e.waitHost()
 }
 
 // labCloudInit: the templates use cloud-init (a file-backed seed disk per clone) unless
@@ -385,8 +381,8 @@ func (e *env) waitHost() {
 	NewWithT(e.t).Eventually(func(g Gomega) {
 		h := &vmv1alpha1.XenHost{}
 		g.Expect(e.k.Get(context.Background(), client.ObjectKey{Name: node}, h)).To(Succeed())
-	}, stepTimeout, 2*time.Second).Should(Succeed(), "the agent in dom0 never reported its XenHost; agent log:\n%s", e.agentLog())
-	e.t.Logf("agent in dom0 reported XenHost %s after %s", node, time.Since(start).Round(100*time.Millisecond))
+	}, stepTimeout, 2*time.Second).Should(Succeed(), "the agent's pod never reported its XenHost; agent log:\n%s", e.agentLog())
+	e.t.Logf("the agent's pod reported XenHost %s after %s", node, time.Since(start).Round(100*time.Millisecond))
 }
 
 // dom0State is what dom0 looks like, for a failure message: bounded, so a stuck dom0 cannot
@@ -400,7 +396,7 @@ echo "== /var/lib/xenclone"; find /var/lib/xenclone | head -40
 echo "== xl logs"; tail -n 15 /var/log/xen/xl-*.log 2>/dev/null
 echo "== hotplug"; tail -n 15 /var/log/xen/xen-hotplug.log
 echo "== consoles"; tail -n 12 /var/log/xen/console/*.log 2>/dev/null | tr -d '\r'
-echo "== agent log"; tail -n 120 /var/log/xenclone-agent.log`)
+echo "== agent log"; `+agentLogScript(120))
 	if err != nil {
 		out += fmt.Sprintf("\n(dom0 state incomplete: %v)", err)
 	}
@@ -408,7 +404,7 @@ echo "== agent log"; tail -n 120 /var/log/xenclone-agent.log`)
 }
 
 func (e *env) agentLog() string {
-	out, _ := e.lab.try(context.Background(), time.Minute, "tail -n 40 /var/log/xenclone-agent.log")
+	out, _ := e.lab.try(context.Background(), time.Minute, agentLogScript(40))
 	return out
 }
 

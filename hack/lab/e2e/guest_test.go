@@ -146,12 +146,18 @@ func (e *env) guestAddresses() {
 		}
 	}
 
-	// The console, through the agent side of `kubectl xenclone console`: xl console of the
-	// domain prints the guest's heartbeat; a second session at the same time is refused.
+	// The console, through the agent side of `kubectl xenclone console`, exec'd in the agent's
+	// container as kubectl exec does: xl console of the domain prints the guest's heartbeat; a
+	// second session at the same time is refused.
 	dom := vmv1alpha1.DomainNameOf(a)
-	out := e.lab.Sh(t, `(sleep 6 | timeout 4 /lab/xenclone console `+dom+` >/tmp/console1.out 2>&1; echo "rc=$?" >>/tmp/console1.out) &
-sleep 1.5
-sleep 3 | timeout 2 /lab/xenclone console `+dom+` >/tmp/console2.out 2>&1; echo "second rc=$?"
+	// Under TCG an exec through containerd takes seconds to start: the second session starts
+	// once the first has printed a heartbeat line, and each has time to spare. In one run
+	// a ctr that timeout sent SIGTERM did not exit (ctr forwards it to the session and waits):
+	// -k kills ctr.
+	out := e.lab.Sh(t, agentContainer+`
+(sleep 40 | timeout -k 3 30 `+inAgent("console1", "console "+dom)+` >/tmp/console1.out 2>&1; echo "rc=$?" >>/tmp/console1.out) &
+for i in $(seq 50); do tr -d '\r' </tmp/console1.out 2>/dev/null | grep -q 'XCID alive' && break; sleep 0.5; done
+sleep 3 | timeout -k 3 20 `+inAgent("console2", "console "+dom)+` >/tmp/console2.out 2>&1; echo "second rc=$?"
 wait
 tr -d '\r' </tmp/console1.out | grep -c 'XCID alive' || true
 cat /tmp/console2.out`)

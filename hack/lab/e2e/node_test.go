@@ -15,51 +15,49 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
 	"github.com/xenclone/xenclone/hack/testenv"
 )
+
+// The lab's dom0 is a real Kubernetes node (containerd, Debian's runc and a kubelet,
+// hack/lab/node-assets.sh) of the control plane the test starts (kube-apiserver,
+// kube-controller-manager, kube-scheduler: hack/testenv.StartCluster); the agent runs there as
+// the DaemonSet pod that config/default ships, installed by hack/lab/node/install.
 
 // Names the lab node's runtime knows its images by (imported, never pulled).
 const (
 	labAgentImage   = "ghcr.io/xenclone/xenclone:lab"
 	labSandboxImage = "registry.k8s.io/pause:lab"
 	agentNamespace  = "xenclone-system"
+	agentSelector   = "app.kubernetes.io/component"
+	// nodeCtr is containerd's CLI in dom0, on the share: lab-rpc's PATH does not have it.
+	nodeCtr = "/lab/node/ctr -n k8s.io"
 )
 
-// TestNodeOnRealKubelet makes the lab's dom0 a real Kubernetes node (containerd, Debian's runc
-// and a kubelet, hack/lab/node-assets.sh) of a control plane here (kube-apiserver,
-// kube-controller-manager, kube-scheduler: hack/testenv.StartCluster), applies config/default
-// and config/admission as a user would, and waits for the real DaemonSet pod of the agent on
-// that node to be Ready and to report the node's XenHost. Issue 20, step 2; the manager runs in
-// no pod here (its Deployment is scaled to 0) and no clone is made yet.
-func TestNodeOnRealKubelet(t *testing.T) {
-	assets := os.Getenv("XENCLONE_LAB_NODE")
-	if assets == "" {
-		msg := "XENCLONE_LAB_NODE is not set: run hack/lab/lab.sh node"
+// nodeAssets is the folder hack/lab/node-assets.sh filled (the kubelet, containerd, runc).
+func nodeAssets(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("XENCLONE_LAB_NODE")
+	if dir == "" {
+		msg := "XENCLONE_LAB_NODE is not set: run the lab tests with `make test-e2e` (hack/lab/lab.sh test)"
 		if os.Getenv("CI") == "true" {
 			t.Fatal(msg)
 		}
 		t.Skip("SKIP (loudly): " + msg)
 	}
-	labImages(t) // fails or skips before anything is started
-	total := time.Now()
-	cl, err := testenv.StartCluster()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Stop)
-	k := cl.Client
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
-	defer cancel()
+	return dir
+}
 
-	// The share: the node's binaries and images, and the kubelet's credentials (a node identity;
-	// system:masters spares the lab the Node authorizer's bootstrap).
-	share := t.TempDir()
+// shareNode puts into the lab's share what dom0 needs to become a node: the binaries, the two
+// images as OCI archives, start-node.sh and the kubelet's credentials (a node identity;
+// system:masters spares the lab the Node authorizer's bootstrap).
+func shareNode(t *testing.T, cl *testenv.Cluster, assets, share string) {
+	t.Helper()
 	nodeDir := filepath.Join(share, "node")
 	if err := os.MkdirAll(filepath.Join(nodeDir, "images"), 0o755); err != nil {
 		t.Fatal(err)
@@ -77,7 +75,9 @@ func TestNodeOnRealKubelet(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(nodeDir, "sandbox-image"), []byte(labSandboxImage+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	start := time.Now()
 	buildLabImages(t, filepath.Join(nodeDir, "images"))
+	t.Logf("images built in %s", time.Since(start).Round(time.Second))
 	kubelet, err := cl.Environment.AddUser(envtest.User{Name: "system:node:" + node, Groups: []string{"system:nodes", "system:masters"}}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -85,44 +85,38 @@ func TestNodeOnRealKubelet(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(share, "kubelet.kubeconfig"), kubeconfig(kubelet.Config()), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
 
+// apiPort is the port of the test's API server on 127.0.0.1.
+func apiPort(t *testing.T, cl *testenv.Cluster) int {
+	t.Helper()
 	u, err := url.Parse(cl.Config.Host)
 	if err != nil {
 		t.Fatal(err)
 	}
-	apiPort, err := strconv.Atoi(u.Port())
+	p, err := strconv.Atoi(u.Port())
 	if err != nil {
 		t.Fatalf("API server address %q: %v", cl.Config.Host, err)
 	}
-	lab := Boot(t, BootOptions{APIPort: apiPort, Share: share, Timeout: 35 * time.Minute})
-	dump := func() {
-		out, _ := lab.Try(`echo "== kubelet"; tail -n 60 /var/log/node/kubelet.log; echo "== containerd"; tail -n 30 /var/log/node/containerd.log
-echo "== crictl-less view"; ctr -n k8s.io containers ls 2>/dev/null | head; free -m`)
-		t.Logf("dom0 node on failure:\n%s", out)
-		var evs corev1.EventList
-		_ = k.List(context.Background(), &evs)
-		var lines []string
-		for _, e := range evs.Items {
-			lines = append(lines, fmt.Sprintf("%s %s %s/%s: %s %s", e.LastTimestamp.Format(time.TimeOnly), e.Type, e.InvolvedObject.Kind, e.InvolvedObject.Name, e.Reason, e.Message))
-		}
-		sort.Strings(lines)
-		t.Logf("events:\n%s\n%s", strings.Join(lines, "\n"), cl.Logs())
-	}
+	return p
+}
+
+// startNode makes dom0 a Ready node and installs xenclone as a user would (kubectl apply -k of
+// hack/lab/node/install); no agent pod runs until startAgent labels the node.
+func (e *env) startNode() {
+	t := e.t
+	t.Helper()
 	t.Cleanup(func() {
 		if t.Failed() {
-			dump()
+			e.dumpNode()
 		}
 	})
-	lab.Sh(t, `set -e
-D=/dev/disk/by-id/virtio-labdata
-pvcreate -y -ff $D >/dev/null && vgcreate vg0 $D >/dev/null`)
 	start := time.Now()
-	t.Log(lab.Sh(t, "NODE_NAME="+node+" /lab/node/start-node.sh"))
-
-	// The kubelet registers the node; it is Ready once the runtime reports its network ready.
+	t.Log(e.lab.Sh(t, "NODE_NAME="+node+" /lab/node/start-node.sh"))
+	ctx := context.Background()
 	n := &corev1.Node{}
 	waitFor(ctx, t, 10*time.Minute, "node "+node+" Ready", func() (bool, string) {
-		if err := k.Get(ctx, client.ObjectKey{Name: node}, n); err != nil {
+		if err := e.k.Get(ctx, client.ObjectKey{Name: node}, n); err != nil {
 			return false, err.Error()
 		}
 		for _, c := range n.Status.Conditions {
@@ -132,34 +126,63 @@ pvcreate -y -ff $D >/dev/null && vgcreate vg0 $D >/dev/null`)
 		}
 		return false, "no Ready condition"
 	})
-	t.Logf("node %s Ready %s after the kubelet started (kubelet %s, runtime %s)", node, time.Since(start).Round(time.Second),
+	t.Logf("node %s Ready %s after start-node.sh began (kubelet %s, runtime %s)", node, time.Since(start).Round(time.Second),
 		n.Status.NodeInfo.KubeletVersion, n.Status.NodeInfo.ContainerRuntimeVersion)
-
-	// As the README's "Installing in a cluster" does: config/default, config/admission, the label.
-	for _, o := range renderInstall(t) {
-		if err := k.Patch(ctx, o, client.Apply, client.ForceOwnership, client.FieldOwner("kubectl")); err != nil {
+	objs, err := testenv.Render(filepath.Join("..", "node", "install"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		if err := e.k.Patch(ctx, o, client.Apply, client.ForceOwnership, client.FieldOwner("kubectl")); err != nil {
 			t.Fatalf("apply %s %s: %v", o.GetKind(), o.GetName(), err)
 		}
+	}
+}
+
+// startAgent labels the node as a Xen host, as the README says; the DaemonSet controller and
+// the scheduler then place the agent's pod there. It waits for the pod to be Ready and for its
+// agent's XenHost.
+func (e *env) startAgent() {
+	e.t.Helper()
+	ctx := context.Background()
+	n := &corev1.Node{}
+	if err := e.k.Get(ctx, client.ObjectKey{Name: node}, n); err != nil {
+		e.t.Fatal(err)
 	}
 	patch := client.MergeFrom(n.DeepCopy())
 	if n.Labels == nil {
 		n.Labels = map[string]string{}
 	}
 	n.Labels["vm.xenclone.dev/xen-host"] = "true"
-	if err := k.Patch(ctx, n, patch); err != nil {
-		t.Fatal(err)
+	if err := e.k.Patch(ctx, n, patch); err != nil {
+		e.t.Fatal(err)
 	}
-	start = time.Now()
+	start := time.Now()
+	pod := e.waitAgentPod("")
+	e.t.Logf("agent pod %s Ready %s after the label", pod.Name, time.Since(start).Round(time.Second))
+	e.waitHost()
+}
+
+// waitAgentPod waits for exactly one agent pod, Ready, whose UID is not old.
+func (e *env) waitAgentPod(old string) corev1.Pod {
+	e.t.Helper()
+	ctx := context.Background()
 	var pod corev1.Pod
-	waitFor(ctx, t, 10*time.Minute, "the agent's DaemonSet pod Ready on "+node, func() (bool, string) {
+	waitFor(ctx, e.t, 10*time.Minute, "the agent's DaemonSet pod Ready on "+node, func() (bool, string) {
 		var pods corev1.PodList
-		if err := k.List(ctx, &pods, client.InNamespace(agentNamespace), client.MatchingLabels{"app.kubernetes.io/component": "hostagent"}); err != nil {
+		if err := e.k.List(ctx, &pods, client.InNamespace(agentNamespace), client.MatchingLabels{agentSelector: "hostagent"}); err != nil {
 			return false, err.Error()
 		}
 		if len(pods.Items) != 1 {
 			return false, fmt.Sprintf("%d agent pods", len(pods.Items))
 		}
 		pod = pods.Items[0]
+		if string(pod.UID) == old {
+			return false, "the old pod " + pod.Name + " still runs"
+		}
+		if pod.Spec.NodeName != node {
+			return false, "agent pod on node " + pod.Spec.NodeName
+		}
 		for _, c := range pod.Status.Conditions {
 			if c.Type == corev1.PodReady {
 				return c.Status == corev1.ConditionTrue, fmt.Sprintf("phase %s, %s %s", pod.Status.Phase, c.Reason, c.Message)
@@ -167,15 +190,79 @@ pvcreate -y -ff $D >/dev/null && vgcreate vg0 $D >/dev/null`)
 		}
 		return false, "phase " + string(pod.Status.Phase)
 	})
-	t.Logf("agent pod %s Ready %s after the label", pod.Name, time.Since(start).Round(time.Second))
-	waitFor(ctx, t, 5*time.Minute, "XenHost "+node+" from the pod's agent", func() (bool, string) {
-		h := &vmv1alpha1.XenHost{}
-		if err := k.Get(ctx, client.ObjectKey{Name: node}, h); err != nil {
-			return false, err.Error()
-		}
-		return h.Status.AgentVersion != "", "no agent version reported yet"
-	})
-	t.Logf("the DaemonSet pod's agent reported XenHost %s; %s in all", node, time.Since(total).Round(time.Second))
+	return pod
+}
+
+// rolloutRestart is `kubectl rollout restart daemonset/xenclone-hostagent`: a new pod template
+// (kubectl's restartedAt annotation), so the DaemonSet controller replaces the running pod. It
+// returns once the new pod is Ready and its agent has renewed the host's Lease.
+func (e *env) rolloutRestart() corev1.Pod {
+	e.t.Helper()
+	ctx := context.Background()
+	old := e.waitAgentPod("")
+	e.expectNoRefusals() // the old pod's log goes with it
+	patch := []byte(fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":%q}}}}}`,
+		time.Now().Format(time.RFC3339)))
+	obj := &appsv1.DaemonSet{}
+	obj.Namespace, obj.Name = agentNamespace, "xenclone-hostagent"
+	if err := e.k.Patch(ctx, obj, client.RawPatch(types.StrategicMergePatchType, patch)); err != nil {
+		e.t.Fatal(err)
+	}
+	start := time.Now()
+	pod := e.waitAgentPod(string(old.UID))
+	e.t.Logf("rollout restart: pod %s replaced by %s, Ready after %s", old.Name, pod.Name, time.Since(start).Round(time.Second))
+	return pod
+}
+
+// agentLogScript prints the last n lines of the running agent container's log (the kubelet's
+// CRI log files under /var/log/pods; the newest file is the current container's).
+func agentLogScript(n int) string {
+	return fmt.Sprintf(`f=$(ls -t /var/log/pods/%s_*/hostagent/*.log 2>/dev/null | head -n1); [ -n "$f" ] && tail -n %d "$f" | cut -d' ' -f4-`, agentNamespace, n)
+}
+
+// expectNoRefusals fails the test if the running agent's log shows a request that the API
+// server refused for want of a permission (RBAC) or that the admission policy denied: the pod
+// runs with exactly the generated RBAC and config/admission, and a missing grant must fail the
+// e2e even where the agent would retry around it.
+func (e *env) expectNoRefusals() {
+	e.t.Helper()
+	out, err := e.lab.try(context.Background(), time.Minute, `f=$(ls -t /var/log/pods/`+agentNamespace+`_*/hostagent/*.log | head -n1)
+grep -E 'is forbidden|denied request|ValidatingAdmissionPolicy' "$f" | head -n 5; echo "lines: $(wc -l <"$f")"`)
+	if err != nil {
+		e.t.Fatalf("read the agent pod's log: %v\n%s", err, out)
+	}
+	if strings.Contains(out, "forbidden") || strings.Contains(out, "denied") || strings.Contains(out, "ValidatingAdmissionPolicy") {
+		e.t.Fatalf("the agent's pod was refused a request (a permission config/ lacks?):\n%s", out)
+	}
+	e.t.Logf("agent pod log: no RBAC or admission refusal (%s)", strings.TrimSpace(out))
+}
+
+// agentContainer is a dom0 shell line that sets $cid to the running agent container's ID.
+const agentContainer = `cid=$(` + nodeCtr + ` tasks ls | awk -v c="$(` + nodeCtr + ` containers ls -q 'labels."io.kubernetes.container.name"==hostagent' | tr '\n' ' ')" '$3=="RUNNING" && index(c, $1) {print $1; exit}'); [ -n "$cid" ] || { echo "no running agent container"; exit 1; }`
+
+// inAgent is a dom0 shell command that runs `xenclone args` in the agent container $cid
+// (agentContainer), as `kubectl exec` does through the kubelet and the runtime: the
+// container's own environment, XENCLONE_COMMAND_PREFIX included. id tells concurrent sessions
+// apart.
+func inAgent(id, args string) string {
+	return nodeCtr + ` tasks exec --exec-id ` + id + ` "$cid" /usr/local/bin/xenclone ` + args
+}
+
+func (e *env) dumpNode() {
+	out, _ := e.lab.Try(`echo "== kubelet"; tail -n 60 /var/log/node/kubelet.log; echo "== containerd"; tail -n 30 /var/log/node/containerd.log
+echo "== containers"; ` + nodeCtr + ` containers ls 2>/dev/null | head; ` + nodeCtr + ` tasks ls 2>/dev/null; free -m`)
+	e.t.Logf("dom0 node on failure:\n%s", out)
+	var evs corev1.EventList
+	_ = e.k.List(context.Background(), &evs)
+	var lines []string
+	for _, ev := range evs.Items {
+		lines = append(lines, fmt.Sprintf("%s %s %s/%s: %s %s", ev.LastTimestamp.Format(time.TimeOnly), ev.Type, ev.InvolvedObject.Kind, ev.InvolvedObject.Name, ev.Reason, ev.Message))
+	}
+	sort.Strings(lines)
+	if len(lines) > 80 {
+		lines = lines[len(lines)-80:]
+	}
+	e.t.Logf("events:\n%s\n%s", strings.Join(lines, "\n"), e.cl.Logs())
 }
 
 // buildLabImages writes the node's two images as OCI archives into dir: xenclone's one image
@@ -202,42 +289,6 @@ func buildLabImages(t *testing.T, dir string) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("pause image: %v\n%s", err, out)
 	}
-}
-
-// renderInstall renders config/default and config/admission as `kubectl apply -k` does, with
-// what the lab needs instead of a registry and a cluster network: the images imported on the
-// node (pull policy Never), the API server at the node's forwarder (127.0.0.1:6443, a name the
-// envtest serving certificate carries; there is no kube-proxy for the kubernetes Service), and
-// no manager pod (the lab's controller is the test's, as in TestClonesOnRealXen).
-func renderInstall(t *testing.T) []*unstructured.Unstructured {
-	t.Helper()
-	var out []*unstructured.Unstructured
-	for _, dir := range []string{"default", "admission"} {
-		objs, err := testenv.Render(filepath.Join("..", "..", "..", "config", dir))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, objs...)
-	}
-	for _, o := range out {
-		switch o.GetKind() {
-		case "Deployment":
-			_ = unstructured.SetNestedField(o.Object, int64(0), "spec", "replicas")
-		case "DaemonSet":
-			// Walked by hand: krusty's maps hold ints, which the Nested* helpers cannot deep-copy.
-			cs := o.Object["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any)
-			for i := range cs {
-				c := cs[i].(map[string]any)
-				c["image"] = labAgentImage
-				c["imagePullPolicy"] = "Never"
-				env, _ := c["env"].([]any)
-				c["env"] = append(env,
-					map[string]any{"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"},
-					map[string]any{"name": "KUBERNETES_SERVICE_PORT", "value": "6443"})
-			}
-		}
-	}
-	return out
 }
 
 // waitFor polls cond every 2 s until it holds, failing with its last word after timeout.

@@ -227,6 +227,7 @@ sleep 1; echo started`)
 		t.Fatalf("domains still listed after the deletes:\n%s", out)
 	}
 	e.guestAddresses()
+	e.expectNoRefusals()
 	t.Logf("warm standby e2e done in %s", time.Since(total).Round(time.Second))
 }
 

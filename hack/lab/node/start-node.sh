@@ -1,5 +1,5 @@
 #!/bin/bash
-# Makes the lab's dom0 a Kubernetes node (run in dom0 by hack/lab/e2e TestNodeOnRealKubelet):
+# Makes the lab's dom0 a Kubernetes node (run in dom0 by hack/lab/e2e, startNode):
 # containerd with Debian's runc and the kubelet, from /lab/node (hack/lab/node-assets.sh), against
 # the test's API server through QEMU's guestfwd (10.0.2.100:6443). dom0 has no systemd: what a
 # distribution's units would do is done here by hand.

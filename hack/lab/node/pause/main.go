@@ -1,5 +1,5 @@
 // Command pause is the lab node's sandbox process (containerd's "pause" image, built by
-// hack/lab/e2e TestNodeOnRealKubelet with hack/image): it holds a pod's namespaces until the
+// hack/lab/e2e (shareNode) with hack/image): it holds a pod's namespaces until the
 // runtime stops it, and reaps the orphans a pod sharing its PID namespace leaves to it.
 package main
 
