@@ -12,8 +12,13 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/xenclone/xenclone/hostagent/guest"
 	"github.com/xenclone/xenclone/hostagent/xen"
@@ -61,32 +66,128 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 }
 
 // Run holds the domain's console lock for the length of one `xl console` and returns its exit
-// status (1 for a refusal, with the reason on stderr).
+// status (1 for a refusal, with the reason on stderr; 128+n after signal n ended the session).
 func Run(opts Options, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err := xen.ValidateName(opts.Domain); err != nil {
 		fmt.Fprintf(stderr, "xenclone console: %v\n", err)
 		return 1
 	}
+	// Caught before the lock is taken: from here on a SIGTERM (the runtime ending the exec, or
+	// a timeout) must not kill this process alone, which would leave xl attached with nobody
+	// holding the lock.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGHUP, unix.SIGINT)
+	defer signal.Stop(sigs)
 	lock, err := Acquire(filepath.Join(opts.StateDir, "console"), opts.Domain)
 	if err != nil {
 		fmt.Fprintf(stderr, "xenclone console: %v\n", err)
 		return 1
 	}
 	defer lock.Release()
+	// A signal that kills the prefix orphans xl; as its subreaper this process can tell when
+	// it is gone (see endGroup). Best effort: without it the wait only ends later.
+	_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 	argv := Command(opts.Prefix, opts.XL, opts.Domain)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	// The session's own files, not copies through pipes: xl puts its stdin (the pod's TTY) in
 	// raw mode and reads Ctrl-] from it.
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
-	if err := cmd.Run(); err != nil {
-		var exitErr *exec.ExitError
-		if errors.As(err, &exitErr) && exitErr.ExitCode() > 0 {
-			return exitErr.ExitCode()
-		}
+	// xl runs in a process group of its own, so a signal reaches all of it: the prefix's
+	// nsenter forks xl into the host's PID namespace and does not pass signals on. On a
+	// terminal that group is made the foreground one: xl sets the terminal raw (a background
+	// group would be stopped by SIGTTOU) and gets the window-size changes.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	tty, isTTY := terminal(stdin)
+	if isTTY {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Foreground: true, Ctty: tty}
+	}
+	if err := cmd.Start(); err != nil {
 		fmt.Fprintf(stderr, "xenclone console: run %s: %v\n", strings.Join(argv, " "), err)
 		return 1
 	}
-	return 0
+	if isTTY {
+		defer takeForeground(tty)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var got os.Signal
+	var kill <-chan time.Time
+	for {
+		select {
+		case sig := <-sigs:
+			if got == nil {
+				got = sig
+				kill = time.After(stopGrace)
+			}
+			// A terminal's hangup or ^C already went to xl's group; a signal sent to this
+			// process alone did not.
+			_ = unix.Kill(-cmd.Process.Pid, sig.(unix.Signal))
+		case <-kill:
+			_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
+		case err := <-exited:
+			if got != nil {
+				// The prefix is gone, but xl, its child, may still be detaching.
+				endGroup(cmd.Process.Pid, kill)
+				return 128 + int(got.(unix.Signal))
+			}
+			if err != nil {
+				var exitErr *exec.ExitError
+				if errors.As(err, &exitErr) && exitErr.ExitCode() > 0 {
+					return exitErr.ExitCode()
+				}
+				fmt.Fprintf(stderr, "xenclone console: run %s: %v\n", strings.Join(argv, " "), err)
+				return 1
+			}
+			return 0
+		}
+	}
+}
+
+// stopGrace is how long xl has to detach after a signal before its group is killed.
+const stopGrace = 5 * time.Second
+
+// endGroup waits for the process group pgid to be empty and kills what is left of it when the
+// grace period ends. The orphans of the group (xl, once the prefix died of the signal) are
+// this process's to reap (it is their subreaper): a zombie still counts as a member.
+func endGroup(pgid int, grace <-chan time.Time) {
+	for {
+		for {
+			if pid, _ := unix.Wait4(-pgid, nil, unix.WNOHANG, nil); pid <= 0 {
+				break
+			}
+		}
+		if unix.Kill(-pgid, 0) != nil {
+			return
+		}
+		select {
+		case <-grace:
+			_ = unix.Kill(-pgid, unix.SIGKILL)
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// terminal returns stdin's descriptor when it is a terminal.
+func terminal(stdin io.Reader) (int, bool) {
+	f, ok := stdin.(*os.File)
+	if !ok {
+		return 0, false
+	}
+	fd := int(f.Fd())
+	if _, err := unix.IoctlGetTermios(fd, unix.TCGETS); err != nil {
+		return 0, false
+	}
+	return fd, true
+}
+
+// takeForeground gives the terminal back to this process's group once xl's has ended, so what
+// this process writes or reads next is not stopped. A background group's tcsetpgrp raises
+// SIGTTOU, which is ignored for the call.
+func takeForeground(tty int) {
+	signal.Ignore(unix.SIGTTOU)
+	defer signal.Reset(unix.SIGTTOU)
+	_ = unix.IoctlSetPointerInt(tty, unix.TIOCSPGRP, unix.Getpgrp())
 }
 
 // Command is the argv of one console session: the host prefix, then `xl console DOMAIN`.
