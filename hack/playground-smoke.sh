@@ -158,6 +158,10 @@ doc 'kubectl get xenhosts'
 doc 'kubectl -n xenclone-system get leases'
 n=$(kubectl -n xenclone-system get leases -o name | grep -c '/xen-0') || true
 [ "$n" -eq 3 ] || fail "want a heartbeat Lease per simulated host, got $n"
+out=$(doc 'kubectl get xenhosts -o custom-columns=HOST:.metadata.name,AGENT:.status.agentVersion')
+echo "$out"
+n=$(awk 'NR > 1 && $2 != "" && $2 != "<none>"' <<<"$out" | wc -l)
+[ "$n" -eq 3 ] || fail "want each simulated host's agent version in its XenHost, got $n rows with one"
 
 step "user guide 10 / troubleshooting: reading a clone"
 doc 'kubectl get events --field-selector involvedObject.name=web-1 --sort-by=.lastTimestamp'

@@ -160,26 +160,33 @@ sync`)
 		t.Fatalf("thin-from-thick clone disk is not a thin snapshot with external origin golden: %+v", l)
 	}
 
-	// 6. An agent upgrade while four guests run: `kubectl rollout restart` of the DaemonSet
-	// replaces the agent's pod. No domain is restarted or destroyed (same names, same domain
-	// IDs), no clone leaves Running, and the new pod carries on: it extends the filling
-	// snapshot (step 7) and deletes everything (step 8).
+	// 6. Agent upgrades while four guests run: `kubectl rollout restart` of the DaemonSet, then
+	// an image change to another build (another version, another digest). Each replaces the
+	// agent's pod. No domain is restarted or destroyed (same names, same domain IDs), no clone
+	// leaves Running, and the new pod carries on: it extends the filling snapshot (step 7) and
+	// deletes everything (step 8).
 	doms := "xl list | awk 'NR>1 {print $1, $2}' | sort"
 	domsBefore := lab.Sh(t, doms)
+	kept := func(what string) {
+		t.Helper()
+		if after := lab.Sh(t, doms); after != domsBefore {
+			t.Fatalf("the agent's %s changed the domains:\nbefore:\n%s\nafter:\n%s", what, domsBefore, after)
+		}
+		for _, x := range []*vmv1alpha1.VMClone{c, ct, ce, cf} {
+			var got vmv1alpha1.VMClone
+			if err := e.k.Get(context.Background(), client.ObjectKeyFromObject(x), &got); err != nil {
+				t.Fatal(err)
+			}
+			if got.Status.Phase != vmv1alpha1.PhaseRunning || got.Status.Domain == nil || got.Status.Domain.ID != x.Status.Domain.ID {
+				t.Fatalf("%s after the agent's %s: phase %s, domain %+v (was %d)", x.Name, what, got.Status.Phase, got.Status.Domain, x.Status.Domain.ID)
+			}
+		}
+		t.Logf("agent %s: domains unchanged:\n%s", what, domsBefore)
+	}
 	e.rolloutRestart()
-	if after := lab.Sh(t, doms); after != domsBefore {
-		t.Fatalf("the agent's rollout restart changed the domains:\nbefore:\n%s\nafter:\n%s", domsBefore, after)
-	}
-	for _, x := range []*vmv1alpha1.VMClone{c, ct, ce, cf} {
-		var got vmv1alpha1.VMClone
-		if err := e.k.Get(context.Background(), client.ObjectKeyFromObject(x), &got); err != nil {
-			t.Fatal(err)
-		}
-		if got.Status.Phase != vmv1alpha1.PhaseRunning || got.Status.Domain == nil || got.Status.Domain.ID != x.Status.Domain.ID {
-			t.Fatalf("%s after the agent's restart: phase %s, domain %+v (was %d)", x.Name, got.Status.Phase, got.Status.Domain, x.Status.Domain.ID)
-		}
-	}
-	t.Logf("agent rollout restart: domains unchanged:\n%s", domsBefore)
+	kept("rollout restart")
+	e.upgradeAgent(labAgentNext, labNextVersion)
+	kept("image change")
 
 	// 7. The filled snapshot was extended in time.
 	cf = e.waitFill(cf)

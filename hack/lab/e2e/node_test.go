@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	vmv1alpha1 "github.com/xenclone/xenclone/api/v1alpha1"
 	"github.com/xenclone/xenclone/hack/testenv"
 )
 
@@ -31,10 +32,16 @@ import (
 
 // Names the lab node's runtime knows its images by (imported, never pulled).
 const (
-	labAgentImage   = "ghcr.io/xenclone/xenclone:lab"
-	labSandboxImage = "registry.k8s.io/pause:lab"
-	agentNamespace  = "xenclone-system"
-	agentSelector   = "app.kubernetes.io/component"
+	labAgentImage = "ghcr.io/xenclone/xenclone:lab"
+	// labAgentNext is a second build of the same tree with another version stamp (so another
+	// binary and image digest): the image a DaemonSet upgrade moves to.
+	labAgentNext = "ghcr.io/xenclone/xenclone:lab-next"
+	// labVersion and labNextVersion are the two builds' version stamps, which the agent
+	// reports in its XenHost's status.agentVersion.
+	labVersion, labNextVersion = "lab", "lab-next"
+	labSandboxImage            = "registry.k8s.io/pause:lab"
+	agentNamespace             = "xenclone-system"
+	agentSelector              = "app.kubernetes.io/component"
 	// nodeCtr is containerd's CLI in dom0, on the share: lab-rpc's PATH does not have it.
 	nodeCtr = "/lab/node/ctr -n k8s.io"
 )
@@ -198,19 +205,54 @@ func (e *env) waitAgentPod(old string) corev1.Pod {
 // returns once the new pod is Ready.
 func (e *env) rolloutRestart() {
 	e.t.Helper()
-	ctx := context.Background()
-	old := e.waitAgentPod("")
-	e.expectNoRefusals() // the old pod's log goes with it
-	patch := []byte(fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":%q}}}}}`,
+	old, pod, took := e.replaceAgentPod(fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":%q}}}}}`,
 		time.Now().Format(time.RFC3339)))
+	e.t.Logf("rollout restart: pod %s replaced by %s, Ready after %s", old.Name, pod.Name, took.Round(time.Second))
+}
+
+// replaceAgentPod applies a strategic merge patch to the agent's DaemonSet that changes its pod
+// template, and waits for the DaemonSet controller's new pod to be Ready. It checks the old
+// pod's log for refusals first: that log goes with the pod.
+func (e *env) replaceAgentPod(patch string) (old, pod corev1.Pod, took time.Duration) {
+	e.t.Helper()
+	old = e.waitAgentPod("")
+	e.expectNoRefusals()
 	obj := &appsv1.DaemonSet{}
 	obj.Namespace, obj.Name = agentNamespace, "xenclone-hostagent"
-	if err := e.k.Patch(ctx, obj, client.RawPatch(types.StrategicMergePatchType, patch)); err != nil {
+	if err := e.k.Patch(context.Background(), obj, client.RawPatch(types.StrategicMergePatchType, []byte(patch))); err != nil {
 		e.t.Fatal(err)
 	}
 	start := time.Now()
-	pod := e.waitAgentPod(string(old.UID))
-	e.t.Logf("rollout restart: pod %s replaced by %s, Ready after %s", old.Name, pod.Name, time.Since(start).Round(time.Second))
+	pod = e.waitAgentPod(string(old.UID))
+	return old, pod, time.Since(start)
+}
+
+// upgradeAgent is `kubectl set image daemonset/xenclone-hostagent hostagent=IMAGE`: the
+// DaemonSet controller replaces the pod with one of the new image (imported into the node's
+// containerd with the first). It waits for the new pod to be Ready with that image, running
+// another image than the old pod's (by digest), and for the new agent to report its version.
+func (e *env) upgradeAgent(image, version string) {
+	e.t.Helper()
+	ctx := context.Background()
+	old, pod, took := e.replaceAgentPod(fmt.Sprintf(`{"spec":{"template":{"spec":{"containers":[{"name":"hostagent","image":%q}]}}}}`, image))
+	if len(pod.Status.ContainerStatuses) == 0 || len(old.Status.ContainerStatuses) == 0 {
+		e.t.Fatalf("agent pods without container status: old %+v, new %+v", old.Status.ContainerStatuses, pod.Status.ContainerStatuses)
+	}
+	was, now := old.Status.ContainerStatuses[0], pod.Status.ContainerStatuses[0]
+	if pod.Spec.Containers[0].Image != image || now.ImageID == was.ImageID {
+		e.t.Fatalf("upgraded agent pod runs %s (%s), the old one %s (%s): want %s, another digest",
+			pod.Spec.Containers[0].Image, now.ImageID, old.Spec.Containers[0].Image, was.ImageID, image)
+	}
+	start := time.Now().Add(-took)
+	waitFor(ctx, e.t, stepTimeout, "the upgraded agent to report version "+version+" in XenHost "+node, func() (bool, string) {
+		h := &vmv1alpha1.XenHost{}
+		if err := e.k.Get(ctx, client.ObjectKey{Name: node}, h); err != nil {
+			return false, err.Error()
+		}
+		return h.Status.AgentVersion == version, "agentVersion " + h.Status.AgentVersion
+	})
+	e.t.Logf("image change: pod %s (%s) replaced by %s (%s), Ready and reporting version %s after %s",
+		old.Name, was.ImageID, pod.Name, now.ImageID, version, time.Since(start).Round(time.Second))
 }
 
 // agentLogFile is a dom0 shell line that sets $f to the running agent container's log (the
@@ -270,14 +312,19 @@ echo "== containers"; ` + nodeCtr + ` containers ls 2>/dev/null | head; ` + node
 func buildLabImages(t *testing.T, dir string) {
 	t.Helper()
 	root := filepath.Join("..", "..", "..")
-	cmd := exec.Command("hack/image.sh", filepath.Join(dir, "xenclone.tar"))
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "IMG="+labAgentImage)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("hack/image.sh: %v\n%s", err, out)
+	for _, img := range []struct{ file, tag, version string }{
+		{"xenclone.tar", labAgentImage, labVersion},
+		{"xenclone-next.tar", labAgentNext, labNextVersion},
+	} {
+		cmd := exec.Command("hack/image.sh", filepath.Join(dir, img.file))
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "IMG="+img.tag, "VERSION="+img.version)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("hack/image.sh (%s): %v\n%s", img.tag, err, out)
+		}
 	}
 	pause := filepath.Join(t.TempDir(), "pause")
-	cmd = exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", pause, "./hack/lab/node/pause")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", pause, "./hack/lab/node/pause")
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
