@@ -96,11 +96,8 @@ func Run(opts Options, stdin io.Reader, stdout, stderr io.Writer) int {
 	// nsenter forks xl into the host's PID namespace and does not pass signals on. On a
 	// terminal that group is made the foreground one: xl sets the terminal raw (a background
 	// group would be stopped by SIGTTOU) and gets the window-size changes.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	tty, isTTY := terminal(stdin)
-	if isTTY {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Foreground: true, Ctty: tty}
-	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Foreground: isTTY, Ctty: tty}
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintf(stderr, "xenclone console: run %s: %v\n", strings.Join(argv, " "), err)
 		return 1
@@ -112,12 +109,13 @@ func Run(opts Options, stdin io.Reader, stdout, stderr io.Writer) int {
 	go func() { exited <- cmd.Wait() }()
 	var got os.Signal
 	var kill <-chan time.Time
+	var deadline time.Time
 	for {
 		select {
 		case sig := <-sigs:
 			if got == nil {
-				got = sig
-				kill = time.After(stopGrace)
+				got, deadline = sig, time.Now().Add(stopGrace)
+				kill = time.After(time.Until(deadline))
 			}
 			// A terminal's hangup or ^C already went to xl's group; a signal sent to this
 			// process alone did not.
@@ -127,7 +125,7 @@ func Run(opts Options, stdin io.Reader, stdout, stderr io.Writer) int {
 		case err := <-exited:
 			if got != nil {
 				// The prefix is gone, but xl, its child, may still be detaching.
-				endGroup(cmd.Process.Pid, kill)
+				endGroup(cmd.Process.Pid, deadline)
 				return 128 + int(got.(unix.Signal))
 			}
 			if err != nil {
@@ -146,10 +144,10 @@ func Run(opts Options, stdin io.Reader, stdout, stderr io.Writer) int {
 // stopGrace is how long xl has to detach after a signal before its group is killed.
 const stopGrace = 5 * time.Second
 
-// endGroup waits for the process group pgid to be empty and kills what is left of it when the
-// grace period ends. The orphans of the group (xl, once the prefix died of the signal) are
-// this process's to reap (it is their subreaper): a zombie still counts as a member.
-func endGroup(pgid int, grace <-chan time.Time) {
+// endGroup waits for the process group pgid to be empty and kills what is left of it at the
+// deadline (which may have passed). The orphans of the group (xl, once the prefix died of the
+// signal) are this process's to reap (it is their subreaper): a zombie still counts as a member.
+func endGroup(pgid int, deadline time.Time) {
 	for {
 		for {
 			if pid, _ := unix.Wait4(-pgid, nil, unix.WNOHANG, nil); pid <= 0 {
@@ -159,12 +157,11 @@ func endGroup(pgid int, grace <-chan time.Time) {
 		if unix.Kill(-pgid, 0) != nil {
 			return
 		}
-		select {
-		case <-grace:
+		if !time.Now().Before(deadline) {
 			_ = unix.Kill(-pgid, unix.SIGKILL)
 			return
-		case <-time.After(20 * time.Millisecond):
 		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
